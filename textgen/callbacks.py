@@ -1,0 +1,92 @@
+"""Keras callbacks of our own: the time budget, and what happens at each epoch end.
+
+Everything else (TensorBoard, TerminateOnNaN) is Keras's own callback.
+"""
+
+import functools
+import math
+import time
+
+import keras
+
+from textgen import artifacts
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training cleanly, mid-epoch if need be, once ``seconds`` have passed.
+
+    Keras ends the epoch at the current batch, still runs validation and calls
+    ``on_epoch_end``, so the partial epoch is scored and can be kept as best.
+    """
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+        self.started = None
+        self.expired = False
+
+    def on_train_begin(self, logs=None):
+        self.started = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.seconds is not None and time.monotonic() - self.started >= self.seconds:
+            self.expired = True
+            self.model.stop_training = True
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """At each epoch end: derived metrics, the best model saved, metrics.json, one line printed.
+
+    It adds ``bits_per_character``, ``perplexity`` and ``characters_per_second``
+    to the epoch's logs, so the TensorBoard callback after it logs them too.
+    """
+
+    def __init__(self, directory, *, characters_per_batch, characters_per_token, echo=functools.partial(print, flush=True)):
+        super().__init__()
+        self.directory = directory
+        self.characters_per_batch = characters_per_batch
+        self.characters_per_token = characters_per_token
+        self.echo = echo
+        self.best_loss = math.inf
+        self.history = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.monotonic()
+        self.last_batch_time = self.epoch_started
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        self.last_batch_time = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        # Validation loss when there is a validation split, else training loss.
+        loss = float(logs.get("val_loss", logs.get("loss", math.nan)))
+        seconds = max(self.last_batch_time - self.epoch_started, 1e-9)
+        derived = {
+            "bits_per_character": loss / math.log(2) / self.characters_per_token,
+            "perplexity": math.exp(min(loss, 700.0)),
+            "characters_per_second": self.batches * self.characters_per_batch / seconds,
+        }
+        logs.update(derived)  # the same dict reaches the TensorBoard callback next
+        improved = loss < self.best_loss
+        if improved:
+            self.best_loss = loss
+            artifacts.atomic_write(self.directory / artifacts.MODEL_FILE, self.model.save)
+        record = {"epoch": epoch + 1, "steps": self.batches, "global_step": int(self.model.optimizer.iterations)}
+        record.update({key: float(value) for key, value in logs.items()})
+        record["saved"] = improved
+        self.history.append(record)
+        artifacts.write_json(self.directory / artifacts.METRICS_FILE, self.history)
+        self.echo(self._summary(record, "val_loss" in logs))
+
+    @staticmethod
+    def _summary(record, has_validation):
+        held_out = f", val_loss {record['val_loss']:.4f}" if has_validation else ""
+        return (
+            f"epoch {record['epoch']}: loss {record['loss']:.4f}{held_out} "
+            f"(perplexity {record['perplexity']:.2f}, {record['bits_per_character']:.3f} bits/char), "
+            f"{record['characters_per_second']:,.0f} chars/s{', saved' if record['saved'] else ''}"
+        )
+

@@ -1,0 +1,171 @@
+"""The ``textgen`` command: a thin click shell over the library.
+
+Each command parses options into config values and calls one library
+function. Heavy imports (NumPy, TensorFlow) happen inside the command bodies,
+so ``textgen --help`` answers at once. A ``TextgenError`` becomes one line on
+stderr and exit code 1; click's usage errors exit with 2.
+"""
+
+import json
+import sys
+
+import click
+
+from textgen.config import (
+    CELLS, ERROR_HANDLERS, LEVELS, PRECISIONS, CorpusConfig, ModelConfig, SamplingConfig, TokenizerConfig,
+    TrainConfig, parse_duration,
+)
+from textgen.errors import TextgenError
+
+
+class Duration(click.ParamType):
+    """A time budget such as 90s, 10m or 1h, in seconds."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, context):
+        try:
+            return parse_duration(value)
+        except TextgenError as error:
+            self.fail(str(error), param, context)
+
+
+class TextgenGroup(click.Group):
+    """Turns our errors into one line and an exit code instead of a traceback."""
+
+    def invoke(self, context):
+        try:
+            return super().invoke(context)
+        except TextgenError as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted.", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=TextgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="textgen")
+def main():
+    """Train a character- or word-level RNN on any text, and write like it."""
+
+
+@main.command()
+@click.argument("corpus", nargs=-1, required=True)
+@click.option("--name", help="Model name under ./saved_models (default: the corpus file's stem).")
+@click.option("--level", type=click.Choice(LEVELS), default=TokenizerConfig.level, show_default=True)
+@click.option("--cell", type=click.Choice(CELLS), default=ModelConfig.cell, show_default=True)
+@click.option("--layers", type=int, default=ModelConfig.num_layers, show_default=True)
+@click.option("--units", type=int, default=ModelConfig.units, show_default=True)
+@click.option("--embedding-dim", type=int, default=ModelConfig.embedding_dim, show_default=True)
+@click.option("--dropout", type=float, default=ModelConfig.dropout_rate, show_default=True)
+@click.option("--seq-length", type=int, default=TrainConfig.seq_length, show_default=True)
+@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
+@click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
+@click.option("--learning-rate", type=float, default=TrainConfig.learning_rate, show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default=TrainConfig.precision, show_default=True)
+@click.option("--time-budget", type=Duration(), help="Stop after this long, e.g. 90s, 10m, 1h.")
+@click.option("--validation-fraction", type=float, default=CorpusConfig.validation_fraction, show_default=True)
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@click.option("--max-vocab", type=int, help="Keep only the N most frequent tokens.")
+@click.option("--min-count", type=int, default=TokenizerConfig.min_count, show_default=True)
+@click.option("--lowercase", is_flag=True, help="Lowercase the text before tokenizing.")
+@click.option("--encoding", default=CorpusConfig.encoding, show_default=True)
+@click.option("--errors", type=click.Choice(ERROR_HANDLERS), default=CorpusConfig.errors, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing model of the same name.")
+def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_length, batch_size, epochs,
+          learning_rate, precision, time_budget, validation_fraction, seed, max_vocab, min_count, lowercase,
+          encoding, errors, overwrite):
+    """Train a model on CORPUS: files, directories, globs, or a built-in corpus (python-stdlib)."""
+    from textgen import artifacts
+    from textgen.training_text import prepare_training_text
+
+    model_config = ModelConfig(cell=cell, num_layers=layers, units=units, embedding_dim=embedding_dim,
+                               dropout_rate=dropout)
+    tokenizer_config = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count, lowercase=lowercase)
+    train_config = TrainConfig(seq_length=seq_length, batch_size=batch_size, epochs=epochs,
+                               learning_rate=learning_rate, precision=precision, time_budget=time_budget, seed=seed)
+    corpus_config = CorpusConfig(sources=corpus, encoding=encoding, errors=errors,
+                                 validation_fraction=validation_fraction)
+    if name is not None:
+        artifacts.check_new_model_directory(artifacts.SAVED_MODELS_DIRECTORY, name, overwrite=overwrite)
+    text, train_config = prepare_training_text(corpus_config, tokenizer_config, train_config)
+    name = name or artifacts.default_model_name(text.corpus.name)
+    directory = artifacts.check_new_model_directory(artifacts.SAVED_MODELS_DIRECTORY, name, overwrite=overwrite)
+
+    from textgen.trainer import train as train_model  # TensorFlow loads here, after the input is checked
+
+    with artifacts.new_model_directory(directory):
+        train_model(text, directory=directory, model_config=model_config, tokenizer_config=tokenizer_config,
+                    train_config=train_config, corpus_config=corpus_config)
+    click.echo(f"sample from it: textgen sample {directory}")
+
+
+@main.command()
+@click.argument("model", required=False)
+@click.option("--temperature", type=float, default=SamplingConfig.temperature, show_default=True,
+              help="0 = greedy; lower is safer, higher is wilder.")
+@click.option("--length", type=int, default=SamplingConfig.length, show_default=True, help="Tokens to write.")
+@click.option("--prompt", default=SamplingConfig.prompt, help="Text to start from (printed first).")
+@click.option("--num-samples", type=int, default=SamplingConfig.num_samples, show_default=True)
+@click.option("--seed", type=int, help="Same seed, same text.")
+def sample(model, temperature, length, prompt, num_samples, seed):
+    """Write text from MODEL (default: the newest model under ./saved_models)."""
+    from textgen.generation import load
+
+    settings = SamplingConfig(temperature=temperature, length=length, prompt=prompt,
+                              num_samples=num_samples, seed=seed)
+    generator = load(model)
+    if num_samples == 1:
+        click.echo(prompt, nl=False)
+        for piece in generator.stream(prompt, length=length, temperature=temperature, seed=seed):
+            click.echo(piece, nl=False)  # streamed as it is written
+        click.echo()
+        return
+    samples = generator.generate(prompt, length=length, temperature=temperature, num_samples=num_samples, seed=seed)
+    for index, text in enumerate(samples, start=1):
+        click.echo(f"--- sample {index} of {settings.num_samples} ---\n{text}")
+
+
+@main.command()
+@click.argument("model")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def evaluate(model, files, output_format):
+    """Score MODEL on held-out FILES, read as one stream with the state carried through."""
+    from textgen.evaluation import evaluate_files
+    from textgen.generation import load
+
+    generator = load(model)
+    corpus = generator.saved_model.corpus
+    metrics = evaluate_files(generator, files, encoding=corpus.get("encoding", "utf-8"),
+                             errors=corpus.get("errors", "strict"))
+    if output_format == "json":
+        click.echo(json.dumps(metrics))
+        return
+    click.echo(
+        f"loss {metrics['loss']:.4f} nats/token, perplexity {metrics['perplexity']:.3f}, "
+        f"{metrics['bits_per_character']:.4f} bits/char over {metrics['tokens']:,} tokens "
+        f"({metrics['characters']:,} characters)"
+    )
+
+
+@main.command()
+@click.argument("model")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def info(model, output_format):
+    """Show MODEL's settings, size, training steps and metrics per epoch."""
+    from textgen import artifacts
+
+    report = artifacts.describe(artifacts.load_saved_model(model))
+    if output_format == "json":
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    for section in ("model", "tokenizer", "train", "corpus"):
+        settings = ", ".join(f"{key}={value}" for key, value in report[section].items())
+        click.echo(f"{section}: {settings}")
+    click.echo(f"parameters: {report['parameters']:,}\nglobal_step: {report['global_step']:,}")
+    for epoch in report["metrics"]:
+        held_out = f", val_loss {epoch['val_loss']:.4f}" if "val_loss" in epoch else ""
+        click.echo(f"epoch {epoch['epoch']}: loss {epoch['loss']:.4f}{held_out}, "
+                   f"{epoch['bits_per_character']:.3f} bits/char, {epoch['characters_per_second']:,.0f} chars/s")

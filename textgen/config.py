@@ -1,0 +1,180 @@
+"""Typed, frozen settings for every stage, with their defaults in one place.
+
+Each dataclass validates itself in ``__post_init__`` and raises ``TextgenError``
+naming the bad value and the allowed ones, so a bad setting fails before any
+file is read or written. ``to_dict`` / ``from_dict`` round-trip through JSON;
+unknown keys fail rather than being silently ignored.
+"""
+
+import dataclasses
+import re
+from typing import Optional
+
+from textgen.errors import TextgenError
+
+CELLS = ("simple_rnn", "lstm", "gru")
+LEVELS = ("char", "word")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+ERROR_HANDLERS = ("strict", "replace")
+
+
+def _require(condition, message):
+    if not condition:
+        raise TextgenError(message)
+
+
+def _check_int(name, value, minimum, maximum=None):
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < minimum
+    bad = bad or (maximum is not None and value > maximum)
+    upper = f" and <= {maximum}" if maximum is not None else ""
+    _require(not bad, f"{name} must be an integer >= {minimum}{upper}, got {value!r}")
+
+
+def _check_choice(name, value, choices):
+    _require(value in choices, f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+class _JsonRoundTrip:
+    """``to_dict`` / ``from_dict`` shared by the config dataclasses."""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        _require(not unknown, f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+        values = dict(data)
+        for key, value in values.items():
+            if isinstance(value, list):  # JSON has no tuples
+                values[key] = tuple(value)
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_JsonRoundTrip):
+    """The network: Embedding -> num_layers x cell(units) -> Dense(vocabulary)."""
+
+    cell: str = "lstm"
+    num_layers: int = 2
+    units: int = 256
+    embedding_dim: int = 64
+    dropout_rate: float = 0.0
+
+    def __post_init__(self):
+        _check_choice("cell", self.cell, CELLS)
+        _check_int("layers", self.num_layers, 1, 16)
+        _check_int("units", self.units, 1, 8192)
+        _check_int("embedding-dim", self.embedding_dim, 1, 8192)
+        _require(
+            isinstance(self.dropout_rate, (int, float)) and 0.0 <= self.dropout_rate < 1.0,
+            f"dropout must be in [0, 1), got {self.dropout_rate!r}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig(_JsonRoundTrip):
+    """How text becomes tokens: characters or words, and how the vocabulary is capped."""
+
+    level: str = "char"
+    max_vocab: Optional[int] = None
+    min_count: int = 1
+    lowercase: bool = False
+
+    def __post_init__(self):
+        _check_choice("level", self.level, LEVELS)
+        if self.max_vocab is not None:
+            _check_int("max-vocab", self.max_vocab, 2)
+        _check_int("min-count", self.min_count, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusConfig(_JsonRoundTrip):
+    """Where the text comes from and how its bytes are decoded."""
+
+    sources: tuple = ()
+    encoding: str = "utf-8"
+    errors: str = "strict"
+    validation_fraction: float = 0.1
+
+    def __post_init__(self):
+        _require(len(self.sources) > 0, "no corpus given: name a file, directory, glob or built-in corpus")
+        _check_choice("errors", self.errors, ERROR_HANDLERS)
+        _require(
+            isinstance(self.validation_fraction, (int, float)) and 0.0 <= self.validation_fraction <= 0.5,
+            f"validation-fraction must be in [0, 0.5], got {self.validation_fraction!r}",
+        )
+        import codecs  # cheap; checks the name before any file is opened
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise TextgenError(f"unknown encoding {self.encoding!r} (try utf-8, latin-1, cp1252, utf-16)") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_JsonRoundTrip):
+    """How the model is optimized: windows, batches, epochs, precision and budget."""
+
+    seq_length: int = 100
+    batch_size: int = 64
+    epochs: int = 10
+    learning_rate: float = 3e-3
+    clip_norm: float = 1.0
+    precision: str = "auto"
+    time_budget: Optional[float] = None  # seconds of training; None = no limit
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_int("seq-length", self.seq_length, 1, 100_000)
+        _check_int("batch-size", self.batch_size, 1, 1_000_000)
+        _check_int("epochs", self.epochs, 1)
+        _require(
+            isinstance(self.learning_rate, (int, float)) and 0.0 < self.learning_rate <= 10.0,
+            f"learning-rate must be in (0, 10], got {self.learning_rate!r}",
+        )
+        _require(self.clip_norm > 0, f"clip_norm must be > 0, got {self.clip_norm!r}")
+        _check_choice("precision", self.precision, PRECISIONS)
+        if self.time_budget is not None:
+            _require(self.time_budget > 0, f"time-budget must be > 0 seconds, got {self.time_budget!r}")
+        _check_int("seed", self.seed, 0, 2**31 - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig(_JsonRoundTrip):
+    """How text is written from a trained model."""
+
+    temperature: float = 1.0
+    length: int = 500
+    prompt: str = ""
+    num_samples: int = 1
+    seed: Optional[int] = None
+
+    def __post_init__(self):
+        _require(
+            isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature <= 100.0,
+            f"temperature must be in [0, 100] (0 = greedy), got {self.temperature!r}",
+        )
+        _check_int("length", self.length, 0, 10_000_000)
+        _check_int("num-samples", self.num_samples, 1, 100_000)
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, 2**32 - 1)
+
+    @property
+    def strategy(self):
+        """The sampling strategy's registry name these settings select."""
+        return "greedy" if self.temperature == 0 else "temperature"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+_SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def parse_duration(text):
+    """Seconds in a duration such as ``90s``, ``10m``, ``1.5h`` or ``45``."""
+    match = _DURATION.match(str(text))
+    _require(match, f"time budget must look like 90s, 10m or 1h; got {text!r}")
+    seconds = float(match.group(1)) * _SECONDS_PER_UNIT[match.group(2)]
+    _require(seconds > 0, f"time budget must be more than zero; got {text!r}")
+    return seconds

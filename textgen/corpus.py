@@ -1,0 +1,163 @@
+"""Reading text sources into one normalized string, and splitting it.
+
+A source is a file, a directory (its text files, recursively), a glob, or the
+name of a built-in corpus. Every file is decoded (UTF-8 by default, a BOM
+stripped) and its line endings normalized to ``\\n`` (CRLF and bare CR both
+occur in real files), so the tokenizer never sees ``\\r``. Bad input fails with
+one line naming the file: a binary file, undecodable bytes (with the byte
+offset), an empty file, a missing path, a symlink loop.
+"""
+
+import dataclasses
+import glob
+import hashlib
+import os
+import sysconfig
+from pathlib import Path
+
+from textgen.errors import TextgenError
+
+# Directories never worth reading as training text.
+_SKIPPED_DIRECTORIES = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox"}
+
+
+def _python_stdlib_files():
+    """The installed Python's standard-library source, less its test suites (~12 MB of code)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skipped = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
+    return [
+        path
+        for path in sorted(root.rglob("*.py"))
+        if not skipped.intersection(path.relative_to(root).parts[:-1])
+    ]
+
+
+# Built-in corpora: a name -> a function listing its files. Every machine with
+# Python has these, so the README's first command needs no download.
+NAMED_CORPORA = {"python-stdlib": _python_stdlib_files}
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """Normalized text and where it came from."""
+
+    text: str
+    files: tuple
+    name: str  # a default model name: the file stem, directory or corpus name
+
+    @property
+    def sha256(self):
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def describe(self):
+        """The ``corpus`` section of a saved model's config.json."""
+        return {"name": self.name, "files": len(self.files), "characters": len(self.text), "sha256": self.sha256}
+
+
+def normalize_newlines(text):
+    """CRLF and bare CR become ``\\n``; a leading BOM is dropped."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_file(path, *, encoding="utf-8", errors="strict"):
+    """One file's normalized text; a clear ``TextgenError`` for anything that is not text."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise TextgenError(f"cannot read {path}: {error.strerror or error}") from None
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # strips the BOM some editors write
+    try:
+        text = data.decode(encoding, errors=errors)
+    except UnicodeDecodeError as error:
+        bad_byte = data[error.start : error.start + 1].hex()
+        raise TextgenError(
+            f"{path} is not valid {encoding.replace('-sig', '')}: byte 0x{bad_byte} at offset {error.start} "
+            f"(try --encoding latin-1 or --errors replace)"
+        ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise TextgenError(f"{path} looks binary, not text: NUL character at position {nul}")
+    return normalize_newlines(text)
+
+
+def _looks_binary(path):
+    """A cheap sniff used to skip binary files inside a directory."""
+    try:
+        with open(path, "rb") as handle:
+            return b"\x00" in handle.read(8192)
+    except OSError:
+        return True
+
+
+def _directory_files(directory):
+    files = []
+    # followlinks=False: a symlink loop inside the tree cannot trap the walk.
+    for root, directories, names in os.walk(directory, followlinks=False):
+        directories[:] = sorted(d for d in directories if d not in _SKIPPED_DIRECTORIES and not d.startswith("."))
+        for name in sorted(names):
+            path = Path(root) / name
+            if not name.startswith(".") and path.is_file() and path.stat().st_size > 0 and not _looks_binary(path):
+                files.append(path)
+    if not files:
+        raise TextgenError(f"directory {directory} has no text files")
+    return files
+
+
+def resolve_sources(sources):
+    """Files named by the sources, in a stable order, and a default model name."""
+    files, names = [], []
+    for source in sources:
+        path = Path(source)
+        if path.is_symlink() and not path.exists():
+            raise TextgenError(f"{source} is a broken symbolic link or a symbolic link loop")
+        if path.is_dir():
+            files.extend(_directory_files(path))
+            names.append(path.resolve().name)
+        elif path.is_file():
+            files.append(path)
+            names.append(path.stem)
+        elif source in NAMED_CORPORA:
+            files.extend(NAMED_CORPORA[source]())
+            names.append(source)
+        elif glob.has_magic(source):
+            matches = [Path(match) for match in sorted(glob.glob(source, recursive=True)) if Path(match).is_file()]
+            if not matches:
+                raise TextgenError(f"no files match {source!r}")
+            files.extend(matches)
+            names.append(Path(source).parent.name or "corpus")
+        elif path.exists():
+            raise TextgenError(f"{source} is not a regular file or directory")
+        else:
+            known = ", ".join(NAMED_CORPORA)
+            raise TextgenError(f"no such file, directory or built-in corpus: {source!r} (built-in: {known})")
+    return files, names[0]
+
+
+def read_corpus(config):
+    """Read every source of a ``CorpusConfig`` into one normalized ``Corpus``."""
+    files, name = resolve_sources(config.sources)
+    parts = []
+    for path in files:
+        text = read_file(path, encoding=config.encoding, errors=config.errors)
+        if not text.strip():
+            if len(files) == 1:
+                raise TextgenError(f"{path} is empty or only whitespace")
+            continue
+        parts.append(text if text.endswith("\n") else text + "\n")
+    if not parts:
+        raise TextgenError(f"the corpus {', '.join(config.sources)} is empty or only whitespace")
+    return Corpus(text="".join(parts), files=tuple(str(path) for path in files), name=name)
+
+
+def split_train_validation(sequence, validation_fraction):
+    """The contiguous head for training and tail for validation.
+
+    A contiguous tail (not random windows) keeps validation text unseen: random
+    windows would overlap the training windows and flatter the loss.
+    """
+    cut = len(sequence) - int(round(len(sequence) * validation_fraction))
+    return sequence[:cut], sequence[cut:]

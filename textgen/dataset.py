@@ -1,0 +1,84 @@
+"""Token ids -> tf.data batches of (inputs, targets), the targets shifted by one.
+
+The whole corpus lives once, as one int32 tensor. A batch is a set of window
+start positions, and the windows are gathered from the tensor only when the
+batch is made: no one-hot tensors, no copy of the corpus per window.
+
+Each epoch starts the window grid at a fresh random offset in [0, seq_length),
+so the model does not see text cut at the same places every epoch, and the
+windows' order is shuffled. Everything derives from one seed, so a run is
+reproducible.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from textgen.errors import TextgenError
+
+
+def windows_per_epoch(token_count, seq_length):
+    """How many non-overlapping windows of seq_length + 1 tokens fit at any offset."""
+    return max(0, (token_count - seq_length) // seq_length)
+
+
+def _gather_windows(ids, starts, seq_length):
+    """(batch,) start positions -> inputs and targets, each (batch, seq_length)."""
+    positions = starts[:, tf.newaxis] + tf.range(seq_length + 1, dtype=starts.dtype)  # (batch, seq_length + 1)
+    windows = tf.gather(ids, positions)  # (batch, seq_length + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def training_dataset(ids, *, seq_length, batch_size, seed):
+    """An endless dataset of (inputs, targets) batches; one epoch is ``steps_per_epoch`` batches.
+
+    Returns:
+        (dataset, steps_per_epoch). Pass both to ``model.fit``.
+    """
+    count = windows_per_epoch(len(ids), seq_length)
+    steps = count // batch_size
+    if steps < 1:
+        raise TextgenError(
+            f"the training text has {len(ids)} tokens, too few for one batch of {batch_size} windows of "
+            f"{seq_length + 1} tokens; lower --seq-length or --batch-size, or add text"
+        )
+    corpus = tf.constant(np.asarray(ids, dtype=np.int32))  # (tokens,), stored once
+
+    def one_epoch(random_value):
+        # Each element of Dataset.random starts one epoch: its own offset and order.
+        offset = random_value % seq_length
+        starts = offset + seq_length * tf.range(count, dtype=tf.int64)  # (windows,)
+        shuffled = tf.random.experimental.stateless_shuffle(starts, seed=tf.stack([random_value, tf.constant(seed, tf.int64)]))
+        batches = tf.reshape(shuffled[: steps * batch_size], (steps, batch_size))  # (steps, batch)
+        return tf.data.Dataset.from_tensor_slices(batches)
+
+    dataset = (
+        tf.data.Dataset.random(seed=seed)
+        .flat_map(one_epoch)
+        .map(lambda starts: _gather_windows(corpus, starts, seq_length), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return dataset, steps
+
+
+def validation_dataset(ids, *, seq_length, batch_size, max_windows=None):
+    """Consecutive windows from the start of the validation text, in order (no randomness).
+
+    ``max_windows`` caps how much of a large validation split is scored at each
+    epoch end, so a 30 MB corpus does not spend minutes validating.
+    """
+    count = max(0, (len(ids) - 1) // seq_length)  # windows of seq_length + 1 tokens from offset 0
+    if max_windows is not None:
+        count = min(count, max_windows)
+    if count < 1:
+        raise TextgenError(
+            f"the validation text has {len(ids)} tokens, fewer than one window of {seq_length + 1}; "
+            f"raise --validation-fraction or lower --seq-length"
+        )
+    corpus = tf.constant(np.asarray(ids, dtype=np.int32))
+    starts = tf.range(count, dtype=tf.int64) * seq_length
+    return (
+        tf.data.Dataset.from_tensor_slices(starts)
+        .batch(batch_size)
+        .map(lambda batch: _gather_windows(corpus, batch, seq_length))
+        .prefetch(tf.data.AUTOTUNE)
+    )

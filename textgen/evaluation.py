@@ -1,0 +1,62 @@
+"""How well a saved model predicts held-out text.
+
+The files are read as one continuous stream, the way the model is used: the
+RNN state is carried through the whole text (no resets at window edges), and
+every token after the first is scored given all the text before it.
+
+    loss                mean nats per scored token:  -mean(log p(token | text before it))
+    perplexity          exp(loss)
+    bits_per_character  total bits / characters scored (comparable across tokenizers)
+"""
+
+import math
+
+import numpy as np
+
+from textgen.config import CorpusConfig
+from textgen.corpus import read_corpus
+from textgen.errors import TextgenError
+from textgen.sampling import log_softmax
+
+# Logits held in memory at once while scoring (tokens x vocabulary floats).
+_LOGITS_PER_CHUNK = 1 << 21
+
+
+def score_tokens(engine, ids):
+    """Total nats of ids[1:] given the ids before them, the state carried across chunks."""
+    chunk = max(16, _LOGITS_PER_CHUNK // engine.vocabulary_size)
+    state = engine.initial_state(1)
+    total = 0.0
+    for start in range(0, len(ids) - 1, chunk):
+        inputs = ids[start : start + chunk]  # (time,)
+        targets = ids[start + 1 : start + chunk + 1]  # the next token of each input
+        logits, state = engine.run(inputs[np.newaxis, : len(targets)], state)  # (1, time, vocab)
+        log_probabilities = log_softmax(logits[0])  # (time, vocab)
+        total -= log_probabilities[np.arange(len(targets)), targets].sum()
+    return total
+
+
+def evaluate_text(generator, text):
+    """Metrics for ``text`` under the generator's model; see the module docstring."""
+    tokenizer = generator.tokenizer
+    ids = tokenizer.encode(text)
+    if len(ids) < 2:
+        raise TextgenError("the text to evaluate is shorter than two tokens")
+    nats = score_tokens(generator.engine, ids)
+    first_token = tokenizer.split(text.lower() if tokenizer.lowercase else text)[0]
+    characters = len(text) - len(first_token)  # the first token is context, not scored
+    tokens = len(ids) - 1
+    return {
+        "loss": nats / tokens,
+        "perplexity": math.exp(min(nats / tokens, 700.0)),
+        "bits_per_character": nats / math.log(2) / characters,
+        "tokens": tokens,
+        "characters": characters,
+    }
+
+
+def evaluate_files(generator, paths, *, encoding="utf-8", errors="strict"):
+    """Metrics for files read (and joined) exactly as a training corpus is."""
+    corpus = read_corpus(CorpusConfig(sources=tuple(str(path) for path in paths), encoding=encoding,
+                                      errors=errors, validation_fraction=0.0))
+    return evaluate_text(generator, corpus.text)

@@ -1,0 +1,165 @@
+"""Text <-> token ids, at the level of characters or words.
+
+Both tokenizers keep every character of the text: the word tokenizer splits
+into words, single punctuation marks and runs of whitespace, so that
+``decode(encode(text)) == text`` for any text inside the vocabulary. Tokens
+outside a capped vocabulary map to ``<unk>``, which always has id 0 when it
+exists. Saved as versioned JSON (``to_json`` / ``from_json``).
+"""
+
+import collections
+import json
+import re
+
+import numpy as np
+
+from textgen.errors import TextgenError
+
+FORMAT_VERSION = 1
+UNKNOWN_TOKEN = "<unk>"
+
+# A word, one punctuation mark or symbol, or a run of whitespace.
+_WORD_PATTERN = re.compile(r"\w+|\s+|[^\w\s]")
+
+
+class Tokenizer:
+    """Shared vocabulary logic; subclasses say how text splits into tokens."""
+
+    kind = None  # "char" or "word", set by each subclass
+
+    def __init__(self, vocabulary, *, unknown_token=None, lowercase=False):
+        self.vocabulary = list(vocabulary)
+        self.unknown_token = unknown_token
+        self.lowercase = lowercase
+        self._ids = {token: index for index, token in enumerate(self.vocabulary)}
+        if len(self._ids) != len(self.vocabulary):
+            raise TextgenError("tokenizer vocabulary has duplicate entries")
+        if unknown_token is not None and self.vocabulary[:1] != [unknown_token]:
+            raise TextgenError("tokenizer's unknown token must be entry 0 of the vocabulary")
+
+    @property
+    def vocabulary_size(self):
+        return len(self.vocabulary)
+
+    @property
+    def unknown_id(self):
+        """The id of ``<unk>``, or None when every token is known."""
+        return 0 if self.unknown_token is not None else None
+
+    @classmethod
+    def fit(cls, text, *, max_vocab=None, min_count=1, lowercase=False):
+        """Learn a vocabulary from text: most frequent first, ties in first-seen order."""
+        text = text.lower() if lowercase else text
+        counts = collections.Counter(cls.split(text))
+        kept = [token for token, count in counts.most_common() if count >= min_count]
+        # The word level always keeps <unk> (new text has new words); the char
+        # level needs it only when the caps dropped a character.
+        needs_unknown = cls.kind == "word" or len(kept) < len(counts)
+        if max_vocab is not None:
+            kept = kept[: max_vocab - (1 if needs_unknown else 0)]
+            needs_unknown = needs_unknown or len(kept) < len(counts)
+        if not kept:
+            raise TextgenError(f"no token occurs at least --min-count={min_count} times")
+        vocabulary = ([UNKNOWN_TOKEN] if needs_unknown else []) + kept
+        return cls(vocabulary, unknown_token=UNKNOWN_TOKEN if needs_unknown else None, lowercase=lowercase)
+
+    @staticmethod
+    def split(text):
+        raise NotImplementedError
+
+    def unknown_tokens(self, text):
+        """Distinct tokens of ``text`` outside the vocabulary, in first-seen order."""
+        text = text.lower() if self.lowercase else text
+        return list(dict.fromkeys(token for token in self.split(text) if token not in self._ids))
+
+    def encode(self, text):
+        """Token ids of ``text`` as an int32 array of shape (tokens,)."""
+        text = text.lower() if self.lowercase else text
+        tokens = self.split(text)
+        if self.unknown_token is None:
+            missing = [token for token in dict.fromkeys(tokens) if token not in self._ids]
+            if missing:
+                shown = ", ".join(repr(token) for token in missing[:10])
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                raise TextgenError(f"characters not in the model's vocabulary: {shown}{more}")
+            return np.fromiter((self._ids[token] for token in tokens), dtype=np.int32, count=len(tokens))
+        return np.fromiter((self._ids.get(token, 0) for token in tokens), dtype=np.int32, count=len(tokens))
+
+    def decode(self, ids):
+        return "".join(self.vocabulary[int(index)] for index in ids)
+
+    def to_json(self):
+        return json.dumps(
+            {
+                "format_version": FORMAT_VERSION,
+                "kind": self.kind,
+                "lowercase": self.lowercase,
+                "unknown_token": self.unknown_token,
+                "vocabulary": self.vocabulary,
+            },
+            ensure_ascii=False,
+        )
+
+
+class CharTokenizer(Tokenizer):
+    """One token per Unicode character (a Chinese character or an emoji is one token)."""
+
+    kind = "char"
+
+    @staticmethod
+    def split(text):
+        return list(text)
+
+    def encode(self, text):
+        # Fast path for long corpora: a code point -> id lookup table in NumPy
+        # instead of a Python dict lookup per character.
+        if self.unknown_token is not None or len(text) < 10_000:
+            return super().encode(text)
+        text = text.lower() if self.lowercase else text
+        code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        known = np.array([ord(token) for token in self.vocabulary], dtype=np.uint32)
+        table = np.full(int(max(code_points.max(), known.max())) + 1, -1, dtype=np.int32)
+        table[known] = np.arange(len(known), dtype=np.int32)
+        ids = table[code_points]
+        if (ids < 0).any():
+            return super().encode(text)  # reports the unknown characters
+        return ids
+
+
+class WordTokenizer(Tokenizer):
+    """Words, single punctuation marks and whitespace runs, so decoding restores the text."""
+
+    kind = "word"
+
+    @staticmethod
+    def split(text):
+        return _WORD_PATTERN.findall(text)
+
+
+TOKENIZERS = {tokenizer.kind: tokenizer for tokenizer in (CharTokenizer, WordTokenizer)}
+
+
+def fit_tokenizer(text, config):
+    """A tokenizer of the ``TokenizerConfig``'s level, fitted to ``text``."""
+    return TOKENIZERS[config.level].fit(
+        text, max_vocab=config.max_vocab, min_count=config.min_count, lowercase=config.lowercase
+    )
+
+
+def tokenizer_from_json(text):
+    """Rebuild a tokenizer saved with ``to_json``; refuses unknown versions and kinds."""
+    try:
+        data = json.loads(text)
+        version, kind = data.get("format_version"), data.get("kind")
+    except (ValueError, AttributeError):
+        raise TextgenError("tokenizer.json is not valid JSON") from None
+    if version != FORMAT_VERSION:
+        raise TextgenError(f"tokenizer.json has format_version {version!r}; this textgen reads {FORMAT_VERSION}")
+    if kind not in TOKENIZERS:
+        raise TextgenError(f"tokenizer.json has kind {kind!r}; expected one of {', '.join(TOKENIZERS)}")
+    vocabulary = data.get("vocabulary")
+    if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(t, str) for t in vocabulary):
+        raise TextgenError("tokenizer.json has no valid vocabulary")
+    return TOKENIZERS[kind](
+        vocabulary, unknown_token=data.get("unknown_token"), lowercase=bool(data.get("lowercase", False))
+    )

@@ -1,0 +1,124 @@
+"""Training: precision and seeds, compile, callbacks, ``model.fit``, save.
+
+The text arrives prepared and checked (training_text.py); this module owns the
+TensorFlow side. The best model by validation loss is written atomically to
+``model.keras`` at each epoch end where it improves, so a run stopped by its
+time budget, by NaN, or killed, leaves the best model it reached.
+"""
+
+import dataclasses
+import functools
+import platform
+
+import keras
+import tensorflow as tf
+
+from textgen import __version__, artifacts
+from textgen.callbacks import EpochRecorder, TimeBudget
+from textgen.errors import TextgenError
+from textgen.dataset import training_dataset, validation_dataset
+from textgen.model import build_model
+from textgen.precision import cpu_flags, resolve_precision
+
+# Validation at each epoch end scores at most this many windows of the held-out
+# tail; ``textgen evaluate`` scores all of it.
+MAX_VALIDATION_WINDOWS = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingResult:
+    directory: object
+    precision: str
+    best_loss: float
+    epochs: list
+    stopped_by_time_budget: bool
+
+
+def _optimizer(train_config, precision):
+    # Clipping the gradient norm tames the exploding gradients of long BPTT.
+    optimizer = keras.optimizers.Adam(learning_rate=train_config.learning_rate, clipnorm=train_config.clip_norm)
+    if precision == "mixed_float16":
+        # float16's narrow range underflows small gradients; scale the loss up.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _versions():
+    return {"textgen": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
+            "python": platform.python_version()}
+
+
+def train(text, *, directory, model_config, tokenizer_config, train_config, corpus_config, echo=None, verbose=1):
+    """Train a model on prepared text and save it in ``directory`` (which must exist and be empty).
+
+    Args:
+        text: a ``TrainingText`` from ``prepare_training_text``.
+        directory: the model directory (see artifacts.new_model_directory).
+        model_config, tokenizer_config, train_config, corpus_config: the run's settings.
+        echo: prints one line (default: print, flushed).
+        verbose: Keras progress bar, 0 (silent) or 1.
+
+    Returns:
+        A ``TrainingResult``.
+    """
+    echo = echo or functools.partial(print, flush=True)
+    gpu_available = bool(tf.config.list_physical_devices("GPU"))
+    precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
+    keras.utils.set_random_seed(train_config.seed)
+
+    # config.json and tokenizer.json first: a run's settings are on disk before its first step.
+    artifacts.write_model_config(
+        directory, model=model_config, tokenizer_config=tokenizer_config, train=train_config,
+        corpus_config=corpus_config, corpus_summary=text.corpus.describe(), versions=_versions(),
+    )
+    artifacts.write_text(directory / artifacts.TOKENIZER_FILE, text.tokenizer.to_json())
+
+    model = build_model(model_config, text.tokenizer.vocabulary_size, precision=precision)
+    model.compile(
+        optimizer=_optimizer(train_config, precision),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    train_data, steps_per_epoch = training_dataset(
+        text.train_ids, seq_length=train_config.seq_length, batch_size=train_config.batch_size, seed=train_config.seed
+    )
+    validation_data = None
+    if len(text.validation_ids):
+        validation_data = validation_dataset(
+            text.validation_ids, seq_length=train_config.seq_length, batch_size=train_config.batch_size,
+            max_windows=MAX_VALIDATION_WINDOWS,
+        )
+    budget = TimeBudget(train_config.time_budget)
+    recorder = EpochRecorder(
+        directory,
+        characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
+        characters_per_token=text.characters_per_token,
+        echo=echo,
+    )
+    logs = directory / artifacts.LOGS_DIRECTORY
+    echo(
+        f"training a {model_config.num_layers}x{model_config.units} {model_config.cell} "
+        f"({model.count_params():,} parameters, {text.tokenizer.vocabulary_size} tokens, {precision}) "
+        f"on {len(text.train_ids):,} tokens; {steps_per_epoch} steps per epoch"
+    )
+    echo(f"watch it learn: tensorboard --logdir {logs}")
+    model.fit(
+        train_data,
+        steps_per_epoch=steps_per_epoch,
+        epochs=train_config.epochs,
+        validation_data=validation_data,
+        callbacks=[
+            budget,
+            recorder,  # before TensorBoard: it adds bits/char and chars/s to the logs
+            keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
+            keras.callbacks.TerminateOnNaN(),
+        ],
+        shuffle=False,  # the dataset shuffles its own windows
+        verbose=verbose,
+    )
+    if not (directory / artifacts.MODEL_FILE).exists():
+        raise TextgenError("training diverged (the loss became NaN) before any model was saved; "
+                           "try a lower --learning-rate")
+    if budget.expired:
+        echo(f"time budget of {train_config.time_budget:g}s reached")
+    echo(f"saved the best model (loss {recorder.best_loss:.4f}) to {directory}")
+    return TrainingResult(directory, precision, recorder.best_loss, recorder.history, budget.expired)

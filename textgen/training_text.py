@@ -1,0 +1,60 @@
+"""Everything training needs from the text, prepared and checked before TensorFlow loads.
+
+corpus -> tokenizer -> token ids -> contiguous train / validation split, with
+the checks that a run can actually train (enough text for a batch of windows,
+enough held-out text for one window). Kept free of TensorFlow so that a bad
+corpus fails in a fraction of a second, with nothing written.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from textgen.corpus import read_corpus, split_train_validation
+from textgen.errors import TextgenError
+from textgen.tokenizer import fit_tokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingText:
+    """A tokenized corpus, split for training and validation."""
+
+    corpus: object  # corpus.Corpus
+    tokenizer: object  # tokenizer.Tokenizer
+    train_ids: np.ndarray  # (train_tokens,) int32
+    validation_ids: np.ndarray  # (validation_tokens,) int32
+
+    @property
+    def characters_per_token(self):
+        """Average characters per token (1 at the char level); turns nats/token into bits/char."""
+        return len(self.corpus.text) / max(1, len(self.train_ids) + len(self.validation_ids))
+
+
+def prepare_training_text(corpus_config, tokenizer_config, train_config):
+    """Read, tokenize and split the corpus; raise ``TextgenError`` if it cannot train.
+
+    Returns:
+        (TrainingText, TrainConfig): the train config may come back with a
+        smaller batch size when a short corpus has fewer windows than a batch.
+    """
+    corpus = read_corpus(corpus_config)
+    tokenizer = fit_tokenizer(corpus.text, tokenizer_config)
+    ids = tokenizer.encode(corpus.text)
+    train_ids, validation_ids = split_train_validation(ids, corpus_config.validation_fraction)
+    seq_length = train_config.seq_length
+    windows = max(0, (len(train_ids) - seq_length) // seq_length)
+    if windows < 1:
+        raise TextgenError(
+            f"the corpus is too short: {len(train_ids)} training tokens, fewer than one window of "
+            f"{seq_length + 1} (--seq-length {seq_length}); use a smaller --seq-length or more text"
+        )
+    if corpus_config.validation_fraction > 0 and len(validation_ids) < seq_length + 1:
+        raise TextgenError(
+            f"the validation split has {len(validation_ids)} tokens, fewer than one window of {seq_length + 1}; "
+            f"raise --validation-fraction, lower --seq-length, or pass --validation-fraction 0"
+        )
+    if windows < train_config.batch_size:
+        # A short text (a poem, a notebook) still trains: one batch holds all its windows.
+        train_config = dataclasses.replace(train_config, batch_size=windows)
+    text = TrainingText(corpus, tokenizer, train_ids, validation_ids)
+    return text, train_config
