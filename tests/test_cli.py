@@ -1,0 +1,151 @@
+"""The command line, through click's CliRunner: the happy path and every bad input."""
+
+import json
+import os
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from textgen.cli import main
+
+from conftest import make_text
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def assert_clean_failure(result, message, code=1):
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert 1 <= len(lines) <= 3, result.output
+    assert message in result.output
+
+
+def bad_inputs(tmp_path):
+    """Each bad corpus a user can hand us, made on disk."""
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.txt").write_text("  \n\n\t \n")
+    (tmp_path / "short.txt").write_text("To be or not.\n")
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "nothing" / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (tmp_path / "binary.dat").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "latin1.txt").write_bytes("Les misérables, encore une fois.\n".encode("latin-1") * 50)
+    (tmp_path / "nul.txt").write_bytes(b"text with a\x00NUL byte\n" * 50)
+    os.symlink(tmp_path / "loop_b", tmp_path / "loop_a")
+    os.symlink(tmp_path / "loop_a", tmp_path / "loop_b")
+    return {
+        "missing.txt": "no such file",
+        "empty.txt": "empty or only whitespace",
+        "blank.txt": "empty or only whitespace",
+        "short.txt": "too short",
+        "nothing": "has no text files",
+        "binary.dat": "not valid utf-8",
+        "latin1.txt": "byte 0xe9 at offset",
+        "nul.txt": "looks binary",
+        "loop_a": "symbolic link loop",
+    }
+
+
+def test_help_lists_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("train", "sample", "evaluate", "info"):
+        assert command in result.output
+
+
+def test_train_help_lists_the_contract_options():
+    result = run("train", "--help")
+    for option in ("--name", "--level", "--cell", "--layers", "--units", "--embedding-dim", "--dropout",
+                   "--seq-length", "--batch-size", "--epochs", "--learning-rate", "--precision", "--time-budget",
+                   "--validation-fraction", "--seed", "--max-vocab", "--min-count", "--lowercase", "--encoding",
+                   "--errors", "--overwrite"):
+        assert option in result.output
+
+
+def test_every_bad_corpus_fails_in_one_line_and_writes_nothing(in_tmp):
+    for name, message in bad_inputs(in_tmp).items():
+        result = run("train", in_tmp / name, "--seq-length", 50)
+        assert_clean_failure(result, message)
+        assert not (in_tmp / "saved_models").exists() or not any((in_tmp / "saved_models").iterdir()), name
+
+
+@pytest.mark.parametrize(
+    "options, message, code",
+    [
+        (["--time-budget", "soon"], "time budget must look like 90s", 2),
+        (["--cell", "transformer"], "Invalid value for '--cell'", 2),
+        (["--layers", "0"], "layers must be an integer >= 1", 1),
+        (["--dropout", "1.5"], "dropout must be in [0, 1)", 1),
+        (["--validation-fraction", "0.9"], "validation-fraction must be in [0, 0.5]", 1),
+        (["--encoding", "klingon"], "unknown encoding 'klingon'", 1),
+        (["--name", "../outside"], "invalid model name", 1),
+    ],
+)
+def test_bad_train_options(in_tmp, options, message, code):
+    (in_tmp / "notes.txt").write_text(make_text())
+    assert_clean_failure(run("train", in_tmp / "notes.txt", *options), message, code)
+    assert not (in_tmp / "saved_models").exists()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--temperature", "-1"], "temperature must be in [0, 100]"),
+        (["--length", "-5"], "length must be an integer >= 0"),
+        (["--num-samples", "0"], "num-samples must be an integer >= 1"),
+        (["--prompt", "Жили"], "not in the model's vocabulary"),
+    ],
+)
+def test_bad_sample_options(tiny_model, options, message):
+    directory, _ = tiny_model
+    assert_clean_failure(run("sample", directory, *options), message)
+
+
+def test_missing_or_corrupt_model(in_tmp, tiny_model):
+    assert_clean_failure(run("sample"), "no saved model under")
+    assert_clean_failure(run("sample", in_tmp / "nope"), "no model directory")
+    broken = in_tmp / "broken"
+    shutil.copytree(tiny_model[0], broken)
+    (broken / "model.keras").write_bytes(b"garbage")
+    assert_clean_failure(run("sample", broken), "not a readable Keras model archive")
+    assert_clean_failure(run("info", in_tmp / "nope"), "no model directory")
+    assert_clean_failure(run("evaluate", tiny_model[0], in_tmp / "nope.txt"), "no such file")
+
+
+def test_sample_evaluate_info(tiny_model):
+    directory, corpus = tiny_model
+    first = run("sample", directory, "--length", 80, "--seed", 1, "--prompt", "The")
+    assert first.exit_code == 0 and first.output.startswith("The") and len(first.output) == 3 + 80 + 1
+    assert run("sample", directory, "--length", 80, "--seed", 1, "--prompt", "The").output == first.output
+    several = run("sample", directory, "--length", 20, "--num-samples", 2, "--seed", 1)
+    assert several.exit_code == 0 and "--- sample 2 of 2 ---" in several.output
+    metrics = json.loads(run("evaluate", directory, corpus, "--format", "json").output)
+    assert set(metrics) == {"loss", "perplexity", "bits_per_character", "tokens", "characters"}
+    assert 0 < metrics["loss"] < 3.5  # trained: better than uniform over the vocabulary
+    assert "bits/char" in run("evaluate", directory, corpus).output
+    report = json.loads(run("info", directory, "--format", "json").output)
+    assert report["global_step"] > 0 and report["parameters"] > 0 and len(report["metrics"]) == 2
+    text = run("info", directory).output
+    assert "global_step:" in text and "epoch 2:" in text
+
+
+@pytest.mark.slow
+def test_train_then_sample_end_to_end(in_tmp):
+    corpus = in_tmp / "poems.txt"
+    corpus.write_text(make_text(lines=600))
+    result = run("train", corpus, "--units", 32, "--embedding-dim", 8, "--seq-length", 40, "--batch-size", 16,
+                 "--time-budget", "4s", "--epochs", 50, "--level", "word", "--precision", "auto")
+    assert result.exit_code == 0, result.output
+    assert "time budget of 4s reached" in result.output
+    assert "tensorboard --logdir saved_models/poems/logs" in result.output
+    directory = in_tmp / "saved_models" / "poems"
+    assert {p.name for p in directory.iterdir()} == {"config.json", "tokenizer.json", "model.keras",
+                                                     "metrics.json", "logs"}
+    sample = run("sample", "--length", 30, "--seed", 2)  # the newest model, by default
+    assert sample.exit_code == 0 and "<unk>" not in sample.output and len(sample.output) > 30
+    again = run("train", corpus, "--time-budget", "1s")
+    assert_clean_failure(again, "already exists; pass --overwrite")

@@ -1,0 +1,42 @@
+import math
+
+import keras
+import numpy as np
+
+from textgen.evaluation import evaluate_files, evaluate_text, score_tokens
+from textgen.generation import load
+
+
+def test_evaluate_matches_a_hand_computation_with_keras(tiny_model):
+    directory, _ = tiny_model
+    generator = load(directory)
+    text = "The river keeps a quiet count of stones.\nOwls discuss the price of wheat!\n"
+    ids = generator.tokenizer.encode(text)
+    model = keras.models.load_model(directory / "model.keras")
+    logits = np.asarray(model(ids[np.newaxis, :-1]), dtype=np.float64)[0]  # one pass, state carried
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    nats = -log_p[np.arange(len(ids) - 1), ids[1:]].sum()
+    metrics = evaluate_text(generator, text)
+    assert metrics["tokens"] == len(ids) - 1 and metrics["characters"] == len(text) - 1
+    assert math.isclose(metrics["loss"], nats / (len(ids) - 1), rel_tol=1e-5)
+    assert math.isclose(metrics["perplexity"], math.exp(metrics["loss"]), rel_tol=1e-9)
+    assert math.isclose(metrics["bits_per_character"], nats / math.log(2) / (len(text) - 1), rel_tol=1e-5)
+
+
+def test_chunked_scoring_carries_the_state(tiny_model, monkeypatch):
+    directory, corpus = tiny_model
+    generator = load(directory)
+    ids = generator.tokenizer.encode(corpus.read_text()[:700])
+    whole = score_tokens(generator.engine, ids)
+    monkeypatch.setattr("textgen.evaluation._LOGITS_PER_CHUNK", 100 * generator.engine.vocabulary_size)
+    assert math.isclose(score_tokens(generator.engine, ids), whole, rel_tol=1e-6)
+
+
+def test_files_are_one_stream(tiny_model, tmp_path):
+    directory, _ = tiny_model
+    generator = load(directory)
+    (tmp_path / "a.txt").write_text("The river keeps\n")
+    (tmp_path / "b.txt").write_text("a quiet count\n")
+    joined = evaluate_text(generator, "The river keeps\na quiet count\n")
+    assert evaluate_files(generator, [tmp_path / "a.txt", tmp_path / "b.txt"]) == joined

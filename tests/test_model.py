@@ -1,0 +1,40 @@
+import keras
+import numpy as np
+import pytest
+
+from textgen.config import ModelConfig
+from textgen.model import build_model
+
+
+@pytest.mark.parametrize("cell, layer_class", [("simple_rnn", "SimpleRNN"), ("lstm", "LSTM"), ("gru", "GRU")])
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_each_cell_builds_and_gives_float32_logits(cell, layer_class, precision):
+    config = ModelConfig(cell=cell, num_layers=2, units=8, embedding_dim=4, dropout_rate=0.1)
+    model = build_model(config, vocabulary_size=11, precision=precision)
+    logits = model(np.zeros((3, 7), dtype=np.int32))
+    assert tuple(logits.shape) == (3, 7, 11)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    recurrent = [layer for layer in model.layers if type(layer).__name__ == layer_class]
+    assert len(recurrent) == 2
+    assert all(layer.dtype_policy.name == precision for layer in recurrent)
+    assert sum(type(layer).__name__ == "Dropout" for layer in model.layers) == 2
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_recurrent_layers_keep_the_cudnn_kernel_eligible(cell):
+    model = build_model(ModelConfig(cell=cell, units=8, embedding_dim=4), vocabulary_size=5)
+    for layer in model.layers:
+        if type(layer).__name__ in ("SimpleRNN", "LSTM", "GRU"):
+            config = layer.get_config()
+            assert config["activation"] == "tanh" and config["use_bias"]
+            assert config["recurrent_dropout"] == 0 and not config["unroll"]
+            if cell != "simple_rnn":
+                assert config["recurrent_activation"] == "sigmoid"
+            if cell == "gru":
+                assert config["reset_after"]
+
+
+def test_only_built_in_layers():
+    model = build_model(ModelConfig(dropout_rate=0.2, units=8, embedding_dim=4), vocabulary_size=5)
+    names = {type(layer).__name__ for layer in model.layers}
+    assert names <= {"InputLayer", "Embedding", "LSTM", "Dropout", "Dense"}
