@@ -65,3 +65,10 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects_nonsense(text):
     with pytest.raises(TextgenError, match="time budget"):
         parse_duration(text)
+
+
+def test_epochs_default_to_about_a_fixed_number_of_steps():
+    assert TrainConfig().epochs_for(steps_per_epoch=156) == 13  # ceil(2000 / 156)
+    assert TrainConfig().epochs_for(steps_per_epoch=8) == 250
+    assert TrainConfig().epochs_for(steps_per_epoch=5000) == 1
+    assert TrainConfig(epochs=3).epochs_for(steps_per_epoch=8) == 3

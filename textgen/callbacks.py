@@ -49,8 +49,10 @@ class EpochRecorder(keras.callbacks.Callback):
         self.echo = echo
         self.best_loss = math.inf
         self.history = []
+        self.pending = None  # the last epoch's summary line, not printed yet
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._print_pending()
         self.epoch_started = time.monotonic()
         self.last_batch_time = self.epoch_started
         self.batches = 0
@@ -79,7 +81,17 @@ class EpochRecorder(keras.callbacks.Callback):
         record["saved"] = improved
         self.history.append(record)
         artifacts.write_json(self.directory / artifacts.METRICS_FILE, self.history)
-        self.echo(self._summary(record, "val_loss" in logs))
+        # Printed at the next epoch's start (or training's end): Keras's progress
+        # bar, which runs after this callback, has not finished its line yet.
+        self.pending = self._summary(record, "val_loss" in logs)
+
+    def on_train_end(self, logs=None):
+        self._print_pending()
+
+    def _print_pending(self):
+        if self.pending:
+            self.echo(self.pending)
+            self.pending = None
 
     @staticmethod
     def _summary(record, has_validation):

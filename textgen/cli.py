@@ -12,7 +12,7 @@ import sys
 import click
 
 from textgen.config import (
-    CELLS, ERROR_HANDLERS, LEVELS, PRECISIONS, CorpusConfig, ModelConfig, SamplingConfig, TokenizerConfig,
+    AUTO_EPOCH_STEPS, CELLS, ERROR_HANDLERS, LEVELS, PRECISIONS, CorpusConfig, ModelConfig, SamplingConfig, TokenizerConfig,
     TrainConfig, parse_duration,
 )
 from textgen.errors import TextgenError
@@ -61,7 +61,7 @@ def main():
 @click.option("--dropout", type=float, default=ModelConfig.dropout_rate, show_default=True)
 @click.option("--seq-length", type=int, default=TrainConfig.seq_length, show_default=True)
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
-@click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
+@click.option("--epochs", type=int, help=f"Passes over the text [default: enough for about {AUTO_EPOCH_STEPS:,} steps]")
 @click.option("--learning-rate", type=float, default=TrainConfig.learning_rate, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=TrainConfig.precision, show_default=True)
 @click.option("--time-budget", type=Duration(), help="Stop after this long, e.g. 90s, 10m, 1h.")

@@ -98,13 +98,14 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     echo(
         f"training a {model_config.num_layers}x{model_config.units} {model_config.cell} "
         f"({model.count_params():,} parameters, {text.tokenizer.vocabulary_size} tokens, {precision}) "
-        f"on {len(text.train_ids):,} tokens; {steps_per_epoch} steps per epoch"
+        f"on {len(text.train_ids):,} tokens; {train_config.epochs_for(steps_per_epoch)} epochs of "
+        f"{steps_per_epoch} steps"
     )
     echo(f"watch it learn: tensorboard --logdir {logs}")
     model.fit(
         train_data,
         steps_per_epoch=steps_per_epoch,
-        epochs=train_config.epochs,
+        epochs=train_config.epochs_for(steps_per_epoch),
         validation_data=validation_data,
         callbacks=[
             budget,
