@@ -63,15 +63,16 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        # Validation loss when there is a validation split, else training loss.
-        loss = float(logs.get("val_loss", logs.get("loss", math.nan)))
         seconds = max(self.last_batch_time - self.epoch_started, 1e-9)
-        derived = {
-            "bits_per_character": loss / math.log(2) / self.characters_per_token,
-            "perplexity": math.exp(min(loss, 700.0)),
-            "characters_per_second": self.batches * self.characters_per_batch / seconds,
-        }
+        derived = {"characters_per_second": self.batches * self.characters_per_batch / seconds}
+        for prefix in ("", "val_"):  # train and validation alike; Keras logs val_* as validation
+            if prefix + "loss" in logs:
+                loss = float(logs[prefix + "loss"])
+                derived[prefix + "bits_per_character"] = loss / math.log(2) / self.characters_per_token
+                derived[prefix + "perplexity"] = math.exp(min(loss, 700.0))
         logs.update(derived)  # the same dict reaches the TensorBoard callback next
+        # The model is judged on held-out text when there is some, else on training text.
+        loss = float(logs.get("val_loss", logs.get("loss", math.nan)))
         improved = loss < self.best_loss
         if improved:
             self.best_loss = loss
@@ -83,7 +84,7 @@ class EpochRecorder(keras.callbacks.Callback):
         artifacts.write_json(self.directory / artifacts.METRICS_FILE, self.history)
         # Printed at the next epoch's start (or training's end): Keras's progress
         # bar, which runs after this callback, has not finished its line yet.
-        self.pending = self._summary(record, "val_loss" in logs)
+        self.pending = self._summary(record)
 
     def on_train_end(self, logs=None):
         self._print_pending()
@@ -94,11 +95,11 @@ class EpochRecorder(keras.callbacks.Callback):
             self.pending = None
 
     @staticmethod
-    def _summary(record, has_validation):
-        held_out = f", val_loss {record['val_loss']:.4f}" if has_validation else ""
+    def _summary(record):
+        prefix = "val_" if "val_loss" in record else ""
+        held_out = f", val_loss {record['val_loss']:.4f}" if prefix else ""
         return (
             f"epoch {record['epoch']}: loss {record['loss']:.4f}{held_out} "
-            f"(perplexity {record['perplexity']:.2f}, {record['bits_per_character']:.3f} bits/char), "
+            f"(perplexity {record[prefix + 'perplexity']:.2f}, {record[prefix + 'bits_per_character']:.3f} bits/char), "
             f"{record['characters_per_second']:,.0f} chars/s{', saved' if record['saved'] else ''}"
         )
-

@@ -166,6 +166,8 @@ def info(model, output_format):
         click.echo(f"{section}: {settings}")
     click.echo(f"parameters: {report['parameters']:,}\nglobal_step: {report['global_step']:,}")
     for epoch in report["metrics"]:
-        held_out = f", val_loss {epoch['val_loss']:.4f}" if "val_loss" in epoch else ""
+        prefix = "val_" if "val_loss" in epoch else ""
+        held_out = f", val_loss {epoch['val_loss']:.4f}" if prefix else ""
         click.echo(f"epoch {epoch['epoch']}: loss {epoch['loss']:.4f}{held_out}, "
-                   f"{epoch['bits_per_character']:.3f} bits/char, {epoch['characters_per_second']:,.0f} chars/s")
+                   f"{epoch[prefix + 'bits_per_character']:.3f} bits/char, "
+                   f"{epoch['characters_per_second']:,.0f} chars/s, global_step {epoch['global_step']:,}")

@@ -1,0 +1,48 @@
+import json
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from textgen import artifacts
+from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
+from textgen.trainer import train
+from textgen.training_text import prepare_training_text
+
+from conftest import make_text
+
+
+def tags(run_directory):
+    accumulator = EventAccumulator(str(run_directory), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return set(accumulator.Tags()["tensors"])
+
+
+def test_tensorboard_logs_train_and_validation_scalars(tiny_model):
+    logs = tiny_model[0] / "logs"
+    assert {"epoch_loss", "epoch_bits_per_character", "epoch_perplexity", "epoch_characters_per_second",
+            "epoch_learning_rate"} <= tags(logs / "train")
+    assert {"epoch_loss", "epoch_bits_per_character", "epoch_perplexity"} <= tags(logs / "validation")
+
+
+def test_metrics_json_has_every_epoch(tiny_model):
+    metrics = json.loads((tiny_model[0] / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert metrics[1]["global_step"] == metrics[0]["global_step"] + metrics[1]["steps"]
+    assert all(m["characters_per_second"] > 0 and m["val_loss"] > 0 for m in metrics)
+    assert metrics[0]["saved"]  # the first epoch is always the best so far
+
+
+def test_time_budget_stops_mid_epoch_and_keeps_the_model(tmp_path):
+    corpus = tmp_path / "long.txt"
+    corpus.write_text(make_text(lines=3000))
+    corpus_config = CorpusConfig(sources=(str(corpus),))
+    train_config = TrainConfig(seq_length=20, batch_size=4, epochs=3, time_budget=1.0, precision="float32")
+    model_config = ModelConfig(units=8, embedding_dim=4, num_layers=1)
+    text, train_config = prepare_training_text(corpus_config, TokenizerConfig(), train_config)
+    directory = tmp_path / "model"
+    with artifacts.new_model_directory(directory):
+        result = train(text, directory=directory, model_config=model_config, tokenizer_config=TokenizerConfig(),
+                       train_config=train_config, corpus_config=corpus_config, verbose=0, echo=lambda line: None)
+    steps_per_epoch = (len(text.train_ids) - 20) // 20 // 4
+    assert result.stopped_by_time_budget
+    assert len(result.epochs) == 1 and 0 < result.epochs[0]["steps"] < steps_per_epoch
+    assert (directory / "model.keras").is_file() and result.epochs[0]["saved"]
