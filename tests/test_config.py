@@ -53,7 +53,8 @@ def test_bad_values_name_the_value_and_the_allowed_ones(build, message):
 
 def test_temperature_zero_selects_greedy():
     assert SamplingConfig(temperature=0).strategy == "greedy"
-    assert SamplingConfig(temperature=0.8).strategy == "temperature"
+    assert SamplingConfig(temperature=0.8).strategy == "random"
+    assert SamplingConfig(beam_width=4).strategy == "beam"
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h", 3600), ("1.5h", 5400), ("45", 45)])

@@ -1,9 +1,13 @@
 """Strategies on fake logits: exact outcomes and a chi-square check of the distribution."""
 
+import itertools
+
 import numpy as np
 import pytest
 
 from textgen import sampling
+from textgen.beam_search import beam_search
+from textgen.config import SamplingConfig
 from textgen.errors import TextgenError
 
 
@@ -13,28 +17,82 @@ def peaked(batch, vocabulary, winners):
     return logits
 
 
+def draw(settings, logits, draws, seed=1234):
+    sampler = sampling.sampler_for(settings)
+    return sampler.choose(np.repeat(np.asarray(logits, float)[np.newaxis], draws, axis=0), np.random.default_rng(seed))
+
+
+def chi_square(tokens, probabilities):
+    observed = np.bincount(tokens, minlength=len(probabilities))
+    expected = probabilities * len(tokens)
+    assert (observed[expected == 0] == 0).all(), "drew a token of probability 0"
+    nonzero = expected > 0
+    return (((observed - expected) ** 2)[nonzero] / expected[nonzero]).sum()
+
+
+LOGITS = np.array([0.0, 1.0, 2.0, -1.0, 0.5, 1.5])
+
+
 def test_greedy_takes_the_argmax():
-    rng = np.random.default_rng(0)
-    assert list(sampling.get("greedy").choose(peaked(3, 5, [4, 0, 2]), rng)) == [4, 0, 2]
+    sampler = sampling.sampler_for(SamplingConfig(temperature=0))
+    assert list(sampler.choose(peaked(3, 5, [4, 0, 2]), None)) == [4, 0, 2]
 
 
-def test_temperature_sampling_with_a_certain_token_always_takes_it():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        assert list(sampling.get("temperature", temperature=1.5).choose(peaked(2, 7, [6, 3]), rng)) == [6, 3]
+def test_random_sampling_with_a_certain_token_always_takes_it():
+    tokens = draw(SamplingConfig(temperature=1.5), peaked(1, 7, [6])[0], 200)
+    assert set(tokens) == {6}
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
 def test_temperature_sampling_matches_softmax_of_logits_over_t(temperature):
-    logits = np.array([[0.0, 1.0, 2.0, -1.0, 0.5]])
-    draws = 40_000
-    rng = np.random.default_rng(1234)
-    strategy = sampling.get("temperature", temperature=temperature)
-    tokens = strategy.choose(np.repeat(logits, draws, axis=0), rng)
-    observed = np.bincount(tokens, minlength=5)
-    expected = np.exp(sampling.log_softmax(logits / temperature))[0] * draws
-    chi_square = ((observed - expected) ** 2 / expected).sum()
-    assert chi_square < 18.47  # chi-square, 4 degrees of freedom, p = 0.001
+    tokens = draw(SamplingConfig(temperature=temperature), LOGITS, 40_000)
+    expected = np.exp(sampling.log_softmax(LOGITS[np.newaxis] / temperature))[0]
+    assert chi_square(tokens, expected) < 20.52  # chi-square, 5 degrees of freedom, p = 0.001
+
+
+def test_top_k_keeps_exactly_the_k_best_in_proportion():
+    tokens = draw(SamplingConfig(top_k=3), LOGITS, 30_000)
+    assert set(tokens) == {2, 5, 1}  # logits 2.0, 1.5, 1.0
+    expected = np.zeros(6)
+    expected[[1, 2, 5]] = np.exp(LOGITS[[1, 2, 5]]) / np.exp(LOGITS[[1, 2, 5]]).sum()
+    assert chi_square(tokens, expected) < 13.82  # 2 degrees of freedom, p = 0.001
+
+
+def test_top_k_with_ties_keeps_exactly_k():
+    processed = sampling.get("top_k", 2).process(np.array([[1.0, 3.0, 3.0, 3.0, 0.0]]))
+    assert np.isfinite(processed).sum() == 2 and set(np.flatnonzero(np.isfinite(processed[0]))) <= {1, 2, 3}
+
+
+@pytest.mark.parametrize("p, kept", [(0.4, {2}), (0.6, {2, 5}), (0.8, {2, 5, 1}), (0.9, {2, 5, 1, 4}),
+                                     (1.0, {0, 1, 2, 3, 4, 5})])
+def test_top_p_keeps_the_minimal_set_reaching_p(p, kept):
+    probabilities = np.exp(sampling.log_softmax(LOGITS[np.newaxis]))[0]  # .057 .154 .420 .021 .094 .255
+    processed = sampling.get("top_p", p).process(LOGITS[np.newaxis].copy())
+    assert set(np.flatnonzero(np.isfinite(processed[0]))) == kept
+    order = sorted(kept, key=lambda token: -probabilities[token])
+    assert probabilities[order].sum() >= p - 1e-12  # reaches p ...
+    assert probabilities[order[:-1]].sum() < p  # ... and no smaller set does
+
+
+def test_top_p_draws_in_proportion_within_the_nucleus():
+    tokens = draw(SamplingConfig(top_p=0.8), LOGITS, 30_000)
+    expected = np.zeros(6)
+    expected[[1, 2, 5]] = np.exp(LOGITS[[1, 2, 5]]) / np.exp(LOGITS[[1, 2, 5]]).sum()
+    assert chi_square(tokens, expected) < 13.82
+
+
+def test_temperature_then_top_k_then_top_p_compose():
+    # At T = 0.25 token 2 holds ~87% of the mass, so top-p 0.8 leaves it alone after top-k 3.
+    tokens = draw(SamplingConfig(temperature=0.25, top_k=3, top_p=0.8), LOGITS, 2000)
+    assert set(tokens) == {2}
+
+
+def test_top_k_one_and_temperature_zero_equal_greedy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 9))
+    greedy = np.argmax(logits, axis=-1)
+    assert np.array_equal(sampling.sampler_for(SamplingConfig(top_k=1)).choose(logits, rng), greedy)
+    assert np.array_equal(sampling.sampler_for(SamplingConfig(temperature=0)).choose(logits, rng), greedy)
 
 
 def test_log_softmax_is_stable_for_huge_logits():
@@ -42,8 +100,86 @@ def test_log_softmax_is_stable_for_huge_logits():
     assert np.isfinite(result[0, 0]) and result[0, 0] == 0.0
 
 
-def test_unknown_strategy_and_bad_temperature():
+def test_bad_processor_values():
     with pytest.raises(TextgenError, match="unknown sampling strategy 'nucleus2'"):
-        sampling.get("nucleus2")
+        sampling.get("nucleus2", 1)
     with pytest.raises(TextgenError, match="temperature must be > 0"):
-        sampling.get("temperature", temperature=0)
+        sampling.get("temperature", 0)
+    with pytest.raises(TextgenError, match="top-k must be an integer >= 1"):
+        sampling.get("top_k", 0)
+    with pytest.raises(TextgenError, match=r"top-p must be in \(0, 1\]"):
+        sampling.get("top_p", 1.5)
+
+
+class MarkovEngine:
+    """A fake engine: the next token's logits depend only on the last token (the state)."""
+
+    def __init__(self, table):
+        self.table = np.asarray(table, dtype=float)  # (vocabulary, vocabulary)
+        self.vocabulary_size = self.table.shape[0]
+
+    def initial_state(self, batch_size):
+        return [(np.zeros(batch_size, dtype=int),)]
+
+    def step(self, tokens, state):
+        tokens = np.asarray(tokens)
+        return self.table[tokens], [(tokens,)]
+
+
+def exhaustive(table, first_logits, length):
+    log_table = sampling.log_softmax(table)
+    first = sampling.log_softmax(first_logits[np.newaxis])[0]
+    scored = []
+    for sequence in itertools.product(range(len(first)), repeat=length):
+        total = first[sequence[0]] + sum(log_table[a, b] for a, b in zip(sequence, sequence[1:]))
+        scored.append((total, list(sequence)))
+    return sorted(scored, key=lambda item: -item[0])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_beam_search_equals_exhaustive_search(seed):
+    rng = np.random.default_rng(seed)
+    vocabulary = 4
+    table, first = rng.normal(0, 2, (vocabulary, vocabulary)), rng.normal(0, 2, vocabulary)
+    engine = MarkovEngine(table)
+    # Length 2 with beam width = vocabulary keeps every prefix: beam search is exact.
+    beams = beam_search(engine, first[np.newaxis], engine.initial_state(1), beam_width=vocabulary, length=2,
+                        length_penalty=0.0, num_return=vocabulary)
+    best = exhaustive(table, first, 2)[:vocabulary]
+    assert [beam.tokens for beam in beams] == [sequence for _, sequence in best]
+    np.testing.assert_allclose([beam.log_probability for beam in beams], [total for total, _ in best])
+
+
+def test_beam_search_finds_what_greedy_misses():
+    # Token 0 looks best at first but leads only to bad continuations.
+    table = np.array([[0.0, 0.0, 0.0], [9.0, -9.0, -9.0], [9.0, -9.0, -9.0]])
+    first = np.array([[1.0, 0.9, 0.0]])
+    engine = MarkovEngine(table)
+    greedy = beam_search(engine, first, engine.initial_state(1), beam_width=1, length=2)[0]
+    wide = beam_search(engine, first, engine.initial_state(1), beam_width=3, length=2)[0]
+    assert greedy.tokens[0] == 0 and wide.tokens == [1, 0]
+    assert wide.log_probability > greedy.log_probability
+
+
+def test_beam_width_one_is_greedy():
+    rng = np.random.default_rng(7)
+    table, first = rng.normal(size=(6, 6)), rng.normal(size=(1, 6))
+    engine = MarkovEngine(table)
+    beam = beam_search(engine, first, engine.initial_state(1), beam_width=1, length=8)[0]
+    token, greedy = int(np.argmax(first)), []
+    for _ in range(8):
+        greedy.append(token)
+        token = int(np.argmax(table[token]))
+    assert beam.tokens == greedy
+
+
+def test_beam_stops_at_stop_text_and_length_penalty_ranks():
+    # Token 2 ("!") is likely; a beam that writes it is finished.
+    table = np.log(np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.34, 0.33, 0.33]]))
+    engine = MarkovEngine(table)
+    decode = "ab!".__getitem__
+    beams = beam_search(engine, table[[0]], engine.initial_state(1), beam_width=3, length=6, num_return=3,
+                        decode=decode, stop=("!",), length_penalty=0.0)
+    assert all(beam.tokens[-1] == 2 for beam in beams if beam.finished)
+    assert any(beam.finished for beam in beams)
+    assert beams[0].log_probability == max(beam.log_probability for beam in beams)

@@ -12,7 +12,7 @@ import sys
 import click
 
 from textgen.config import (
-    AUTO_EPOCH_STEPS, CELLS, ERROR_HANDLERS, LEVELS, PRECISIONS, CorpusConfig, ModelConfig, SamplingConfig, TokenizerConfig,
+    AUTO_EPOCH_STEPS, CELLS, ENGINES, ERROR_HANDLERS, LEVELS, PRECISIONS, CorpusConfig, ModelConfig, SamplingConfig, TokenizerConfig,
     TrainConfig, parse_duration,
 )
 from textgen.errors import TextgenError
@@ -105,26 +105,54 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
 @click.argument("model", required=False)
 @click.option("--temperature", type=float, default=SamplingConfig.temperature, show_default=True,
               help="0 = greedy; lower is safer, higher is wilder.")
-@click.option("--length", type=int, default=SamplingConfig.length, show_default=True, help="Tokens to write.")
+@click.option("--top-k", type=int, help="Sample only from the K likeliest tokens.")
+@click.option("--top-p", type=float, help="Sample only from the likeliest tokens whose probability reaches P.")
+@click.option("--beam-width", type=int, default=SamplingConfig.beam_width, show_default=True,
+              help="Above 1: beam search instead of sampling.")
+@click.option("--length-penalty", type=float, default=SamplingConfig.length_penalty, show_default=True,
+              help="Beams rank by log-probability / length ** this.")
+@click.option("--num-return", type=int, default=SamplingConfig.num_return, show_default=True,
+              help="How many of the best beams to print.")
+@click.option("--length", type=int, default=SamplingConfig.length, show_default=True, help="Tokens to write at most.")
 @click.option("--prompt", default=SamplingConfig.prompt, help="Text to start from (printed first).")
-@click.option("--num-samples", type=int, default=SamplingConfig.num_samples, show_default=True)
+@click.option("--stop", multiple=True, help="End a sample at this text (not printed); repeatable.")
+@click.option("--num-samples", type=int, default=SamplingConfig.num_samples, show_default=True,
+              help="Samples written together in one batch.")
 @click.option("--seed", type=int, help="Same seed, same text.")
-def sample(model, temperature, length, prompt, num_samples, seed):
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--engine", type=click.Choice(ENGINES), default=SamplingConfig.engine, show_default=True,
+              help="numpy: instant start; keras: compiled TensorFlow step, for GPUs and big batches.")
+def sample(model, output_format, **options):
     """Write text from MODEL (default: the newest model under ./saved_models)."""
     from textgen.generation import load
 
-    settings = SamplingConfig(temperature=temperature, length=length, prompt=prompt,
-                              num_samples=num_samples, seed=seed)
-    generator = load(model)
-    if num_samples == 1:
-        click.echo(prompt, nl=False)
-        for piece in generator.stream(prompt, length=length, temperature=temperature, seed=seed):
-            click.echo(piece, nl=False)  # streamed as it is written
+    settings = SamplingConfig(**options)
+    generator = load(model, engine=settings.engine)
+    for message in generator.prompt_warnings(settings.prompt):
+        click.echo(f"Warning: {message}", err=True)
+    if output_format == "text" and settings.num_samples == 1 and settings.beam_width == 1:
+        click.echo(settings.prompt, nl=False)
+        for pieces in generator.iterate(settings):
+            click.echo(pieces[0], nl=False)  # streamed as it is written
         click.echo()
         return
-    samples = generator.generate(prompt, length=length, temperature=temperature, num_samples=num_samples, seed=seed)
-    for index, text in enumerate(samples, start=1):
-        click.echo(f"--- sample {index} of {settings.num_samples} ---\n{text}")
+    samples = generator.sample(settings)
+    for index, result in enumerate(samples, start=1):
+        if output_format == "json":
+            click.echo(json.dumps({"text": settings.prompt + result.text, "prompt": settings.prompt,
+                                   "strategy": settings.strategy, "settings": _reported(settings),
+                                   "log_probability": result.log_probability, "tokens": result.tokens,
+                                   "stopped": result.stopped}, ensure_ascii=False))
+        else:
+            click.echo(f"--- sample {index} of {len(samples)} (log-probability {result.log_probability:.2f}) ---")
+            click.echo(settings.prompt + result.text)
+
+
+def _reported(settings):
+    """The settings that shaped a sample, for --format json."""
+    kept = ("temperature", "top_k", "top_p", "beam_width", "length_penalty", "num_return", "length", "stop",
+            "num_samples", "seed", "engine")
+    return {key: value for key, value in settings.to_dict().items() if key in kept}
 
 
 @main.command()

@@ -152,30 +152,58 @@ class TrainConfig(_JsonRoundTrip):
         _check_int("seed", self.seed, 0, 2**31 - 1)
 
 
+ENGINES = ("auto", "numpy", "keras")
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig(_JsonRoundTrip):
-    """How text is written from a trained model."""
+    """How text is written from a trained model.
+
+    Random sampling applies temperature, then top-k, then top-p (nucleus), as
+    the usual generate APIs do; temperature 0 is greedy; beam_width > 1 runs
+    beam search instead.
+    """
 
     temperature: float = 1.0
+    top_k: Optional[int] = None
+    top_p: Optional[float] = None
+    beam_width: int = 1
+    length_penalty: float = 1.0  # beams are ranked by log-probability / length ** length_penalty
+    num_return: int = 1
     length: int = 500
     prompt: str = ""
+    stop: tuple = ()
     num_samples: int = 1
     seed: Optional[int] = None
+    engine: str = "auto"
 
     def __post_init__(self):
         _require(
             isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature <= 100.0,
             f"temperature must be in [0, 100] (0 = greedy), got {self.temperature!r}",
         )
+        if self.top_k is not None:
+            _check_int("top-k", self.top_k, 1)
+        if self.top_p is not None:
+            _require(isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0,
+                     f"top-p must be in (0, 1], got {self.top_p!r}")
+        _check_int("beam-width", self.beam_width, 1, 4096)
+        _require(isinstance(self.length_penalty, (int, float)) and 0.0 <= self.length_penalty <= 10.0,
+                 f"length-penalty must be in [0, 10], got {self.length_penalty!r}")
+        _check_int("num-return", self.num_return, 1, self.beam_width)
         _check_int("length", self.length, 0, 10_000_000)
+        _require(all(isinstance(text, str) and text for text in self.stop), "stop strings must not be empty")
         _check_int("num-samples", self.num_samples, 1, 100_000)
         if self.seed is not None:
             _check_int("seed", self.seed, 0, 2**32 - 1)
+        _check_choice("engine", self.engine, ENGINES)
 
     @property
     def strategy(self):
-        """The sampling strategy's registry name these settings select."""
-        return "greedy" if self.temperature == 0 else "temperature"
+        """The name of the strategy these settings select (for reports)."""
+        if self.beam_width > 1:
+            return "beam"
+        return "greedy" if self.temperature == 0 else "random"
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")

@@ -1,29 +1,78 @@
 """The Python API for writing text: a saved model + an engine + a strategy.
 
     generator = textgen.load("saved_models/tiny_shakespeare")
-    for piece in generator.stream("ROMEO:", length=200, temperature=0.8, seed=1):
+    print(generator.generate("ROMEO:", length=200, temperature=0.8, top_p=0.95, seed=1))
+    for piece in generator.stream("JULIET:", length=200, stop=["\\n\\n"]):
         print(piece, end="")
+    best = generator.sample(prompt="KING", beam_width=8, num_return=3, length=80)
 
 The RNN state is carried from step to step: each new token costs one step of
 the network, never a re-run over a window of previous text.
 """
 
+import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from textgen import artifacts, sampling
+from textgen import artifacts
+from textgen.beam_search import beam_search
 from textgen.config import SamplingConfig
-from textgen.engine_numpy import NumpyEngine
 from textgen.errors import TextgenError
+from textgen.sampling import log_softmax, sampler_for
 
 # What an empty prompt is primed with, if the vocabulary has it: most texts
 # are made of lines, so a newline is a natural "start of something".
 DEFAULT_PRIMER = "\n"
 
 
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One piece of generated text."""
+
+    text: str  # the new text, after the prompt, cut before any stop string
+    log_probability: float  # natural log of the model's probability of the generated tokens
+    tokens: int  # tokens generated (a stop string's tokens included)
+    stopped: bool  # True if it ended at a stop string
+
+
+class StopScanner:
+    """Releases streamed text, holding back what might be the start of a stop string."""
+
+    def __init__(self, stop):
+        self.stop = tuple(stop)
+        self.pending = ""
+        self.stopped = False
+
+    def feed(self, piece):
+        """Text that is safe to show now ("" if everything is held back)."""
+        if self.stopped:
+            return ""
+        self.pending += piece
+        found = [self.pending.find(text) for text in self.stop if text in self.pending]
+        if found:
+            self.stopped = True
+            released, self.pending = self.pending[: min(found)], ""
+            return released
+        hold = max((size for text in self.stop for size in range(len(text) - 1, 0, -1)
+                    if self.pending.endswith(text[:size])), default=0)
+        released, self.pending = self.pending[: len(self.pending) - hold], self.pending[len(self.pending) - hold:]
+        return released
+
+    def flush(self):
+        released, self.pending = self.pending, ""
+        return released
+
+
+def cut_at_stop(text, stop):
+    """``text`` up to (not including) its first stop string, and whether one was found."""
+    positions = [text.find(marker) for marker in stop if marker in text]
+    return (text[: min(positions)], True) if positions else (text, False)
+
+
 class Generator:
-    """Writes text from one saved model."""
+    """Writes text from one saved model through an engine (see engine_numpy.py)."""
 
     def __init__(self, saved_model, engine):
         self.saved_model = saved_model
@@ -35,42 +84,111 @@ class Generator:
                 f"has {self.tokenizer.vocabulary_size} tokens (mismatched files?)"
             )
 
+    def prompt_warnings(self, prompt):
+        """Word level: the prompt's words the model does not know (they become <unk>)."""
+        if self.tokenizer.unknown_token is None or not prompt:
+            return []
+        unknown = self.tokenizer.unknown_tokens(prompt)
+        if not unknown:
+            return []
+        shown = ", ".join(repr(token) for token in unknown[:10])
+        return [f"prompt words not in the model's vocabulary, read as {self.tokenizer.unknown_token}: {shown}"]
+
     def _prime(self, prompt, batch_size):
-        """Run the prompt through the network: the state after it and the logits for what follows."""
+        """Run the prompt through the network: the logits for what follows, and the state."""
+        for message in self.prompt_warnings(prompt):
+            warnings.warn(message, stacklevel=3)
         text = prompt if prompt else (DEFAULT_PRIMER if DEFAULT_PRIMER in self.tokenizer.vocabulary else None)
         # Failing that, the most frequent token (the vocabulary is sorted by frequency, after <unk>).
         most_frequent = 0 if self.tokenizer.unknown_id is None else 1
         ids = self.tokenizer.encode(text) if text else np.array([most_frequent], np.int32)
-        state = self.engine.initial_state(batch_size)
-        logits, state = self.engine.run(np.tile(ids, (batch_size, 1)), state)  # (batch, time, vocab)
-        return logits[:, -1], state
+        logits, state = self.engine.run(np.tile(ids, (batch_size, 1)), self.engine.initial_state(batch_size))
+        return logits[:, -1], state  # (batch, vocabulary)
 
-    def stream_tokens(self, settings):
-        """Yield token ids of shape (num_samples,), one step at a time, for a ``SamplingConfig``."""
-        strategy = sampling.get(settings.strategy, temperature=settings.temperature)
-        rng = np.random.default_rng(settings.seed)
+    def _check(self, settings):
+        if settings.beam_width > self.tokenizer.vocabulary_size:
+            raise TextgenError(f"beam-width {settings.beam_width} is larger than the vocabulary "
+                               f"({self.tokenizer.vocabulary_size} tokens)")
+
+    def iterate(self, settings):
+        """Random or greedy sampling of ``settings.num_samples`` streams in one batch.
+
+        Yields, after each step, the list of text each sample releases (stop
+        strings held back, "" for a finished sample); returns the ``Sample``s.
+        """
+        self._check(settings)
+        sampler, rng = sampler_for(settings), np.random.default_rng(settings.seed)
         logits, state = self._prime(settings.prompt, settings.num_samples)
+        scanners = [StopScanner(settings.stop) for _ in range(settings.num_samples)]
+        texts = [[] for _ in range(settings.num_samples)]
+        totals = np.zeros(settings.num_samples)
+        counts = np.zeros(settings.num_samples, dtype=int)
+        unknown = self.tokenizer.unknown_id
         for _ in range(settings.length):
-            if self.tokenizer.unknown_id is not None:
-                logits[:, self.tokenizer.unknown_id] = -np.inf  # never write "<unk>"
-            tokens = strategy.choose(logits, rng)  # (num_samples,)
-            yield tokens
+            live = np.array([not scanner.stopped for scanner in scanners])
+            if not live.any():
+                break
+            model_log_probabilities = log_softmax(logits)  # (batch, vocabulary), before any strategy
+            if unknown is not None:
+                logits[:, unknown] = -np.inf  # never write "<unk>"
+            tokens = sampler.choose(logits, rng)  # (batch,)
+            totals += np.where(live, model_log_probabilities[np.arange(len(tokens)), tokens], 0.0)
+            counts += live
+            pieces = []
+            for index, token in enumerate(tokens):
+                piece = scanners[index].feed(self.tokenizer.vocabulary[token]) if live[index] else ""
+                texts[index].append(piece)
+                pieces.append(piece)
+            yield pieces
             logits, state = self.engine.step(tokens, state)
+        pieces = [scanner.flush() for scanner in scanners]  # held-back text that never became a stop
+        for text, piece in zip(texts, pieces):
+            text.append(piece)
+        yield pieces
+        return [Sample("".join(text), float(total), int(count), scanner.stopped)
+                for text, scanner, total, count in zip(texts, scanners, totals, counts)]
 
-    def stream(self, prompt="", *, length=500, temperature=1.0, seed=None):
-        """Yield the text of one sample piece by piece (the prompt is not repeated)."""
-        settings = SamplingConfig(temperature=temperature, length=length, prompt=prompt, seed=seed)
-        for tokens in self.stream_tokens(settings):
-            yield self.tokenizer.vocabulary[int(tokens[0])]
+    def _beams(self, settings):
+        self._check(settings)
+        logits, state = self._prime(settings.prompt, 1)
+        beams = beam_search(
+            self.engine, logits, state, beam_width=settings.beam_width, length=settings.length,
+            length_penalty=settings.length_penalty, num_return=settings.num_return,
+            decode=lambda token: self.tokenizer.vocabulary[token], stop=settings.stop,
+            masked_token=self.tokenizer.unknown_id,
+        )
+        samples = []
+        for beam in beams:
+            text, stopped = cut_at_stop(self.tokenizer.decode(beam.tokens), settings.stop)
+            samples.append(Sample(text, beam.log_probability, len(beam.tokens), stopped))
+        return samples
 
-    def generate(self, prompt="", *, length=500, temperature=1.0, num_samples=1, seed=None):
-        """Samples as strings, each the prompt followed by ``length`` new tokens; a list if num_samples > 1."""
-        settings = SamplingConfig(temperature=temperature, length=length, prompt=prompt,
-                                  num_samples=num_samples, seed=seed)
-        steps = list(self.stream_tokens(settings))
-        columns = np.stack(steps, axis=1) if steps else np.zeros((num_samples, 0), np.int64)
-        samples = [prompt + self.tokenizer.decode(row) for row in columns]
-        return samples if num_samples > 1 else samples[0]
+    def sample(self, settings=None, **options):
+        """A list of ``Sample``s for a ``SamplingConfig`` (or its fields as keywords)."""
+        settings = settings or SamplingConfig(**options)
+        if settings.beam_width > 1:
+            return self._beams(settings)
+        steps = self.iterate(settings)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as finished:
+                return finished.value
+
+    def stream(self, prompt="", **options):
+        """Yield the new text of one sample piece by piece (the prompt is not repeated)."""
+        settings = SamplingConfig(prompt=prompt, **options)
+        if settings.num_samples != 1 or settings.beam_width != 1:
+            raise TextgenError("stream() writes one random or greedy sample; use sample() for several or beams")
+        for pieces in self.iterate(settings):
+            if pieces[0]:
+                yield pieces[0]
+
+    def generate(self, prompt="", **options):
+        """The prompt followed by new text; a list of such strings if several samples or beams."""
+        samples = self.sample(SamplingConfig(prompt=prompt, **options))
+        texts = [prompt + sample.text for sample in samples]
+        return texts if len(texts) > 1 else texts[0]
 
 
 def resolve_model_directory(path=None):
@@ -78,7 +196,19 @@ def resolve_model_directory(path=None):
     return Path(path) if path is not None else artifacts.newest_model_directory()
 
 
-def load(path=None):
-    """A ``Generator`` for the model directory at ``path`` (default: the newest saved)."""
+def load(path=None, *, engine="auto"):
+    """A ``Generator`` for the model directory at ``path`` (default: the newest saved).
+
+    Args:
+        path: a model directory; None for the newest under ./saved_models.
+        engine: "numpy" (instant start, no TensorFlow), "keras" (a compiled
+            TensorFlow step, for GPUs and big batches) or "auto" (numpy).
+    """
     saved_model = artifacts.load_saved_model(resolve_model_directory(path))
+    if engine == "keras":
+        from textgen.engine_keras import KerasEngine  # imports TensorFlow
+
+        return Generator(saved_model, KerasEngine.from_saved_model(saved_model))
+    from textgen.engine_numpy import NumpyEngine
+
     return Generator(saved_model, NumpyEngine.from_file(saved_model.model_path))

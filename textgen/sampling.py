@@ -1,9 +1,16 @@
 """Sampling strategies: how the next token is chosen from the model's logits.
 
-Each strategy is a small class with one override point, looked up by its
-lowercase name (``get("temperature", temperature=0.8)``). Probabilities are
-computed in float64 whatever the model's precision, so rare tokens keep their
-small but real chance.
+Random sampling passes the logits through a chain of processors, each a small
+class with one override point (``process``), looked up by its lowercase name:
+
+    temperature   logits / T: T < 1 sharpens towards the likeliest tokens, T > 1 flattens
+    top_k         keep the k likeliest tokens
+    top_p         keep the smallest set of likeliest tokens whose probability reaches p
+
+and then draws from softmax of what is left, in that order (temperature, then
+top-k, then top-p, like the usual generate APIs). Greedy takes the argmax.
+Probabilities are computed in float64 whatever the model's precision, so rare
+tokens keep their small but real chance. Beam search lives in beam_search.py.
 """
 
 import numpy as np
@@ -12,59 +19,113 @@ from textgen.errors import TextgenError
 
 
 def log_softmax(logits):
-    """log p for each row of logits (batch, vocabulary), computed stably."""
+    """log p for each row of logits (batch, vocabulary), computed stably in float64."""
     logits = np.asarray(logits, dtype=np.float64)
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-class Strategy:
-    """Draws one token per row from softmax(adjust(logits)); subclasses override ``adjust``."""
+class LogitsProcessor:
+    """One transformation of logits (batch, vocabulary); ``process`` is the override point."""
 
     name = None
 
-    def __init__(self, temperature=1.0):
-        self.temperature = float(temperature)
+    def __init__(self, value):
+        self.value = value
 
-    def adjust(self, logits):
-        return logits
+    def process(self, logits):
+        raise NotImplementedError
+
+
+class Temperature(LogitsProcessor):
+    name = "temperature"
+
+    def __init__(self, value):
+        if not value > 0:
+            raise TextgenError(f"temperature must be > 0 for random sampling, got {value!r}")
+        super().__init__(float(value))
+
+    def process(self, logits):
+        return logits / self.value
+
+
+class TopK(LogitsProcessor):
+    name = "top_k"
+
+    def __init__(self, value):
+        if not (isinstance(value, int) and value >= 1):
+            raise TextgenError(f"top-k must be an integer >= 1, got {value!r}")
+        super().__init__(value)
+
+    def process(self, logits):
+        if self.value >= logits.shape[-1]:
+            return logits
+        # argpartition keeps exactly k per row, even when logits tie at the k-th place.
+        kept = np.argpartition(-logits, self.value - 1, axis=-1)[:, : self.value]  # (batch, k)
+        filtered = np.full_like(logits, -np.inf)
+        np.put_along_axis(filtered, kept, np.take_along_axis(logits, kept, axis=-1), axis=-1)
+        return filtered
+
+
+class TopP(LogitsProcessor):
+    name = "top_p"
+
+    def __init__(self, value):
+        if not (isinstance(value, (int, float)) and 0 < value <= 1):
+            raise TextgenError(f"top-p must be in (0, 1], got {value!r}")
+        super().__init__(float(value))
+
+    def process(self, logits):
+        if self.value >= 1.0:
+            return logits  # everything; and no rounding can drop the rarest token
+        probabilities = np.exp(log_softmax(logits))
+        order = np.argsort(-probabilities, axis=-1, kind="stable")  # likeliest first
+        sorted_probabilities = np.take_along_axis(probabilities, order, axis=-1)
+        mass_before = np.cumsum(sorted_probabilities, axis=-1) - sorted_probabilities
+        # A token is kept while the mass of the likelier ones has not yet reached p:
+        # that is exactly the smallest set whose mass reaches p.
+        keep = np.zeros(logits.shape, dtype=bool)
+        np.put_along_axis(keep, order, mass_before < self.value, axis=-1)
+        return np.where(keep, logits, -np.inf)
+
+
+PROCESSORS = {processor.name: processor for processor in (Temperature, TopK, TopP)}
+
+
+def get(name, value):
+    """The logits processor registered as ``name``, set to ``value``."""
+    if name not in PROCESSORS:
+        raise TextgenError(f"unknown sampling strategy {name!r}; choose from {', '.join(PROCESSORS)}")
+    return PROCESSORS[name](value)
+
+
+class RandomSampler:
+    """Draws from softmax of the logits after a chain of processors."""
+
+    def __init__(self, processors=()):
+        self.processors = list(processors)
 
     def choose(self, logits, rng):
         """tokens (batch,) drawn from logits (batch, vocabulary)."""
-        probabilities = np.exp(log_softmax(self.adjust(np.asarray(logits, np.float64))))
+        logits = np.asarray(logits, dtype=np.float64)
+        for processor in self.processors:
+            logits = processor.process(logits)
+        probabilities = np.exp(log_softmax(logits))
         cumulative = np.cumsum(probabilities, axis=-1)  # (batch, vocabulary)
         draws = rng.random((cumulative.shape[0], 1)) * cumulative[:, -1:]  # inverse-CDF sampling
-        return np.minimum((cumulative < draws).sum(axis=-1), cumulative.shape[1] - 1)
+        return np.minimum((cumulative <= draws).sum(axis=-1), cumulative.shape[1] - 1)
 
 
-class Temperature(Strategy):
-    """softmax(logits / T): T < 1 sharpens towards the likeliest tokens, T > 1 flattens."""
-
-    name = "temperature"
-
-    def __init__(self, temperature=1.0):
-        if not temperature > 0:
-            raise TextgenError(f"temperature must be > 0 for random sampling, got {temperature!r}")
-        super().__init__(temperature)
-
-    def adjust(self, logits):
-        return logits / self.temperature
-
-
-class Greedy(Strategy):
+class GreedySampler:
     """Always the likeliest token (temperature 0): deterministic, and prone to loops."""
-
-    name = "greedy"
 
     def choose(self, logits, rng):
         return np.argmax(logits, axis=-1)
 
 
-STRATEGIES = {strategy.name: strategy for strategy in (Greedy, Temperature)}
-
-
-def get(name, **settings):
-    """The strategy registered as ``name``, built with ``settings``."""
-    if name not in STRATEGIES:
-        raise TextgenError(f"unknown sampling strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-    return STRATEGIES[name](**settings)
+def sampler_for(settings):
+    """The sampler a ``SamplingConfig`` asks for: greedy at temperature 0, else the processor chain."""
+    if settings.temperature == 0:
+        return GreedySampler()
+    chain = [("temperature", settings.temperature), ("top_k", settings.top_k), ("top_p", settings.top_p)]
+    return RandomSampler([get(name, value) for name, value in chain if value is not None])
