@@ -149,3 +149,39 @@ def test_train_then_sample_end_to_end(in_tmp):
     assert sample.exit_code == 0 and "<unk>" not in sample.output and len(sample.output) > 30
     again = run("train", corpus, "--time-budget", "1s")
     assert_clean_failure(again, "already exists; pass --overwrite")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--top-k", "0"], "top-k must be an integer >= 1"),
+        (["--top-p", "0"], "top-p must be in (0, 1]"),
+        (["--top-p", "1.5"], "top-p must be in (0, 1]"),
+        (["--beam-width", "0"], "beam-width must be an integer >= 1"),
+        (["--beam-width", "5000"], "beam-width must be an integer >= 1 and <= 4096"),
+        (["--beam-width", "4000"], "larger than the vocabulary"),
+        (["--beam-width", "2", "--num-return", "3"], "num-return must be an integer >= 1 and <= 2"),
+        (["--stop", ""], "stop strings must not be empty"),
+    ],
+)
+def test_bad_sampling_strategy_options(tiny_model, options, message):
+    assert_clean_failure(run("sample", tiny_model[0], *options), message)
+
+
+def test_sample_json_and_beams_and_stop(tiny_model):
+    directory, _ = tiny_model
+    result = run("sample", directory, "--format", "json", "--num-samples", 2, "--length", 30, "--seed", 3,
+                 "--top-k", 5, "--top-p", 0.9, "--temperature", 0.7, "--prompt", "The")
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert len(lines) == 2 and all(line["text"].startswith("The") for line in lines)
+    assert lines[0]["strategy"] == "random" and lines[0]["settings"]["top_k"] == 5
+    assert all(line["log_probability"] < 0 and line["tokens"] == 30 for line in lines)
+    beams = run("sample", directory, "--beam-width", 4, "--num-return", 2, "--length", 20, "--format", "json")
+    parsed = [json.loads(line) for line in beams.output.splitlines()]
+    assert [p["strategy"] for p in parsed] == ["beam", "beam"]
+    assert parsed[0]["log_probability"] >= parsed[1]["log_probability"]
+    stopped = run("sample", directory, "--length", 300, "--seed", 1, "--stop", " ", "--prompt", "The")
+    assert stopped.exit_code == 0 and " " not in stopped.output.strip()
+    keras = run("sample", directory, "--engine", "keras", "--temperature", 0, "--length", 30, "--prompt", "The")
+    numpy = run("sample", directory, "--engine", "numpy", "--temperature", 0, "--length", 30, "--prompt", "The")
+    assert keras.exit_code == 0 and keras.output == numpy.output
