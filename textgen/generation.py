@@ -110,43 +110,60 @@ class Generator:
             raise TextgenError(f"beam-width {settings.beam_width} is larger than the vocabulary "
                                f"({self.tokenizer.vocabulary_size} tokens)")
 
-    def iterate(self, settings):
-        """Random or greedy sampling of ``settings.num_samples`` streams in one batch.
+    def _token_steps(self, settings):
+        """Random or greedy sampling, one step at a time, of ``num_samples`` streams in one batch.
 
-        Yields, after each step, the list of text each sample releases (stop
-        strings held back, "" for a finished sample); returns the ``Sample``s.
+        Yields (tokens, log_probabilities), each (num_samples,): the tokens chosen
+        and their log-probability under the model itself (before any strategy).
         """
         self._check(settings)
         sampler, rng = sampler_for(settings), np.random.default_rng(settings.seed)
         logits, state = self._prime(settings.prompt, settings.num_samples)
+        rows = np.arange(settings.num_samples)
+        unknown = self.tokenizer.unknown_id
+        for _ in range(settings.length):
+            model_log_probabilities = log_softmax(logits)  # (batch, vocabulary)
+            if unknown is not None:
+                logits[:, unknown] = -np.inf  # never write "<unk>"
+            tokens = sampler.choose(logits, rng)  # (batch,)
+            yield tokens, model_log_probabilities[rows, tokens]
+            logits, state = self.engine.step(tokens, state)
+
+    def iterate(self, settings):
+        """Sampling with text as it is made: yields, after each step, the text each sample
+        releases (stop strings held back, "" once a sample has stopped); returns the ``Sample``s.
+        """
         scanners = [StopScanner(settings.stop) for _ in range(settings.num_samples)]
         texts = [[] for _ in range(settings.num_samples)]
         totals = np.zeros(settings.num_samples)
         counts = np.zeros(settings.num_samples, dtype=int)
-        unknown = self.tokenizer.unknown_id
-        for _ in range(settings.length):
+        vocabulary = self.tokenizer.vocabulary
+        for tokens, log_probabilities in self._token_steps(settings):
             live = np.array([not scanner.stopped for scanner in scanners])
             if not live.any():
                 break
-            model_log_probabilities = log_softmax(logits)  # (batch, vocabulary), before any strategy
-            if unknown is not None:
-                logits[:, unknown] = -np.inf  # never write "<unk>"
-            tokens = sampler.choose(logits, rng)  # (batch,)
-            totals += np.where(live, model_log_probabilities[np.arange(len(tokens)), tokens], 0.0)
+            totals += np.where(live, log_probabilities, 0.0)
             counts += live
-            pieces = []
-            for index, token in enumerate(tokens):
-                piece = scanners[index].feed(self.tokenizer.vocabulary[token]) if live[index] else ""
-                texts[index].append(piece)
-                pieces.append(piece)
+            pieces = [scanner.feed(vocabulary[token]) for scanner, token in zip(scanners, tokens)]
+            for text, piece in zip(texts, pieces):
+                text.append(piece)
             yield pieces
-            logits, state = self.engine.step(tokens, state)
         pieces = [scanner.flush() for scanner in scanners]  # held-back text that never became a stop
         for text, piece in zip(texts, pieces):
             text.append(piece)
         yield pieces
         return [Sample("".join(text), float(total), int(count), scanner.stopped)
                 for text, scanner, total, count in zip(texts, scanners, totals, counts)]
+
+    def _sample_batch(self, settings):
+        """Sampling without stop strings: tokens collected as arrays, decoded once at the end."""
+        steps = list(self._token_steps(settings))
+        if not steps:
+            return [Sample("", 0.0, 0, False) for _ in range(settings.num_samples)]
+        tokens = np.stack([step[0] for step in steps], axis=1)  # (num_samples, length)
+        totals = np.sum([step[1] for step in steps], axis=0)  # (num_samples,)
+        return [Sample(self.tokenizer.decode(row), float(total), len(row), False)
+                for row, total in zip(tokens, totals)]
 
     def _beams(self, settings):
         self._check(settings)
@@ -168,6 +185,8 @@ class Generator:
         settings = settings or SamplingConfig(**options)
         if settings.beam_width > 1:
             return self._beams(settings)
+        if not settings.stop:
+            return self._sample_batch(settings)
         steps = self.iterate(settings)
         while True:
             try:
