@@ -131,10 +131,7 @@ def sample(model, output_format, **options):
     for message in generator.prompt_warnings(settings.prompt):
         click.echo(f"Warning: {message}", err=True)
     if output_format == "text" and settings.num_samples == 1 and settings.beam_width == 1:
-        click.echo(settings.prompt, nl=False)
-        for pieces in generator.iterate(settings):
-            click.echo(pieces[0], nl=False)  # streamed as it is written
-        click.echo()
+        _stream(settings.prompt, (pieces[0] for pieces in generator.iterate(settings)))
         return
     samples = generator.sample(settings)
     for index, result in enumerate(samples, start=1):
@@ -146,6 +143,22 @@ def sample(model, output_format, **options):
         else:
             click.echo(f"--- sample {index} of {len(samples)} (log-probability {result.log_probability:.2f}) ---")
             click.echo(settings.prompt + result.text)
+
+
+def _stream(prompt, pieces):
+    """Write text as it is made: flushed at each line end and at least every 50 ms."""
+    import time
+
+    out = sys.stdout
+    out.write(prompt)
+    flushed = time.monotonic()
+    for piece in pieces:
+        out.write(piece)
+        if "\n" in piece or time.monotonic() - flushed > 0.05:
+            out.flush()
+            flushed = time.monotonic()
+    out.write("\n")
+    out.flush()
 
 
 def _reported(settings):

@@ -20,7 +20,7 @@ from textgen import artifacts
 from textgen.beam_search import beam_search
 from textgen.config import SamplingConfig
 from textgen.errors import TextgenError
-from textgen.sampling import log_softmax, sampler_for
+from textgen.sampling import logsumexp, sampler_for
 
 # What an empty prompt is primed with, if the vocabulary has it: most texts
 # are made of lines, so a newline is a natural "start of something".
@@ -47,6 +47,8 @@ class StopScanner:
 
     def feed(self, piece):
         """Text that is safe to show now ("" if everything is held back)."""
+        if not self.stop:
+            return piece
         if self.stopped:
             return ""
         self.pending += piece
@@ -122,11 +124,11 @@ class Generator:
         rows = np.arange(settings.num_samples)
         unknown = self.tokenizer.unknown_id
         for _ in range(settings.length):
-            model_log_probabilities = log_softmax(logits)  # (batch, vocabulary)
+            log_normalizer = logsumexp(logits)  # (batch,): log p(token) = logit - this
             if unknown is not None:
                 logits[:, unknown] = -np.inf  # never write "<unk>"
             tokens = sampler.choose(logits, rng)  # (batch,)
-            yield tokens, model_log_probabilities[rows, tokens]
+            yield tokens, logits[rows, tokens] - log_normalizer
             logits, state = self.engine.step(tokens, state)
 
     def iterate(self, settings):
@@ -139,8 +141,8 @@ class Generator:
         counts = np.zeros(settings.num_samples, dtype=int)
         vocabulary = self.tokenizer.vocabulary
         for tokens, log_probabilities in self._token_steps(settings):
-            live = np.array([not scanner.stopped for scanner in scanners])
-            if not live.any():
+            live = np.array([not scanner.stopped for scanner in scanners]) if settings.stop else True
+            if not np.any(live):
                 break
             totals += np.where(live, log_probabilities, 0.0)
             counts += live

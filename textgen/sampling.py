@@ -18,6 +18,13 @@ import numpy as np
 from textgen.errors import TextgenError
 
 
+def logsumexp(logits):
+    """log(sum(exp(logits))) of each row (batch, vocabulary) -> (batch,), in float64."""
+    logits = np.asarray(logits, dtype=np.float64)
+    largest = logits.max(axis=-1)
+    return largest + np.log(np.exp(logits - largest[:, np.newaxis]).sum(axis=-1))
+
+
 def log_softmax(logits):
     """log p for each row of logits (batch, vocabulary), computed stably in float64."""
     logits = np.asarray(logits, dtype=np.float64)
@@ -110,8 +117,9 @@ class RandomSampler:
         logits = np.asarray(logits, dtype=np.float64)
         for processor in self.processors:
             logits = processor.process(logits)
-        probabilities = np.exp(log_softmax(logits))
-        cumulative = np.cumsum(probabilities, axis=-1)  # (batch, vocabulary)
+        # Unnormalized probabilities are enough: the draw is scaled by their total.
+        weights = np.exp(logits - logits.max(axis=-1, keepdims=True))  # (batch, vocabulary)
+        cumulative = np.cumsum(weights, axis=-1)
         draws = rng.random((cumulative.shape[0], 1)) * cumulative[:, -1:]  # inverse-CDF sampling
         return np.minimum((cumulative <= draws).sum(axis=-1), cumulative.shape[1] - 1)
 
