@@ -178,6 +178,7 @@ class SamplingConfig(_JsonRoundTrip):
     engine: str = "auto"
 
     def __post_init__(self):
+        object.__setattr__(self, "stop", tuple(self.stop))  # a list from Python callers is fine too
         _require(
             isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature <= 100.0,
             f"temperature must be in [0, 100] (0 = greedy), got {self.temperature!r}",
