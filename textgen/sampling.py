@@ -53,7 +53,7 @@ class Temperature(LogitsProcessor):
         super().__init__(float(value))
 
     def process(self, logits):
-        return logits / self.value
+        return logits if self.value == 1.0 else logits / self.value
 
 
 class TopK(LogitsProcessor):
@@ -120,8 +120,10 @@ class RandomSampler:
         # Unnormalized probabilities are enough: the draw is scaled by their total.
         weights = np.exp(logits - logits.max(axis=-1, keepdims=True))  # (batch, vocabulary)
         cumulative = np.cumsum(weights, axis=-1)
-        draws = rng.random((cumulative.shape[0], 1)) * cumulative[:, -1:]  # inverse-CDF sampling
-        return np.minimum((cumulative <= draws).sum(axis=-1), cumulative.shape[1] - 1)
+        draws = rng.random(cumulative.shape[0]) * cumulative[:, -1]  # inverse-CDF sampling
+        if len(draws) == 1:  # one stream: a binary search beats comparing every entry
+            return np.minimum(np.searchsorted(cumulative[0], draws, side="right"), cumulative.shape[1] - 1)
+        return np.minimum((cumulative <= draws[:, np.newaxis]).sum(axis=-1), cumulative.shape[1] - 1)
 
 
 class GreedySampler:
