@@ -138,7 +138,7 @@ def test_train_then_sample_end_to_end(in_tmp):
     corpus = in_tmp / "poems.txt"
     corpus.write_text(make_text(lines=600))
     result = run("train", corpus, "--units", 32, "--embedding-dim", 8, "--seq-length", 40, "--batch-size", 16,
-                 "--time-budget", "4s", "--epochs", 50, "--level", "word", "--precision", "auto")
+                 "--time-budget", "4s", "--epochs", 1000, "--level", "word", "--precision", "auto")
     assert result.exit_code == 0, result.output
     assert "time budget of 4s reached" in result.output
     assert "tensorboard --logdir saved_models/poems/logs" in result.output
