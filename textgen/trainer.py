@@ -48,6 +48,29 @@ def _versions():
             "python": platform.python_version()}
 
 
+def _compiled_model(model_config, train_config, vocabulary_size, precision):
+    model = build_model(model_config, vocabulary_size, precision=precision)
+    model.compile(
+        optimizer=_optimizer(train_config, precision),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def _datasets(text, train_config):
+    """(training dataset, steps per epoch, validation dataset or None)."""
+    train_data, steps_per_epoch = training_dataset(
+        text.train_ids, seq_length=train_config.seq_length, batch_size=train_config.batch_size, seed=train_config.seed
+    )
+    validation_data = None
+    if len(text.validation_ids):
+        validation_data = validation_dataset(
+            text.validation_ids, seq_length=train_config.seq_length, batch_size=train_config.batch_size,
+            max_windows=MAX_VALIDATION_WINDOWS,
+        )
+    return train_data, steps_per_epoch, validation_data
+
+
 def train(text, *, directory, model_config, tokenizer_config, train_config, corpus_config, echo=None, verbose=1):
     """Train a model on prepared text and save it in ``directory`` (which must exist and be empty).
 
@@ -65,57 +88,33 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     gpu_available = bool(tf.config.list_physical_devices("GPU"))
     precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
     keras.utils.set_random_seed(train_config.seed)
-
     # config.json and tokenizer.json first: a run's settings are on disk before its first step.
     artifacts.write_model_config(
         directory, model=model_config, tokenizer_config=tokenizer_config, train=train_config,
         corpus_config=corpus_config, corpus_summary=text.corpus.describe(), versions=_versions(),
     )
     artifacts.write_text(directory / artifacts.TOKENIZER_FILE, text.tokenizer.to_json())
-
-    model = build_model(model_config, text.tokenizer.vocabulary_size, precision=precision)
-    model.compile(
-        optimizer=_optimizer(train_config, precision),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    train_data, steps_per_epoch = training_dataset(
-        text.train_ids, seq_length=train_config.seq_length, batch_size=train_config.batch_size, seed=train_config.seed
-    )
-    validation_data = None
-    if len(text.validation_ids):
-        validation_data = validation_dataset(
-            text.validation_ids, seq_length=train_config.seq_length, batch_size=train_config.batch_size,
-            max_windows=MAX_VALIDATION_WINDOWS,
-        )
+    model = _compiled_model(model_config, train_config, text.tokenizer.vocabulary_size, precision)
+    train_data, steps_per_epoch, validation_data = _datasets(text, train_config)
+    epochs, logs = train_config.epochs_for(steps_per_epoch), directory / artifacts.LOGS_DIRECTORY
+    echo(f"training a {model_config.num_layers}x{model_config.units} {model_config.cell} "
+         f"({model.count_params():,} parameters, {text.tokenizer.vocabulary_size} tokens, {precision}) "
+         f"on {len(text.train_ids):,} tokens; {epochs} epochs of {steps_per_epoch} steps")
+    echo(f"watch it learn: tensorboard --logdir {logs}")
     budget = TimeBudget(train_config.time_budget)
     recorder = EpochRecorder(
-        directory,
+        directory, characters_per_token=text.characters_per_token, echo=echo,
         characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
-        characters_per_token=text.characters_per_token,
-        echo=echo,
     )
-    logs = directory / artifacts.LOGS_DIRECTORY
-    echo(
-        f"training a {model_config.num_layers}x{model_config.units} {model_config.cell} "
-        f"({model.count_params():,} parameters, {text.tokenizer.vocabulary_size} tokens, {precision}) "
-        f"on {len(text.train_ids):,} tokens; {train_config.epochs_for(steps_per_epoch)} epochs of "
-        f"{steps_per_epoch} steps"
-    )
-    echo(f"watch it learn: tensorboard --logdir {logs}")
-    model.fit(
-        train_data,
-        steps_per_epoch=steps_per_epoch,
-        epochs=train_config.epochs_for(steps_per_epoch),
-        validation_data=validation_data,
-        callbacks=[
-            budget,
-            recorder,  # before TensorBoard: it adds bits/char and chars/s to the logs
-            keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
-            keras.callbacks.TerminateOnNaN(),
-        ],
-        shuffle=False,  # the dataset shuffles its own windows
-        verbose=verbose,
-    )
+    callbacks = [
+        budget,
+        recorder,  # before TensorBoard: it adds bits/char and chars/s to the logs
+        keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    # shuffle=False: the dataset shuffles its own windows.
+    model.fit(train_data, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=validation_data,
+              callbacks=callbacks, shuffle=False, verbose=verbose)
     if not (directory / artifacts.MODEL_FILE).exists():
         raise TextgenError("training diverged (the loss became NaN) before any model was saved; "
                            "try a lower --learning-rate")
