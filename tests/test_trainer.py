@@ -46,3 +46,17 @@ def test_time_budget_stops_mid_epoch_and_keeps_the_model(tmp_path):
     assert result.stopped_by_time_budget
     assert len(result.epochs) == 1 and 0 < result.epochs[0]["steps"] < steps_per_epoch
     assert (directory / "model.keras").is_file() and result.epochs[0]["saved"]
+
+
+def test_a_large_word_vocabulary_gets_a_hint(tmp_path):
+    corpus = tmp_path / "many_words.txt"
+    corpus.write_text(" ".join(f"w{index}" for index in range(10_500)) + "\n")
+    corpus_config, tokenizer_config = CorpusConfig(sources=(str(corpus),)), TokenizerConfig(level="word")
+    train_config = TrainConfig(seq_length=50, batch_size=16, epochs=1, precision="float32")
+    text, train_config = prepare_training_text(corpus_config, tokenizer_config, train_config)
+    lines, directory = [], tmp_path / "model"
+    with artifacts.new_model_directory(directory):
+        train(text, directory=directory, model_config=ModelConfig(units=4, embedding_dim=4, num_layers=1),
+              tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config,
+              verbose=0, echo=lines.append)
+    assert any(line.startswith("note: 10,503 tokens") and "--max-vocab 10000" in line for line in lines), lines

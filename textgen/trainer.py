@@ -23,6 +23,8 @@ from textgen.precision import cpu_flags, resolve_precision
 # Validation at each epoch end scores at most this many windows of the held-out
 # tail; ``textgen evaluate`` scores all of it.
 MAX_VALIDATION_WINDOWS = 2048
+# Vocabularies above this size get a hint about --max-vocab at the start of training.
+LARGE_VOCABULARY = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +102,10 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     echo(f"training a {model_config.num_layers}x{model_config.units} {model_config.cell} "
          f"({model.count_params():,} parameters, {text.tokenizer.vocabulary_size} tokens, {precision}) "
          f"on {len(text.train_ids):,} tokens; {epochs} epochs of {steps_per_epoch} steps")
+    if text.tokenizer.vocabulary_size > LARGE_VOCABULARY and tokenizer_config.max_vocab is None:
+        # The output layer costs vocabulary x units per token; past ~10k tokens it dominates each step.
+        echo(f"note: {text.tokenizer.vocabulary_size:,} tokens make the output layer the slowest part; "
+             f"--max-vocab {LARGE_VOCABULARY} or --min-count 2 trains faster")
     echo(f"watch it learn: tensorboard --logdir {logs}")
     budget = TimeBudget(train_config.time_budget)
     recorder = EpochRecorder(
