@@ -38,32 +38,44 @@ class Sample:
 
 
 class StopScanner:
-    """Releases streamed text, holding back what might be the start of a stop string."""
+    """One sample's text as it streams: releases it, holding back what might start a stop string."""
 
     def __init__(self, stop):
         self.stop = tuple(stop)
-        self.pending = ""
+        self.pending = ""  # held back: it may be the start of a stop string
+        self.released = []  # pieces shown so far
         self.stopped = False
+        self.steps = 0  # tokens fed before the sample stopped
+
+    @property
+    def text(self):
+        return "".join(self.released)
 
     def feed(self, piece):
         """Text that is safe to show now ("" if everything is held back)."""
-        if not self.stop:
-            return piece
         if self.stopped:
             return ""
+        self.steps += 1
+        if not self.stop:
+            self.released.append(piece)
+            return piece
         self.pending += piece
         found = [self.pending.find(text) for text in self.stop if text in self.pending]
         if found:
             self.stopped = True
             released, self.pending = self.pending[: min(found)], ""
-            return released
-        hold = max((size for text in self.stop for size in range(len(text) - 1, 0, -1)
-                    if self.pending.endswith(text[:size])), default=0)
-        released, self.pending = self.pending[: len(self.pending) - hold], self.pending[len(self.pending) - hold:]
+        else:
+            hold = max((size for text in self.stop for size in range(len(text) - 1, 0, -1)
+                        if self.pending.endswith(text[:size])), default=0)
+            cut = len(self.pending) - hold
+            released, self.pending = self.pending[:cut], self.pending[cut:]
+        self.released.append(released)
         return released
 
     def flush(self):
+        """The held-back text, once no stop string can complete it."""
         released, self.pending = self.pending, ""
+        self.released.append(released)
         return released
 
 
@@ -136,26 +148,17 @@ class Generator:
         releases (stop strings held back, "" once a sample has stopped); returns the ``Sample``s.
         """
         scanners = [StopScanner(settings.stop) for _ in range(settings.num_samples)]
-        texts = [[] for _ in range(settings.num_samples)]
-        totals = np.zeros(settings.num_samples)
-        counts = np.zeros(settings.num_samples, dtype=int)
+        step_log_probabilities = []  # one (num_samples,) array per step
         vocabulary = self.tokenizer.vocabulary
         for tokens, log_probabilities in self._token_steps(settings):
-            live = np.array([not scanner.stopped for scanner in scanners]) if settings.stop else True
-            if not np.any(live):
+            if settings.stop and all(scanner.stopped for scanner in scanners):
                 break
-            totals += np.where(live, log_probabilities, 0.0)
-            counts += live
-            pieces = [scanner.feed(vocabulary[token]) for scanner, token in zip(scanners, tokens)]
-            for text, piece in zip(texts, pieces):
-                text.append(piece)
-            yield pieces
-        pieces = [scanner.flush() for scanner in scanners]  # held-back text that never became a stop
-        for text, piece in zip(texts, pieces):
-            text.append(piece)
-        yield pieces
-        return [Sample("".join(text), float(total), int(count), scanner.stopped)
-                for text, scanner, total, count in zip(texts, scanners, totals, counts)]
+            step_log_probabilities.append(log_probabilities)
+            yield [scanner.feed(vocabulary[token]) for scanner, token in zip(scanners, tokens)]
+        yield [scanner.flush() for scanner in scanners]  # held-back text that never became a stop
+        totals = np.reshape(step_log_probabilities, (-1, settings.num_samples))  # (steps, num_samples)
+        return [Sample(scanner.text, float(totals[: scanner.steps, index].sum()), scanner.steps, scanner.stopped)
+                for index, scanner in enumerate(scanners)]
 
     def _sample_batch(self, settings):
         """Sampling without stop strings: tokens collected as arrays, decoded once at the end."""
