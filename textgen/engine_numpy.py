@@ -61,6 +61,7 @@ class Cell:
         self.kernel_transposed = np.ascontiguousarray(kernel.T)  # both layouts: see matmul
         self.recurrent_kernel_transposed = np.ascontiguousarray(recurrent_kernel.T)
         self.units = recurrent_kernel.shape[0]
+        self.stacked_kernel = np.concatenate([kernel, recurrent_kernel])  # [W; U]: (input_dim + units, gates * units)
 
     def zero_state(self, batch_size):
         return (np.zeros((batch_size, self.units), np.float32),)
@@ -74,11 +75,23 @@ class Cell:
     def recurrent_part(self, h):
         return matmul(h, self.recurrent_kernel, self.recurrent_kernel_transposed)  # h U: (batch, gates * units)
 
+    def recur(self, projected, state):
+        """The next output and state, given x W + b: adds h U, then applies the cell's gates."""
+        return self.activate(projected + self.recurrent_part(state[0]), state)
+
+    def step(self, inputs, state):
+        """One time step from the layer's input x (batch, input_dim)."""
+        if inputs.shape[0] < _TRANSPOSED_FROM_BATCH and self.stacked_kernel is not None:
+            # A single stream is limited by reading the weights from memory: one
+            # product of [x, h] with [W; U] reads them in one pass instead of two.
+            joined = np.concatenate([inputs, state[0]], axis=1)  # (batch, input_dim + units)
+            return self.activate(joined @ self.stacked_kernel + self.bias, state)
+        return self.recur(self.project_inputs(inputs), state)
+
 
 class SimpleRNNCell(Cell):
-    def recur(self, projected, state):
-        (h,) = state
-        h = np.tanh(projected + self.recurrent_part(h))  # (batch, units)
+    def activate(self, pre_activation, state):
+        h = np.tanh(pre_activation)  # tanh(x W + h U + b): (batch, units)
         return h, (h,)
 
 
@@ -96,10 +109,9 @@ class LSTMCell(Cell):
         zeros = np.zeros((batch_size, self.units), np.float32)
         return (zeros, zeros.copy())  # (h, c)
 
-    def recur(self, projected, state):
-        h, c = state
-        u = self.units
-        gates = projected + self.recurrent_part(h)  # (batch, 4 * units): columns i, f, o, g
+    def activate(self, gates, state):
+        _, c = state
+        u = self.units  # gates = x W + h U + b: (batch, 4 * units), columns i, f, o, g
         sigmoid_(gates[:, : 3 * u])
         i, f, o = gates[:, :u], gates[:, u : 2 * u], gates[:, 2 * u : 3 * u]  # input, forget, output gates
         g = np.tanh(gates[:, 3 * u :])  # the candidate cell values
@@ -114,6 +126,7 @@ class GRUCell(Cell):
             raise TextgenError("only GRU layers with reset_after=True (Keras's default) are supported")
         super().__init__(kernel, recurrent_kernel, bias[0])  # bias[0] is added to x W
         self.recurrent_bias = bias[1]  # added to h U, inside the reset gate's reach
+        self.stacked_kernel = None  # x W and h U stay apart: the reset gate scales h U alone
 
     def recur(self, projected, state):
         (h,) = state
@@ -182,8 +195,10 @@ class NumpyEngine:
         tokens = np.asarray(tokens)
         next_state = []
         for index, (cell, layer_state) in enumerate(zip(self.cells, state)):
-            projected = self._first_layer_inputs(tokens) if index == 0 else cell.project_inputs(hidden)
-            hidden, layer_state = cell.recur(projected, layer_state)  # (batch, units)
+            if index == 0:
+                hidden, layer_state = cell.recur(self._first_layer_inputs(tokens), layer_state)  # (batch, units)
+            else:
+                hidden, layer_state = cell.step(hidden, layer_state)
             next_state.append(layer_state)
         logits = matmul(hidden, self.output_kernel, self.output_kernel_transposed) + self.output_bias
         return logits, next_state
