@@ -185,3 +185,30 @@ def test_sample_json_and_beams_and_stop(tiny_model):
     keras = run("sample", directory, "--engine", "keras", "--temperature", 0, "--length", 30, "--prompt", "The")
     numpy = run("sample", directory, "--engine", "numpy", "--temperature", 0, "--length", 30, "--prompt", "The")
     assert keras.exit_code == 0 and keras.output == numpy.output
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_real_run_cleanly(in_tmp):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    corpus = in_tmp / "long.txt"
+    corpus.write_text(make_text(lines=3000))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "textgen", "train", str(corpus), "--units", "16", "--seq-length", "20",
+         "--batch-size", "4", "--epochs", "50", "--precision", "float32"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=in_tmp,
+    )
+    for line in process.stdout:  # wait until training runs
+        if "watch it learn" in line:
+            break
+    time.sleep(3)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0]
+    assert time.monotonic() - sent < 15, "SIGTERM must stop training within 15 seconds"
+    assert process.returncode == 143, output
+    assert "stopped by SIGTERM" in output and "saved the best model" in output
+    assert (in_tmp / "saved_models" / "long" / "model.keras").is_file()

@@ -38,6 +38,7 @@ def test_unknown_keys_fail():
         (lambda: TrainConfig(epochs=0), "epochs must be an integer >= 1"),
         (lambda: TrainConfig(learning_rate=0), r"learning-rate must be in \(0, 10\]"),
         (lambda: TrainConfig(precision="float8"), "precision must be one of auto"),
+        (lambda: TrainConfig(patience=0), "patience must be an integer >= 1"),
         (lambda: CorpusConfig(sources=()), "no corpus given"),
         (lambda: CorpusConfig(sources=("a",), validation_fraction=0.9), "validation-fraction"),
         (lambda: CorpusConfig(sources=("a",), encoding="klingon"), "unknown encoding 'klingon'"),

@@ -60,3 +60,51 @@ def test_a_large_word_vocabulary_gets_a_hint(tmp_path):
               tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config,
               verbose=0, echo=lines.append)
     assert any(line.startswith("note: 10,503 tokens") and "--max-vocab 10000" in line for line in lines), lines
+
+
+def test_tensorboard_has_text_samples_for_every_epoch(tiny_model):
+    accumulator = EventAccumulator(str(tiny_model[0] / "logs" / "samples"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    assert {"samples/temperature_0.5", "samples/temperature_1"} <= set(accumulator.Tags()["tensors"])
+    events = accumulator.Tensors("samples/temperature_1")
+    assert [event.step for event in events] == [0, 1]
+    text = events[-1].tensor_proto.string_val[0].decode("utf-8")
+    assert text.startswith("```\n") and len(text) > 100
+
+
+def test_sigint_stops_cleanly_and_keeps_the_model(tmp_path):
+    import os
+    import signal
+
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C
+
+    from textgen import trainer
+
+    corpus = tmp_path / "long.txt"
+    corpus.write_text(make_text(lines=2000))
+    corpus_config = CorpusConfig(sources=(str(corpus),))
+    train_config = TrainConfig(seq_length=20, batch_size=4, epochs=5, precision="float32")
+    text, train_config = prepare_training_text(corpus_config, TokenizerConfig(), train_config)
+    directory = tmp_path / "model"
+    original_fit = keras.Model.fit
+
+    def fit_with_interrupt(self, *arguments, callbacks=(), **options):
+        return original_fit(self, *arguments, callbacks=[Interrupt(), *callbacks], **options)
+
+    keras.Model.fit = fit_with_interrupt
+    try:
+        with artifacts.new_model_directory(directory):
+            result = trainer.train(text, directory=directory, model_config=ModelConfig(units=8, embedding_dim=4),
+                                   tokenizer_config=TokenizerConfig(), train_config=train_config,
+                                   corpus_config=corpus_config, verbose=0, echo=lambda line: None)
+    finally:
+        keras.Model.fit = original_fit
+    assert result.stopped_by_signal == "SIGINT"
+    assert len(result.epochs) == 1 and result.epochs[0]["steps"] == 3
+    assert (directory / "model.keras").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back

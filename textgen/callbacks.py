@@ -1,13 +1,16 @@
-"""Keras callbacks of our own: the time budget, and what happens at each epoch end.
+"""Keras callbacks of our own: the time budget, what happens at each epoch end,
+text samples for TensorBoard, and a clean stop on SIGINT / SIGTERM.
 
-Everything else (TensorBoard, TerminateOnNaN) is Keras's own callback.
+Everything else (TensorBoard, EarlyStopping, TerminateOnNaN) is Keras's own callback.
 """
 
 import functools
 import math
+import signal
 import time
 
 import keras
+import tensorflow as tf
 
 from textgen import artifacts
 
@@ -103,3 +106,65 @@ class EpochRecorder(keras.callbacks.Callback):
             f"(perplexity {record[prefix + 'perplexity']:.2f}, {record[prefix + 'bits_per_character']:.3f} bits/char), "
             f"{record['characters_per_second']:,.0f} chars/s{', saved' if record['saved'] else ''}"
         )
+
+
+class TextSamples(keras.callbacks.Callback):
+    """At each epoch end, text written at a few temperatures, logged as TensorBoard text.
+
+    The samples come from the NumPy engine fed with the live model's weights, so
+    a user watching TensorBoard sees the model learn to write, epoch by epoch.
+    """
+
+    def __init__(self, logs_directory, tokenizer, *, length=300, temperatures=(0.5, 1.0)):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.length = length
+        self.temperatures = temperatures
+        self.writer = tf.summary.create_file_writer(str(logs_directory))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from textgen.engine_numpy import NumpyEngine
+        from textgen.generation import Generator
+
+        generator = Generator(self.tokenizer, NumpyEngine.from_keras_model(self.model))
+        with self.writer.as_default():
+            for temperature in self.temperatures:
+                text = generator.generate("", length=self.length, temperature=temperature, seed=epoch)
+                # A fenced block keeps line breaks in TensorBoard's markdown view.
+                tf.summary.text(f"samples/temperature_{temperature:g}", f"```\n{text}\n```", step=epoch)
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        self.writer.close()
+
+
+class SignalStop(keras.callbacks.Callback):
+    """SIGINT (Ctrl-C) and SIGTERM end training cleanly after the current batch.
+
+    Keras then scores the partial epoch and EpochRecorder keeps the model if it
+    is the best; a second Ctrl-C stops at once (KeyboardInterrupt).
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        super().__init__()
+        self.received = None  # the name of the signal that stopped training
+        self.previous = {}
+
+    def _handle(self, number, frame):
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(number).name
+        self.model.stop_training = True
+
+    def on_train_begin(self, logs=None):
+        for name in self.SIGNALS:
+            try:
+                self.previous[name] = signal.signal(getattr(signal, name), self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+
+    def on_train_end(self, logs=None):
+        for name, handler in self.previous.items():
+            signal.signal(getattr(signal, name), handler)

@@ -18,6 +18,10 @@ from textgen.config import (
 from textgen.errors import TextgenError
 
 
+# The shell's convention: 128 + the signal's number.
+SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+
 class Duration(click.ParamType):
     """A time budget such as 90s, 10m or 1h, in seconds."""
 
@@ -65,6 +69,7 @@ def main():
 @click.option("--learning-rate", type=float, default=TrainConfig.learning_rate, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=TrainConfig.precision, show_default=True)
 @click.option("--time-budget", type=Duration(), help="Stop after this long, e.g. 90s, 10m, 1h.")
+@click.option("--patience", type=int, help="Stop after N epochs without a better validation loss.")
 @click.option("--validation-fraction", type=float, default=CorpusConfig.validation_fraction, show_default=True)
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--max-vocab", type=int, help="Keep only the N most frequent tokens.")
@@ -74,8 +79,8 @@ def main():
 @click.option("--errors", type=click.Choice(ERROR_HANDLERS), default=CorpusConfig.errors, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing model of the same name.")
 def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_length, batch_size, epochs,
-          learning_rate, precision, time_budget, validation_fraction, seed, max_vocab, min_count, lowercase,
-          encoding, errors, overwrite):
+          learning_rate, precision, time_budget, patience, validation_fraction, seed, max_vocab, min_count,
+          lowercase, encoding, errors, overwrite):
     """Train a model on CORPUS: files, directories, globs, or a built-in corpus (python-stdlib)."""
     from textgen import artifacts
     from textgen.training_text import prepare_training_text
@@ -84,7 +89,8 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
                                dropout_rate=dropout)
     tokenizer_config = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count, lowercase=lowercase)
     train_config = TrainConfig(seq_length=seq_length, batch_size=batch_size, epochs=epochs,
-                               learning_rate=learning_rate, precision=precision, time_budget=time_budget, seed=seed)
+                               learning_rate=learning_rate, precision=precision, time_budget=time_budget,
+                               patience=patience, seed=seed)
     corpus_config = CorpusConfig(sources=corpus, encoding=encoding, errors=errors,
                                  validation_fraction=validation_fraction)
     if name is not None:
@@ -96,9 +102,11 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
     from textgen.trainer import train as train_model  # TensorFlow loads here, after the input is checked
 
     with artifacts.new_model_directory(directory):
-        train_model(text, directory=directory, model_config=model_config, tokenizer_config=tokenizer_config,
-                    train_config=train_config, corpus_config=corpus_config)
+        result = train_model(text, directory=directory, model_config=model_config,
+                             tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config)
     click.echo(f"sample from it: textgen sample {directory}")
+    if result.stopped_by_signal:
+        sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])
 
 
 @main.command()

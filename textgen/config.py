@@ -128,6 +128,7 @@ class TrainConfig(_JsonRoundTrip):
     clip_norm: float = 1.0
     precision: str = "auto"
     time_budget: Optional[float] = None  # seconds of training; None = no limit
+    patience: Optional[int] = None  # stop after this many epochs without a better loss; None = never
     seed: int = 0
 
     def epochs_for(self, steps_per_epoch):
@@ -149,6 +150,8 @@ class TrainConfig(_JsonRoundTrip):
         _check_choice("precision", self.precision, PRECISIONS)
         if self.time_budget is not None:
             _require(self.time_budget > 0, f"time-budget must be > 0 seconds, got {self.time_budget!r}")
+        if self.patience is not None:
+            _check_int("patience", self.patience, 1)
         _check_int("seed", self.seed, 0, 2**31 - 1)
 
 

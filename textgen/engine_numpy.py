@@ -23,7 +23,7 @@ steps in one matrix product, so only ``h U`` remains inside the time loop.
 
 import numpy as np
 
-from textgen.artifacts import read_keras_archive
+from textgen.artifacts import KerasLayer, read_keras_archive
 from textgen.errors import TextgenError
 
 
@@ -175,6 +175,11 @@ class NumpyEngine:
     def from_file(cls, path):
         layers, _ = read_keras_archive(path)
         return cls(layers)
+
+    @classmethod
+    def from_keras_model(cls, model):
+        """The engine of a live Keras model (during training), from its current weights."""
+        return cls([KerasLayer(type(layer).__name__, {}, layer.get_weights()) for layer in model.layers])
 
     @property
     def vocabulary_size(self):

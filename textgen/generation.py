@@ -88,14 +88,15 @@ def cut_at_stop(text, stop):
 class Generator:
     """Writes text from one saved model through an engine (see engine_numpy.py)."""
 
-    def __init__(self, saved_model, engine):
-        self.saved_model = saved_model
-        self.tokenizer = saved_model.tokenizer
+    def __init__(self, tokenizer, engine, *, saved_model=None):
+        self.tokenizer = tokenizer
         self.engine = engine
-        if engine.vocabulary_size != self.tokenizer.vocabulary_size:
+        self.saved_model = saved_model  # the artifacts.SavedModel it came from, if any
+        if engine.vocabulary_size != tokenizer.vocabulary_size:
+            where = f"{saved_model.directory}: " if saved_model is not None else ""
             raise TextgenError(
-                f"{saved_model.directory}: model has {engine.vocabulary_size} outputs but the tokenizer "
-                f"has {self.tokenizer.vocabulary_size} tokens (mismatched files?)"
+                f"{where}model has {engine.vocabulary_size} outputs but the tokenizer "
+                f"has {tokenizer.vocabulary_size} tokens (mismatched files?)"
             )
 
     def prompt_warnings(self, prompt):
@@ -232,7 +233,8 @@ def load(path=None, *, engine="auto"):
     if engine == "keras":
         from textgen.engine_keras import KerasEngine  # imports TensorFlow
 
-        return Generator(saved_model, KerasEngine.from_saved_model(saved_model))
+        return Generator(saved_model.tokenizer, KerasEngine.from_saved_model(saved_model), saved_model=saved_model)
     from textgen.engine_numpy import NumpyEngine
 
-    return Generator(saved_model, NumpyEngine.from_file(saved_model.model_path))
+    engine = NumpyEngine.from_file(saved_model.model_path)
+    return Generator(saved_model.tokenizer, engine, saved_model=saved_model)

@@ -8,13 +8,14 @@ time budget, by NaN, or killed, leaves the best model it reached.
 
 import dataclasses
 import functools
+import math
 import platform
 
 import keras
 import tensorflow as tf
 
 from textgen import __version__, artifacts
-from textgen.callbacks import EpochRecorder, TimeBudget
+from textgen.callbacks import EpochRecorder, SignalStop, TextSamples, TimeBudget
 from textgen.errors import TextgenError
 from textgen.dataset import training_dataset, validation_dataset
 from textgen.model import build_model
@@ -34,6 +35,7 @@ class TrainingResult:
     best_loss: float
     epochs: list
     stopped_by_time_budget: bool
+    stopped_by_signal: str = None  # "SIGINT" or "SIGTERM" when a signal ended the run
 
 
 def _optimizer(train_config, precision):
@@ -112,19 +114,31 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
         directory, characters_per_token=text.characters_per_token, echo=echo,
         characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
     )
+    interruption = SignalStop()
     callbacks = [
         budget,
+        interruption,
         recorder,  # before TensorBoard: it adds bits/char and chars/s to the logs
         keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
+        TextSamples(logs / "samples", text.tokenizer),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if train_config.patience is not None:
+        monitored = "val_loss" if validation_data is not None else "loss"
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitored, patience=train_config.patience))
     # shuffle=False: the dataset shuffles its own windows.
     model.fit(train_data, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=validation_data,
               callbacks=callbacks, shuffle=False, verbose=verbose)
+    diverged = bool(recorder.history) and not math.isfinite(recorder.history[-1]["loss"])
     if not (directory / artifacts.MODEL_FILE).exists():
         raise TextgenError("training diverged (the loss became NaN) before any model was saved; "
                            "try a lower --learning-rate")
-    if budget.expired:
+    if diverged:
+        echo(f"stopped: the loss became NaN in epoch {len(recorder.history)}; kept the last good model")
+    if interruption.received:
+        echo(f"stopped by {interruption.received}")
+    elif budget.expired:
         echo(f"time budget of {train_config.time_budget:g}s reached")
     echo(f"saved the best model (loss {recorder.best_loss:.4f}) to {directory}")
-    return TrainingResult(directory, precision, recorder.best_loss, recorder.history, budget.expired)
+    return TrainingResult(directory, precision, recorder.best_loss, recorder.history, budget.expired,
+                          interruption.received)
