@@ -143,8 +143,10 @@ def test_train_then_sample_end_to_end(in_tmp):
     assert "time budget of 4s reached" in result.output
     assert "tensorboard --logdir saved_models/poems/logs" in result.output
     directory = in_tmp / "saved_models" / "poems"
-    assert {p.name for p in directory.iterdir()} == {"config.json", "tokenizer.json", "model.keras",
-                                                     "metrics.json", "logs"}
+    names = {p.name for p in directory.iterdir()}
+    backups = {name for name in names if name.startswith("backup-") and name.endswith(".weights.h5")}
+    assert len(backups) == 1 and names - backups == {"config.json", "tokenizer.json", "model.keras",
+                                                     "metrics.json", "logs", "backup.json"}
     sample = run("sample", "--length", 30, "--seed", 2)  # the newest model, by default
     assert sample.exit_code == 0 and "<unk>" not in sample.output and len(sample.output) > 30
     again = run("train", corpus, "--time-budget", "1s")
@@ -212,3 +214,49 @@ def test_sigterm_stops_a_real_run_cleanly(in_tmp):
     assert process.returncode == 143, output
     assert "stopped by SIGTERM" in output and "saved the best model" in output
     assert (in_tmp / "saved_models" / "long" / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_continues_from_the_backup(in_tmp):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    corpus = in_tmp / "long.txt"
+    corpus.write_text(make_text(lines=3000))
+    command = [sys.executable, "-m", "textgen", "train", str(corpus), "--name", "run", "--units", "16",
+               "--seq-length", "20", "--batch-size", "4", "--precision", "float32"]
+    process = subprocess.Popen(command + ["--epochs", "20", "--checkpoint-every", "20"], cwd=in_tmp,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backup = in_tmp / "saved_models" / "run" / "backup.json"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (backup.exists() and json.loads(backup.read_text())["global_step"] >= 60):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # mid-epoch, no chance to clean up
+    process.wait()
+    killed_at = json.loads(backup.read_text())["global_step"]
+    assert killed_at >= 60
+    resumed = run("train", corpus, "--name", "run", "--resume", "--time-budget", "3s")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming at global step {killed_at}" in resumed.output
+    assert json.loads(backup.read_text())["global_step"] > killed_at  # it trained on from there
+    directory = in_tmp / "saved_models" / "run"
+    assert not [path.name for path in directory.iterdir() if path.name.startswith(".")]  # no temporary files
+    for path in directory.glob("*.json"):
+        json.loads(path.read_text())  # every file whole
+    assert run("sample", "saved_models/run", "--length", 20, "--seed", 1).exit_code == 0
+
+
+def test_resume_bad_inputs(in_tmp, tiny_model):
+    corpus = in_tmp / "notes.txt"
+    corpus.write_text(make_text())
+    assert_clean_failure(run("train", corpus, "--resume"), "--resume needs --name")
+    assert_clean_failure(run("train", corpus, "--resume", "--name", "nothing"), "no model directory")
+    shutil.copytree(tiny_model[0], in_tmp / "saved_models" / "tiny")
+    other = in_tmp / "other.txt"
+    other.write_text(make_text(lines=50, seed=9))
+    assert_clean_failure(run("train", other, "--resume", "--name", "tiny", "--time-budget", "1s"),
+                         "not the text")
+    (in_tmp / "saved_models" / "tiny" / "backup.json").unlink()
+    assert_clean_failure(run("train", corpus, "--resume", "--name", "tiny"), "no training backup")

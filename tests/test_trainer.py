@@ -108,3 +108,42 @@ def test_sigint_stops_cleanly_and_keeps_the_model(tmp_path):
     assert len(result.epochs) == 1 and result.epochs[0]["steps"] == 3
     assert (directory / "model.keras").is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
+
+
+def test_fit_segments_finish_the_partial_epoch_first():
+    from textgen.trainer import fit_segments
+
+    assert fit_segments(0, 10, 3) == [(0, 3, 10, 0)]
+    assert fit_segments(14, 10, 3) == [(1, 2, 6, 14), (2, 3, 10, 20)]
+    assert fit_segments(20, 10, 3) == [(2, 3, 10, 20)]
+    assert fit_segments(26, 10, 3) == [(2, 3, 4, 26)]
+
+
+def test_resume_continues_from_the_backup_at_the_same_step(tmp_path):
+    from textgen import trainer
+
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(make_text(lines=400))
+    corpus_config = CorpusConfig(sources=(str(corpus),))
+    model_config = ModelConfig(units=8, embedding_dim=4, num_layers=1)
+    first_config = TrainConfig(seq_length=20, batch_size=4, epochs=2, time_budget=0.5, checkpoint_every=5,
+                               precision="float32")
+    text, first_config = prepare_training_text(corpus_config, TokenizerConfig(), first_config)
+    steps_per_epoch = (len(text.train_ids) - 20) // 20 // 4
+    directory = tmp_path / "model"
+    options = dict(directory=directory, model_config=model_config, tokenizer_config=TokenizerConfig(),
+                   corpus_config=corpus_config, verbose=0, echo=lambda line: None)
+    with artifacts.new_model_directory(directory):
+        first = trainer.train(text, train_config=first_config, **options)
+    stopped_at = json.loads((directory / "backup.json").read_text())["global_step"]
+    assert first.stopped_by_time_budget and 0 < stopped_at < steps_per_epoch
+    assert stopped_at == first.epochs[-1]["global_step"]
+    second = trainer.train(text, train_config=TrainConfig(seq_length=20, batch_size=4, epochs=2,
+                                                          precision="float32"), resume=True, **options)
+    records = second.epochs
+    assert records[: len(first.epochs)] == first.epochs  # the history carries over
+    resumed = records[len(first.epochs)]
+    assert resumed["epoch"] == 1 and resumed["steps"] == steps_per_epoch - stopped_at  # same epoch, same step
+    assert records[-1]["global_step"] == 2 * steps_per_epoch  # optimizer state restored: counts continue
+    backups = sorted(path.name for path in directory.glob("backup-*.weights.h5"))
+    assert backups == [f"backup-{2 * steps_per_epoch}.weights.h5"]  # older backups are removed

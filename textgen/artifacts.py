@@ -32,6 +32,7 @@ CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
+BACKUP_FILE = "backup.json"  # where a resumed run starts: global step, best loss, history, weights file
 LOGS_DIRECTORY = "logs"
 SAVED_MODELS_DIRECTORY = "saved_models"
 
@@ -47,11 +48,11 @@ os.umask(_UMASK)  # reading the umask means setting it; put it straight back
 def atomic_write(path, write):
     """Call ``write(temporary_path)``, then rename over ``path``: readers never see half a file."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix + ".tmp")
+    # Keras insists on its own extensions; other files get ".tmp". The leading
+    # dot marks every temporary file as not (yet) part of the model.
+    suffix = next((ending for ending in (".weights.h5", ".keras") if path.name.endswith(ending)), path.suffix + ".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=suffix)
     os.close(handle)
-    if path.suffix == ".keras":  # Keras insists on the extension
-        os.replace(temporary, temporary[: -len(".tmp")])
-        temporary = temporary[: -len(".tmp")]
     try:
         write(temporary)
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes files private; use the user's umask
@@ -174,12 +175,12 @@ def _read_json(path):
         raise TextgenError(f"{path} is not valid JSON (a corrupt or partial model directory?)") from None
 
 
-def load_saved_model(directory):
+def load_saved_model(directory, *, require_weights=True):
     """Read and validate a model directory's config and tokenizer (no weights yet)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise TextgenError(f"no model directory at {directory}")
-    for name in (CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE):
+    for name in (CONFIG_FILE, TOKENIZER_FILE) + ((MODEL_FILE,) if require_weights else ()):
         if not (directory / name).is_file():
             raise TextgenError(f"{directory} is not a complete textgen model: {name} is missing")
     config = _read_json(directory / CONFIG_FILE)
@@ -199,6 +200,41 @@ def load_saved_model(directory):
         )
     except (KeyError, TypeError) as error:
         raise TextgenError(f"{directory / CONFIG_FILE} is missing or has a malformed entry: {error}") from None
+
+
+def write_backup(directory, save_weights, state):
+    """A resumable backup: weights (with optimizer state) first, then backup.json pointing at them.
+
+    backup.json switches atomically from the previous complete weights file to
+    the new one, so a kill at any moment leaves a consistent pair.
+    """
+    directory = Path(directory)
+    weights = f"backup-{state['global_step']}.weights.h5"
+    atomic_write(directory / weights, save_weights)
+    previous = read_backup(directory) if (directory / BACKUP_FILE).exists() else None
+    write_json(directory / BACKUP_FILE, {**state, "weights": weights})
+    if previous and previous["weights"] != weights:
+        (directory / previous["weights"]).unlink(missing_ok=True)
+
+
+def remove_temporary_files(directory):
+    """Delete temporary files a killed process left behind (atomic_write names them ".NAME-...")."""
+    for path in Path(directory).glob(".*-*"):
+        if path.is_file() and path.name.endswith((".tmp", ".keras", ".weights.h5")):
+            path.unlink()
+
+
+def read_backup(directory):
+    """The state written by write_backup; a clear error when there is none to resume."""
+    path = Path(directory) / BACKUP_FILE
+    if not path.is_file():
+        raise TextgenError(f"no training backup in {directory} to resume from (it is written at the end of a run "
+                           f"and every --checkpoint-every steps)")
+    state = _read_json(path)
+    weights = state.get("weights", "") if isinstance(state, dict) else ""
+    if not re.match(r"^backup-\d+\.weights\.h5$", weights) or not (Path(directory) / weights).is_file():
+        raise TextgenError(f"{path} names no backup weights file that exists")
+    return state
 
 
 def newest_model_directory(root=SAVED_MODELS_DIRECTORY):
@@ -277,6 +313,12 @@ def _optimizer_iterations(weights):
     return int(group["vars"]["0"][()])
 
 
+def _backup_step(directory):
+    path = Path(directory) / BACKUP_FILE
+    state = _read_json(path) if path.is_file() else {}
+    return int(state.get("global_step", 0)) if isinstance(state, dict) else 0
+
+
 def describe(saved_model):
     """Everything ``textgen info`` reports, as one JSON-ready dict."""
     layers, global_step = read_keras_archive(saved_model.model_path)
@@ -287,7 +329,8 @@ def describe(saved_model):
         "train": saved_model.train.to_dict(),
         "corpus": saved_model.corpus,
         "parameters": int(sum(array.size for layer in layers for array in layer.weights)),
-        "global_step": global_step,
+        # Steps trained in all runs together: the backup is written last, the best model maybe earlier.
+        "global_step": max(global_step, _backup_step(saved_model.directory)),
         "metrics": saved_model.metrics(),
         "versions": saved_model.versions,
     }

@@ -29,7 +29,8 @@ class TimeBudget(keras.callbacks.Callback):
         self.expired = False
 
     def on_train_begin(self, logs=None):
-        self.started = time.monotonic()
+        if self.started is None:  # a resumed run may call fit twice; the budget spans both
+            self.started = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.seconds is not None and time.monotonic() - self.started >= self.seconds:
@@ -44,14 +45,15 @@ class EpochRecorder(keras.callbacks.Callback):
     to the epoch's logs, so the TensorBoard callback after it logs them too.
     """
 
-    def __init__(self, directory, *, characters_per_batch, characters_per_token, echo=functools.partial(print, flush=True)):
+    def __init__(self, directory, *, characters_per_batch, characters_per_token,
+                 echo=functools.partial(print, flush=True), history=(), best_loss=math.inf):
         super().__init__()
         self.directory = directory
         self.characters_per_batch = characters_per_batch
         self.characters_per_token = characters_per_token
         self.echo = echo
-        self.best_loss = math.inf
-        self.history = []
+        self.best_loss = best_loss  # a resumed run keeps the interrupted run's best and history
+        self.history = list(history)
         self.pending = None  # the last epoch's summary line, not printed yet
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -134,9 +136,6 @@ class TextSamples(keras.callbacks.Callback):
                 tf.summary.text(f"samples/temperature_{temperature:g}", f"```\n{text}\n```", step=epoch)
         self.writer.flush()
 
-    def on_train_end(self, logs=None):
-        self.writer.close()
-
 
 class SignalStop(keras.callbacks.Callback):
     """SIGINT (Ctrl-C) and SIGTERM end training cleanly after the current batch.
@@ -168,3 +167,32 @@ class SignalStop(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for name, handler in self.previous.items():
             signal.signal(getattr(signal, name), handler)
+
+
+class Backup(keras.callbacks.Callback):
+    """Writes a resumable backup every ``every`` steps and when training ends.
+
+    The global step (the optimizer's iteration count) alone fixes where the
+    data stream is, since every epoch has the same number of batches.
+    """
+
+    def __init__(self, directory, recorder, *, every=None):
+        super().__init__()
+        self.directory = directory
+        self.recorder = recorder
+        self.every = every
+
+    def write(self):
+        state = {"global_step": int(self.model.optimizer.iterations), "best_loss": self.recorder.best_loss,
+                 "history": self.recorder.history}
+        artifacts.write_backup(self.directory, self.model.save_weights, state)
+
+    def on_train_batch_end(self, batch, logs=None):
+        finite = math.isfinite(float((logs or {}).get("loss", 0.0)))  # never back up NaN weights
+        if self.every and finite and int(self.model.optimizer.iterations) % self.every == 0:
+            self.write()
+
+    def on_train_end(self, logs=None):
+        last = self.recorder.history[-1]["loss"] if self.recorder.history else 0.0
+        if math.isfinite(last):
+            self.write()

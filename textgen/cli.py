@@ -8,6 +8,7 @@ stderr and exit code 1; click's usage errors exit with 2.
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -78,19 +79,24 @@ def main():
 @click.option("--encoding", default=CorpusConfig.encoding, show_default=True)
 @click.option("--errors", type=click.Choice(ERROR_HANDLERS), default=CorpusConfig.errors, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing model of the same name.")
+@click.option("--checkpoint-every", type=int, help="Write a resumable backup every N steps (and always at the end).")
+@click.option("--resume", is_flag=True, help="Continue the run saved as --name from its backup.")
 def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_length, batch_size, epochs,
           learning_rate, precision, time_budget, patience, validation_fraction, seed, max_vocab, min_count,
-          lowercase, encoding, errors, overwrite):
+          lowercase, encoding, errors, overwrite, checkpoint_every, resume):
     """Train a model on CORPUS: files, directories, globs, or a built-in corpus (python-stdlib)."""
     from textgen import artifacts
     from textgen.training_text import prepare_training_text
+
+    if resume:
+        return _resume(corpus, name, epochs=epochs, time_budget=time_budget, checkpoint_every=checkpoint_every)
 
     model_config = ModelConfig(cell=cell, num_layers=layers, units=units, embedding_dim=embedding_dim,
                                dropout_rate=dropout)
     tokenizer_config = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count, lowercase=lowercase)
     train_config = TrainConfig(seq_length=seq_length, batch_size=batch_size, epochs=epochs,
                                learning_rate=learning_rate, precision=precision, time_budget=time_budget,
-                               patience=patience, seed=seed)
+                               patience=patience, checkpoint_every=checkpoint_every, seed=seed)
     corpus_config = CorpusConfig(sources=corpus, encoding=encoding, errors=errors,
                                  validation_fraction=validation_fraction)
     if name is not None:
@@ -105,6 +111,38 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
         result = train_model(text, directory=directory, model_config=model_config,
                              tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config)
     click.echo(f"sample from it: textgen sample {directory}")
+    if result.stopped_by_signal:
+        sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])
+
+
+def _resume(corpus, name, *, epochs, time_budget, checkpoint_every):
+    """Continue a run from its backup; every setting but these three comes from the saved run."""
+    import dataclasses
+
+    from textgen import artifacts
+    from textgen.training_text import prepare_training_text
+
+    if name is None:
+        raise TextgenError("--resume needs --name: the run to continue, under ./saved_models")
+    directory = Path(artifacts.SAVED_MODELS_DIRECTORY) / artifacts.check_model_name(name)
+    saved = artifacts.load_saved_model(directory, require_weights=False)
+    artifacts.read_backup(directory)  # fail now, before the corpus is read, if there is nothing to resume
+    corpus_config = CorpusConfig(sources=corpus, encoding=saved.corpus.get("encoding", CorpusConfig.encoding),
+                                 errors=saved.corpus.get("errors", CorpusConfig.errors),
+                                 validation_fraction=saved.corpus.get("validation_fraction",
+                                                                      CorpusConfig.validation_fraction))
+    train_config = dataclasses.replace(saved.train, time_budget=time_budget,
+                                       epochs=epochs if epochs is not None else saved.train.epochs,
+                                       checkpoint_every=checkpoint_every or saved.train.checkpoint_every)
+    text, train_config = prepare_training_text(corpus_config, saved.tokenizer_config, train_config,
+                                               tokenizer=saved.tokenizer)
+    if text.corpus.sha256 != saved.corpus.get("sha256"):
+        raise TextgenError(f"the corpus is not the text {directory} was trained on (its sha256 differs); "
+                           f"resume with the same files")
+    from textgen.trainer import train as train_model
+
+    result = train_model(text, directory=directory, model_config=saved.model, tokenizer_config=saved.tokenizer_config,
+                         train_config=train_config, corpus_config=corpus_config, resume=True)
     if result.stopped_by_signal:
         sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])
 

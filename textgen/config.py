@@ -129,6 +129,7 @@ class TrainConfig(_JsonRoundTrip):
     precision: str = "auto"
     time_budget: Optional[float] = None  # seconds of training; None = no limit
     patience: Optional[int] = None  # stop after this many epochs without a better loss; None = never
+    checkpoint_every: Optional[int] = None  # write a resumable backup every N steps; None = at the end only
     seed: int = 0
 
     def epochs_for(self, steps_per_epoch):
@@ -152,6 +153,8 @@ class TrainConfig(_JsonRoundTrip):
             _require(self.time_budget > 0, f"time-budget must be > 0 seconds, got {self.time_budget!r}")
         if self.patience is not None:
             _check_int("patience", self.patience, 1)
+        if self.checkpoint_every is not None:
+            _check_int("checkpoint-every", self.checkpoint_every, 1)
         _check_int("seed", self.seed, 0, 2**31 - 1)
 
 

@@ -31,8 +31,11 @@ def _gather_windows(ids, starts, seq_length):
     return windows[:, :-1], windows[:, 1:]
 
 
-def training_dataset(ids, *, seq_length, batch_size, seed):
+def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0):
     """An endless dataset of (inputs, targets) batches; one epoch is ``steps_per_epoch`` batches.
+
+    ``skip_batches`` starts the stream that many batches in: a resumed run sees
+    exactly the batches the interrupted one would have seen next.
 
     Returns:
         (dataset, steps_per_epoch). Pass both to ``model.fit``.
@@ -57,6 +60,7 @@ def training_dataset(ids, *, seq_length, batch_size, seed):
     dataset = (
         tf.data.Dataset.random(seed=seed)
         .flat_map(one_epoch)
+        .skip(skip_batches)  # before the gather: skipping costs no window copies
         .map(lambda starts: _gather_windows(corpus, starts, seq_length))
         .prefetch(PREFETCH_BATCHES)
     )

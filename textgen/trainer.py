@@ -15,9 +15,9 @@ import keras
 import tensorflow as tf
 
 from textgen import __version__, artifacts
-from textgen.callbacks import EpochRecorder, SignalStop, TextSamples, TimeBudget
+from textgen.callbacks import Backup, EpochRecorder, SignalStop, TextSamples, TimeBudget
 from textgen.errors import TextgenError
-from textgen.dataset import training_dataset, validation_dataset
+from textgen.dataset import training_dataset, validation_dataset, windows_per_epoch
 from textgen.model import build_model
 from textgen.precision import cpu_flags, resolve_precision
 
@@ -61,29 +61,57 @@ def _compiled_model(model_config, train_config, vocabulary_size, precision):
     return model
 
 
-def _datasets(text, train_config):
-    """(training dataset, steps per epoch, validation dataset or None)."""
-    train_data, steps_per_epoch = training_dataset(
-        text.train_ids, seq_length=train_config.seq_length, batch_size=train_config.batch_size, seed=train_config.seed
+def _validation_data(text, train_config):
+    if not len(text.validation_ids):
+        return None
+    return validation_dataset(text.validation_ids, seq_length=train_config.seq_length,
+                              batch_size=train_config.batch_size, max_windows=MAX_VALIDATION_WINDOWS)
+
+
+def fit_segments(global_step, steps_per_epoch, epochs):
+    """The ``model.fit`` calls that continue a run from ``global_step``.
+
+    Returns (initial_epoch, end_epoch, steps_per_epoch, batches_to_skip) tuples:
+    first the rest of a partly trained epoch, if any, then whole epochs.
+    """
+    epoch, within = divmod(global_step, steps_per_epoch)
+    segments = []
+    if within:
+        segments.append((epoch, epoch + 1, steps_per_epoch - within, global_step))
+        epoch += 1
+    if epoch < epochs:
+        segments.append((epoch, epochs, steps_per_epoch, epoch * steps_per_epoch))
+    return segments
+
+
+def _start(directory, model, text, *, model_config, tokenizer_config, train_config, corpus_config, resume):
+    """Where the run starts: a backup's state (weights loaded) or a fresh run's (settings written)."""
+    if resume:
+        artifacts.remove_temporary_files(directory)  # a killed run may have left some
+        backup = artifacts.read_backup(directory)
+        model.optimizer.build(model.trainable_variables)  # so the optimizer's state loads too
+        model.load_weights(directory / backup["weights"])
+        return backup
+    # config.json and tokenizer.json first: a run's settings are on disk before its first step.
+    artifacts.write_model_config(
+        directory, model=model_config, tokenizer_config=tokenizer_config, train=train_config,
+        corpus_config=corpus_config, corpus_summary=text.corpus.describe(), versions=_versions(),
     )
-    validation_data = None
-    if len(text.validation_ids):
-        validation_data = validation_dataset(
-            text.validation_ids, seq_length=train_config.seq_length, batch_size=train_config.batch_size,
-            max_windows=MAX_VALIDATION_WINDOWS,
-        )
-    return train_data, steps_per_epoch, validation_data
+    artifacts.write_text(directory / artifacts.TOKENIZER_FILE, text.tokenizer.to_json())
+    return {"global_step": 0, "best_loss": math.inf, "history": []}
 
 
-def train(text, *, directory, model_config, tokenizer_config, train_config, corpus_config, echo=None, verbose=1):
-    """Train a model on prepared text and save it in ``directory`` (which must exist and be empty).
+def train(text, *, directory, model_config, tokenizer_config, train_config, corpus_config, echo=None, verbose=1,
+          resume=False):
+    """Train a model on prepared text and save it in ``directory``.
 
     Args:
         text: a ``TrainingText`` from ``prepare_training_text``.
-        directory: the model directory (see artifacts.new_model_directory).
+        directory: the model directory (see artifacts.new_model_directory); empty unless resuming.
         model_config, tokenizer_config, train_config, corpus_config: the run's settings.
         echo: prints one line (default: print, flushed).
         verbose: Keras progress bar, 0 (silent) or 1.
+        resume: continue from the directory's backup: same weights, optimizer state, epoch and step.
 
     Returns:
         A ``TrainingResult``.
@@ -92,29 +120,29 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     gpu_available = bool(tf.config.list_physical_devices("GPU"))
     precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
     keras.utils.set_random_seed(train_config.seed)
-    # config.json and tokenizer.json first: a run's settings are on disk before its first step.
-    artifacts.write_model_config(
-        directory, model=model_config, tokenizer_config=tokenizer_config, train=train_config,
-        corpus_config=corpus_config, corpus_summary=text.corpus.describe(), versions=_versions(),
-    )
-    artifacts.write_text(directory / artifacts.TOKENIZER_FILE, text.tokenizer.to_json())
     model = _compiled_model(model_config, train_config, text.tokenizer.vocabulary_size, precision)
-    train_data, steps_per_epoch, validation_data = _datasets(text, train_config)
+    start = _start(directory, model, text, model_config=model_config, tokenizer_config=tokenizer_config,
+                   train_config=train_config, corpus_config=corpus_config, resume=resume)
+    steps_per_epoch = windows_per_epoch(len(text.train_ids), train_config.seq_length) // train_config.batch_size
     epochs, logs = train_config.epochs_for(steps_per_epoch), directory / artifacts.LOGS_DIRECTORY
     echo(f"training a {model_config.num_layers}x{model_config.units} {model_config.cell} "
          f"({model.count_params():,} parameters, {text.tokenizer.vocabulary_size} tokens, {precision}) "
          f"on {len(text.train_ids):,} tokens; {epochs} epochs of {steps_per_epoch} steps")
+    if resume:
+        epoch, within = divmod(start["global_step"], steps_per_epoch)
+        echo(f"resuming at global step {start['global_step']:,}: epoch {epoch + 1}, step {within}")
     if text.tokenizer.vocabulary_size > LARGE_VOCABULARY and tokenizer_config.max_vocab is None:
         # The output layer costs vocabulary x units per token; past ~10k tokens it dominates each step.
         echo(f"note: {text.tokenizer.vocabulary_size:,} tokens make the output layer the slowest part; "
              f"--max-vocab {LARGE_VOCABULARY} or --min-count 2 trains faster")
     echo(f"watch it learn: tensorboard --logdir {logs}")
-    budget = TimeBudget(train_config.time_budget)
+    budget, interruption = TimeBudget(train_config.time_budget), SignalStop()
     recorder = EpochRecorder(
         directory, characters_per_token=text.characters_per_token, echo=echo,
         characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
+        history=start["history"], best_loss=start["best_loss"],
     )
-    interruption = SignalStop()
+    validation_data = _validation_data(text, train_config)
     callbacks = [
         budget,
         interruption,
@@ -122,13 +150,24 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
         keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
         TextSamples(logs / "samples", text.tokenizer),
         keras.callbacks.TerminateOnNaN(),
+        Backup(directory, recorder, every=train_config.checkpoint_every),
     ]
     if train_config.patience is not None:
         monitored = "val_loss" if validation_data is not None else "loss"
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitored, patience=train_config.patience))
-    # shuffle=False: the dataset shuffles its own windows.
-    model.fit(train_data, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=validation_data,
-              callbacks=callbacks, shuffle=False, verbose=verbose)
+    for initial_epoch, end_epoch, steps, skip in fit_segments(start["global_step"], steps_per_epoch, epochs):
+        train_data, _ = training_dataset(text.train_ids, seq_length=train_config.seq_length,
+                                         batch_size=train_config.batch_size, seed=train_config.seed,
+                                         skip_batches=skip)
+        # shuffle=False: the dataset shuffles its own windows.
+        model.fit(train_data, steps_per_epoch=steps, initial_epoch=initial_epoch, epochs=end_epoch,
+                  validation_data=validation_data, callbacks=callbacks, shuffle=False, verbose=verbose)
+        if model.stop_training:  # time budget, signal, NaN or patience
+            break
+    return _report(directory, recorder, budget, interruption, train_config, precision, echo)
+
+
+def _report(directory, recorder, budget, interruption, train_config, precision, echo):
     diverged = bool(recorder.history) and not math.isfinite(recorder.history[-1]["loss"])
     if not (directory / artifacts.MODEL_FILE).exists():
         raise TextgenError("training diverged (the loss became NaN) before any model was saved; "

@@ -30,15 +30,17 @@ class TrainingText:
         return len(self.corpus.text) / max(1, len(self.train_ids) + len(self.validation_ids))
 
 
-def prepare_training_text(corpus_config, tokenizer_config, train_config):
+def prepare_training_text(corpus_config, tokenizer_config, train_config, *, tokenizer=None):
     """Read, tokenize and split the corpus; raise ``TextgenError`` if it cannot train.
+
+    A ``tokenizer`` given (a resumed run's) is used as it is instead of fitting one.
 
     Returns:
         (TrainingText, TrainConfig): the train config may come back with a
         smaller batch size when a short corpus has fewer windows than a batch.
     """
     corpus = read_corpus(corpus_config)
-    tokenizer = fit_tokenizer(corpus.text, tokenizer_config)
+    tokenizer = tokenizer or fit_tokenizer(corpus.text, tokenizer_config)
     ids = tokenizer.encode(corpus.text)
     train_ids, validation_ids = split_train_validation(ids, corpus_config.validation_fraction)
     seq_length = train_config.seq_length
