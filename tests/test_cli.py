@@ -260,3 +260,22 @@ def test_resume_bad_inputs(in_tmp, tiny_model):
                          "not the text")
     (in_tmp / "saved_models" / "tiny" / "backup.json").unlink()
     assert_clean_failure(run("train", corpus, "--resume", "--name", "tiny"), "no training backup")
+
+
+def test_fine_tune_from_a_model(in_tmp, tiny_model):
+    base, corpus = tiny_model
+    new_text = in_tmp / "more.txt"
+    new_text.write_text(make_text(lines=200, seed=3) + "Ωmega\n")
+    refused = run("train", new_text, "--from", base)
+    assert_clean_failure(refused, "characters of the corpus are not in the model's vocabulary: 'Ω'")
+    assert "--drop-unknown" in refused.output and not (in_tmp / "saved_models").exists()
+    result = run("train", new_text, "--from", base, "--drop-unknown", "--epochs", 1, "--seq-length", 32,
+                 "--batch-size", 8, "--precision", "float32")
+    assert result.exit_code == 0, result.output
+    report = json.loads(run("info", "saved_models/more", "--format", "json").output)
+    assert report["from"] == str(base) and report["model"]["units"] == 24  # the base's network
+    assert report["tokenizer"]["vocabulary_size"] == json.loads(
+        run("info", base, "--format", "json").output)["tokenizer"]["vocabulary_size"]
+    # It starts where the base model is: its first epoch beats the base's own first epoch (from scratch).
+    base_metrics = json.loads((base / "metrics.json").read_text())
+    assert report["metrics"][0]["val_loss"] < base_metrics[0]["val_loss"]

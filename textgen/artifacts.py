@@ -140,6 +140,7 @@ class SavedModel:
     corpus: dict
     tokenizer: object
     versions: dict
+    base: str = None  # the model directory this one was fine-tuned from
 
     @property
     def model_path(self):
@@ -150,11 +151,14 @@ class SavedModel:
         return _read_json(path) if path.exists() else []
 
 
-def write_model_config(directory, *, model, tokenizer_config, train, corpus_config, corpus_summary, versions):
+def write_model_config(directory, *, model, tokenizer_config, train, corpus_config, corpus_summary, versions,
+                       base=None):
+    """config.json: every setting of the run; ``base`` names the model it was fine-tuned from, if any."""
     write_json(
         Path(directory) / CONFIG_FILE,
         {
             "format_version": FORMAT_VERSION,
+            "from": None if base is None else str(base),
             "model": model.to_dict(),
             "tokenizer": tokenizer_config.to_dict(),
             "train": train.to_dict(),
@@ -197,6 +201,7 @@ def load_saved_model(directory, *, require_weights=True):
             corpus=config.get("corpus", {}),
             tokenizer=tokenizer,
             versions=config.get("versions", {}),
+            base=config.get("from"),
         )
     except (KeyError, TypeError) as error:
         raise TextgenError(f"{directory / CONFIG_FILE} is missing or has a malformed entry: {error}") from None
@@ -328,6 +333,7 @@ def describe(saved_model):
         "tokenizer": {**saved_model.tokenizer_config.to_dict(), "vocabulary_size": saved_model.tokenizer.vocabulary_size},
         "train": saved_model.train.to_dict(),
         "corpus": saved_model.corpus,
+        "from": saved_model.base,
         "parameters": int(sum(array.size for layer in layers for array in layer.weights)),
         # Steps trained in all runs together: the backup is written last, the best model maybe earlier.
         "global_step": max(global_step, _backup_step(saved_model.directory)),

@@ -81,9 +81,11 @@ def main():
 @click.option("--overwrite", is_flag=True, help="Replace an existing model of the same name.")
 @click.option("--checkpoint-every", type=int, help="Write a resumable backup every N steps (and always at the end).")
 @click.option("--resume", is_flag=True, help="Continue the run saved as --name from its backup.")
+@click.option("--from", "base", metavar="MODEL", help="Start from this model's weights and vocabulary (fine-tuning).")
+@click.option("--drop-unknown", is_flag=True, help="With --from: leave out characters the model does not know.")
 def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_length, batch_size, epochs,
           learning_rate, precision, time_budget, patience, validation_fraction, seed, max_vocab, min_count,
-          lowercase, encoding, errors, overwrite, checkpoint_every, resume):
+          lowercase, encoding, errors, overwrite, checkpoint_every, resume, base, drop_unknown):
     """Train a model on CORPUS: files, directories, globs, or a built-in corpus (python-stdlib)."""
     from textgen import artifacts
     from textgen.training_text import prepare_training_text
@@ -99,9 +101,15 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
                                patience=patience, checkpoint_every=checkpoint_every, seed=seed)
     corpus_config = CorpusConfig(sources=corpus, encoding=encoding, errors=errors,
                                  validation_fraction=validation_fraction)
+    base_model = None
+    if base is not None:  # fine-tuning: the network and vocabulary are the base model's
+        base_model = artifacts.load_saved_model(base)
+        model_config, tokenizer_config = base_model.model, base_model.tokenizer_config
     if name is not None:
         artifacts.check_new_model_directory(artifacts.SAVED_MODELS_DIRECTORY, name, overwrite=overwrite)
-    text, train_config = prepare_training_text(corpus_config, tokenizer_config, train_config)
+    text, train_config = prepare_training_text(corpus_config, tokenizer_config, train_config,
+                                               tokenizer=base_model.tokenizer if base_model else None,
+                                               drop_unknown=drop_unknown)
     name = name or artifacts.default_model_name(text.corpus.name)
     directory = artifacts.check_new_model_directory(artifacts.SAVED_MODELS_DIRECTORY, name, overwrite=overwrite)
 
@@ -109,7 +117,8 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
 
     with artifacts.new_model_directory(directory):
         result = train_model(text, directory=directory, model_config=model_config,
-                             tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config)
+                             tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config,
+                             base=base_model)
     click.echo(f"sample from it: textgen sample {directory}")
     if result.stopped_by_signal:
         sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])

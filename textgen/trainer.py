@@ -84,8 +84,12 @@ def fit_segments(global_step, steps_per_epoch, epochs):
     return segments
 
 
-def _start(directory, model, text, *, model_config, tokenizer_config, train_config, corpus_config, resume):
-    """Where the run starts: a backup's state (weights loaded) or a fresh run's (settings written)."""
+def _start(directory, model, text, *, model_config, tokenizer_config, train_config, corpus_config, resume, base):
+    """Where the run starts: a backup's state (weights loaded) or a new run's (settings written).
+
+    A new run from a ``base`` model (fine-tuning) starts from its weights with a
+    fresh optimizer: the new text gets full-size steps from the start.
+    """
     if resume:
         artifacts.remove_temporary_files(directory)  # a killed run may have left some
         backup = artifacts.read_backup(directory)
@@ -96,13 +100,17 @@ def _start(directory, model, text, *, model_config, tokenizer_config, train_conf
     artifacts.write_model_config(
         directory, model=model_config, tokenizer_config=tokenizer_config, train=train_config,
         corpus_config=corpus_config, corpus_summary=text.corpus.describe(), versions=_versions(),
+        base=None if base is None else base.directory,
     )
     artifacts.write_text(directory / artifacts.TOKENIZER_FILE, text.tokenizer.to_json())
+    if base is not None:
+        layers, _ = artifacts.read_keras_archive(base.model_path)  # arrays only: no code from the file runs
+        model.set_weights([array for layer in layers for array in layer.weights])
     return {"global_step": 0, "best_loss": math.inf, "history": []}
 
 
 def train(text, *, directory, model_config, tokenizer_config, train_config, corpus_config, echo=None, verbose=1,
-          resume=False):
+          resume=False, base=None):
     """Train a model on prepared text and save it in ``directory``.
 
     Args:
@@ -112,6 +120,7 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
         echo: prints one line (default: print, flushed).
         verbose: Keras progress bar, 0 (silent) or 1.
         resume: continue from the directory's backup: same weights, optimizer state, epoch and step.
+        base: a SavedModel to start from (fine-tuning); its weights must fit ``model_config``.
 
     Returns:
         A ``TrainingResult``.
@@ -122,7 +131,7 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     keras.utils.set_random_seed(train_config.seed)
     model = _compiled_model(model_config, train_config, text.tokenizer.vocabulary_size, precision)
     start = _start(directory, model, text, model_config=model_config, tokenizer_config=tokenizer_config,
-                   train_config=train_config, corpus_config=corpus_config, resume=resume)
+                   train_config=train_config, corpus_config=corpus_config, resume=resume, base=base)
     steps_per_epoch = windows_per_epoch(len(text.train_ids), train_config.seq_length) // train_config.batch_size
     epochs, logs = train_config.epochs_for(steps_per_epoch), directory / artifacts.LOGS_DIRECTORY
     echo(f"training a {model_config.num_layers}x{model_config.units} {model_config.cell} "

@@ -30,16 +30,34 @@ class TrainingText:
         return len(self.corpus.text) / max(1, len(self.train_ids) + len(self.validation_ids))
 
 
-def prepare_training_text(corpus_config, tokenizer_config, train_config, *, tokenizer=None):
+def _known_text(corpus, tokenizer, drop_unknown):
+    """The corpus as a given char-level tokenizer can read it: unknown characters are an error, or dropped."""
+    if tokenizer.unknown_token is not None:
+        return corpus  # the word level reads unknown words as <unk>
+    unknown = tokenizer.unknown_tokens(corpus.text)
+    if not unknown:
+        return corpus
+    if not drop_unknown:
+        shown = ", ".join(repr(character) for character in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise TextgenError(f"{len(unknown)} characters of the corpus are not in the model's vocabulary: "
+                           f"{shown}{more}; pass --drop-unknown to leave them out")
+    return dataclasses.replace(corpus, text=corpus.text.translate({ord(character): None for character in unknown}))
+
+
+def prepare_training_text(corpus_config, tokenizer_config, train_config, *, tokenizer=None, drop_unknown=False):
     """Read, tokenize and split the corpus; raise ``TextgenError`` if it cannot train.
 
-    A ``tokenizer`` given (a resumed run's) is used as it is instead of fitting one.
+    A ``tokenizer`` given (a resumed or fine-tuned run's) is used as it is
+    instead of fitting one; ``drop_unknown`` leaves out characters it lacks.
 
     Returns:
         (TrainingText, TrainConfig): the train config may come back with a
         smaller batch size when a short corpus has fewer windows than a batch.
     """
     corpus = read_corpus(corpus_config)
+    if tokenizer is not None:
+        corpus = _known_text(corpus, tokenizer, drop_unknown)
     tokenizer = tokenizer or fit_tokenizer(corpus.text, tokenizer_config)
     ids = tokenizer.encode(corpus.text)
     train_ids, validation_ids = split_train_validation(ids, corpus_config.validation_fraction)
