@@ -246,6 +246,7 @@ def test_sigkill_then_resume_continues_from_the_backup(in_tmp):
     for path in directory.glob("*.json"):
         json.loads(path.read_text())  # every file whole
     assert run("sample", "saved_models/run", "--length", 20, "--seed", 1).exit_code == 0
+    assert "run 2:" in run("info", "saved_models/run").output  # the resumed run is the second
 
 
 def test_resume_bad_inputs(in_tmp, tiny_model):

@@ -145,5 +145,48 @@ def test_resume_continues_from_the_backup_at_the_same_step(tmp_path):
     resumed = records[len(first.epochs)]
     assert resumed["epoch"] == 1 and resumed["steps"] == steps_per_epoch - stopped_at  # same epoch, same step
     assert records[-1]["global_step"] == 2 * steps_per_epoch  # optimizer state restored: counts continue
+    assert {record["run"] for record in first.epochs} == {1} and resumed["run"] == 2
     backups = sorted(path.name for path in directory.glob("backup-*.weights.h5"))
     assert backups == [f"backup-{2 * steps_per_epoch}.weights.h5"]  # older backups are removed
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_model(tmp_path):
+    import keras
+    import numpy as np
+
+    from textgen import trainer
+
+    class Poison(keras.callbacks.Callback):
+        """Turns the weights to NaN in the second epoch, as a diverging run would."""
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 1 and batch == 2:
+                self.model.layers[-1].kernel.assign(np.full(self.model.layers[-1].kernel.shape, np.nan))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(make_text(lines=300))
+    corpus_config = CorpusConfig(sources=(str(corpus),))
+    train_config = TrainConfig(seq_length=20, batch_size=8, epochs=3, precision="float32")
+    text, train_config = prepare_training_text(corpus_config, TokenizerConfig(), train_config)
+    directory, lines = tmp_path / "model", []
+    original_fit = keras.Model.fit
+
+    def fit_with_poison(self, *arguments, callbacks=(), **options):
+        return original_fit(self, *arguments, callbacks=[Poison(), *callbacks], **options)
+
+    keras.Model.fit = fit_with_poison
+    try:
+        with artifacts.new_model_directory(directory):
+            trainer.train(text, directory=directory, model_config=ModelConfig(units=8, embedding_dim=4),
+                          tokenizer_config=TokenizerConfig(), train_config=train_config,
+                          corpus_config=corpus_config, verbose=0, echo=lines.append)
+    finally:
+        keras.Model.fit = original_fit
+    assert any("the loss became NaN in epoch 2; kept the last good model" in line for line in lines), lines
+    from textgen.generation import load
+
+    assert load(directory).generate("The", length=20, seed=1)  # the epoch-1 model, whole and usable
+    assert not (directory / "backup.json").exists()  # NaN weights are never backed up

@@ -46,7 +46,7 @@ class EpochRecorder(keras.callbacks.Callback):
     """
 
     def __init__(self, directory, *, characters_per_batch, characters_per_token,
-                 echo=functools.partial(print, flush=True), history=(), best_loss=math.inf):
+                 echo=functools.partial(print, flush=True), history=(), best_loss=math.inf, run=1):
         super().__init__()
         self.directory = directory
         self.characters_per_batch = characters_per_batch
@@ -54,6 +54,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.echo = echo
         self.best_loss = best_loss  # a resumed run keeps the interrupted run's best and history
         self.history = list(history)
+        self.run = run  # 1 for a new model, then one more for each resume
         self.pending = None  # the last epoch's summary line, not printed yet
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -82,7 +83,8 @@ class EpochRecorder(keras.callbacks.Callback):
         if improved:
             self.best_loss = loss
             artifacts.atomic_write(self.directory / artifacts.MODEL_FILE, self.model.save)
-        record = {"epoch": epoch + 1, "steps": self.batches, "global_step": int(self.model.optimizer.iterations)}
+        record = {"run": self.run, "epoch": epoch + 1, "steps": self.batches,
+                  "global_step": int(self.model.optimizer.iterations)}
         record.update({key: float(value) for key, value in logs.items()})
         record["saved"] = improved
         self.history.append(record)
@@ -184,7 +186,7 @@ class Backup(keras.callbacks.Callback):
 
     def write(self):
         state = {"global_step": int(self.model.optimizer.iterations), "best_loss": self.recorder.best_loss,
-                 "history": self.recorder.history}
+                 "history": self.recorder.history, "run": self.recorder.run}
         artifacts.write_backup(self.directory, self.model.save_weights, state)
 
     def on_train_batch_end(self, batch, logs=None):

@@ -261,6 +261,13 @@ def info(model, output_format):
         settings = ", ".join(f"{key}={value}" for key, value in report[section].items())
         click.echo(f"{section}: {settings}")
     click.echo(f"parameters: {report['parameters']:,}\nglobal_step: {report['global_step']:,}")
+    if report["from"]:
+        click.echo(f"fine-tuned from: {report['from']}")
+    for run in sorted({epoch.get("run", 1) for epoch in report["metrics"]}):
+        epochs = [epoch for epoch in report["metrics"] if epoch.get("run", 1) == run]
+        best = min(epoch.get("val_loss", epoch["loss"]) for epoch in epochs)
+        click.echo(f"run {run}: {len(epochs)} epoch(s) to global step {epochs[-1]['global_step']:,}, "
+                   f"best loss {best:.4f}")
     for epoch in report["metrics"]:
         prefix = "val_" if "val_loss" in epoch else ""
         held_out = f", val_loss {epoch['val_loss']:.4f}" if prefix else ""

@@ -106,7 +106,7 @@ def _start(directory, model, text, *, model_config, tokenizer_config, train_conf
     if base is not None:
         layers, _ = artifacts.read_keras_archive(base.model_path)  # arrays only: no code from the file runs
         model.set_weights([array for layer in layers for array in layer.weights])
-    return {"global_step": 0, "best_loss": math.inf, "history": []}
+    return {"global_step": 0, "best_loss": math.inf, "history": [], "run": 0}
 
 
 def train(text, *, directory, model_config, tokenizer_config, train_config, corpus_config, echo=None, verbose=1,
@@ -149,7 +149,7 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     recorder = EpochRecorder(
         directory, characters_per_token=text.characters_per_token, echo=echo,
         characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
-        history=start["history"], best_loss=start["best_loss"],
+        history=start["history"], best_loss=start["best_loss"], run=start.get("run", 0) + 1,
     )
     validation_data = _validation_data(text, train_config)
     callbacks = [
