@@ -60,7 +60,8 @@ def test_help_lists_commands():
 def test_train_help_lists_the_contract_options():
     result = run("train", "--help")
     for option in ("--name", "--level", "--cell", "--layers", "--units", "--embedding-dim", "--dropout",
-                   "--seq-length", "--batch-size", "--epochs", "--learning-rate", "--precision", "--time-budget",
+                   "--seq-length", "--batch-size", "--epochs", "--learning-rate", "--lr-schedule", "--precision",
+                   "--time-budget",
                    "--validation-fraction", "--seed", "--max-vocab", "--min-count", "--lowercase", "--encoding",
                    "--errors", "--overwrite"):
         assert option in result.output
@@ -78,6 +79,7 @@ def test_every_bad_corpus_fails_in_one_line_and_writes_nothing(in_tmp):
     [
         (["--time-budget", "soon"], "time budget must look like 90s", 2),
         (["--cell", "transformer"], "Invalid value for '--cell'", 2),
+        (["--lr-schedule", "exponential"], "Invalid value for '--lr-schedule'", 2),
         (["--layers", "0"], "layers must be an integer >= 1", 1),
         (["--dropout", "1.5"], "dropout must be in [0, 1)", 1),
         (["--validation-fraction", "0.9"], "validation-fraction must be in [0, 0.5]", 1),

@@ -135,7 +135,8 @@ def test_resume_continues_from_the_backup_at_the_same_step(tmp_path):
                    corpus_config=corpus_config, verbose=0, echo=lambda line: None)
     with artifacts.new_model_directory(directory):
         first = trainer.train(text, train_config=first_config, **options)
-    stopped_at = json.loads((directory / "backup.json").read_text())["global_step"]
+    backup = json.loads((directory / "backup.json").read_text())
+    stopped_at, first_progress = backup["global_step"], backup["schedule_progress"]
     assert first.stopped_by_time_budget and 0 < stopped_at < steps_per_epoch
     assert stopped_at == first.epochs[-1]["global_step"]
     second = trainer.train(text, train_config=TrainConfig(seq_length=20, batch_size=4, epochs=2,
@@ -146,6 +147,8 @@ def test_resume_continues_from_the_backup_at_the_same_step(tmp_path):
     assert resumed["epoch"] == 1 and resumed["steps"] == steps_per_epoch - stopped_at  # same epoch, same step
     assert records[-1]["global_step"] == 2 * steps_per_epoch  # optimizer state restored: counts continue
     assert {record["run"] for record in first.epochs} == {1} and resumed["run"] == 2
+    # The first run used up its schedule (its budget ran out): the resumed one gets a new one, not a rate of 0.
+    assert first_progress == 1.0 and abs(resumed["learning_rate"] - first_config.learning_rate) < 1e-8
     backups = sorted(path.name for path in directory.glob("backup-*.weights.h5"))
     assert backups == [f"backup-{2 * steps_per_epoch}.weights.h5"]  # older backups are removed
 
@@ -190,3 +193,45 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_model(tmp_path):
 
     assert load(directory).generate("The", length=20, seed=1)  # the epoch-1 model, whole and usable
     assert not (directory / "backup.json").exists()  # NaN weights are never backed up
+
+
+def test_schedule_factors():
+    from textgen.callbacks import schedule_factor
+
+    assert [schedule_factor("linear", p) for p in (0.0, 0.25, 1.0, 1.5)] == [1.0, 0.75, 0.0, 0.0]
+    assert schedule_factor("cosine", 0.0) == 1.0 and abs(schedule_factor("cosine", 0.5) - 0.5) < 1e-12
+    assert abs(schedule_factor("cosine", 1.0)) < 1e-12
+    assert schedule_factor("constant", 0.9) == 1.0
+
+
+def test_the_default_schedule_holds_the_peak_then_cools_down_to_zero(tiny_model):
+    from textgen.callbacks import COOLDOWN_FRACTION
+
+    metrics = json.loads((tiny_model[0] / "metrics.json").read_text())
+    steps_per_epoch, peak = metrics[0]["steps"], 1e-2  # the fixture's --learning-rate
+    total = 2 * steps_per_epoch
+    # Keras logs the rate the last step of each epoch used: it was set before step global_step - 1.
+    for record in metrics:
+        expected = peak * min(1.0, (1 - (record["global_step"] - 1) / total) / COOLDOWN_FRACTION)
+        assert abs(record["learning_rate"] - expected) < 1e-6, (record["learning_rate"], expected)
+    assert abs(metrics[0]["learning_rate"] - peak) < 1e-6 and metrics[1]["learning_rate"] < peak / 5
+    assert json.loads((tiny_model[0] / "backup.json").read_text())["schedule_progress"] == 1.0
+
+
+def test_schedule_progress_follows_the_clock_and_never_goes_back():
+    import keras
+
+    from textgen.callbacks import LearningRateDecay
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1.0), loss="mse")
+    decay = LearningRateDecay("linear", 1.0, total_steps=1000, time_budget=1e-9, progress=0.0)
+    decay.set_model(model)
+    decay.on_train_begin()
+    assert decay.progress() == 1.0  # the tiny budget is spent: the run is over, whatever the step count
+    resumed = LearningRateDecay("linear", 1.0, total_steps=1000, time_budget=None, progress=0.6)
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    assert resumed.progress() == 0.6  # step 0 of a resumed run does not restart the schedule
+    resumed.on_train_batch_begin(0)
+    assert abs(float(model.optimizer.learning_rate) - 0.4) < 1e-6

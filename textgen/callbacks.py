@@ -1,5 +1,6 @@
-"""Keras callbacks of our own: the time budget, what happens at each epoch end,
-text samples for TensorBoard, and a clean stop on SIGINT / SIGTERM.
+"""Keras callbacks of our own: the time budget, the learning-rate schedule, what
+happens at each epoch end, text samples for TensorBoard, a clean stop on SIGINT /
+SIGTERM, and resumable backups.
 
 Everything else (TensorBoard, EarlyStopping, TerminateOnNaN) is Keras's own callback.
 """
@@ -38,6 +39,59 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+# The "cooldown" schedule holds the peak rate and decays over this last part of the run.
+COOLDOWN_FRACTION = 0.2
+
+
+def schedule_factor(schedule, progress):
+    """The fraction of the peak learning rate at ``progress`` (0 = start, 1 = end of the run)."""
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cooldown":  # constant, then linear to zero over the last COOLDOWN_FRACTION
+        return min(1.0, (1.0 - progress) / COOLDOWN_FRACTION)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0  # constant
+
+
+class LearningRateDecay(keras.callbacks.Callback):
+    """Sets the learning rate before each step from how far the run has come.
+
+    A run ends at its last step or at its time budget, whichever comes first, so
+    progress is the larger of the two fractions: steps done / total steps, and
+    seconds spent / budget. (Keras's LearningRateScheduler changes the rate only
+    per epoch and knows nothing of the clock; with a 95-second budget there may
+    be less than one epoch.) Progress never goes back: a resumed run starts from
+    the progress saved in its backup and spreads what is left of the schedule over
+    its own budget, so the rate continues where it stopped.
+    """
+
+    def __init__(self, schedule, peak, *, total_steps, time_budget=None, progress=0.0):
+        super().__init__()
+        self.schedule = schedule
+        self.peak = peak
+        self.total_steps = total_steps
+        self.time_budget = time_budget
+        self.initial_progress = progress  # from the backup when resuming, else 0
+        self.started = None
+
+    def progress(self):
+        done = int(self.model.optimizer.iterations) / max(self.total_steps, 1)
+        progress = max(self.initial_progress, done)
+        if self.time_budget is not None and self.started is not None:
+            spent = (time.monotonic() - self.started) / self.time_budget
+            progress = max(progress, self.initial_progress + (1.0 - self.initial_progress) * spent)
+        return min(progress, 1.0)
+
+    def on_train_begin(self, logs=None):
+        if self.started is None:  # a resumed run may call fit twice; the budget spans both
+            self.started = time.monotonic()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate = self.peak * schedule_factor(self.schedule, self.progress())
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """At each epoch end: derived metrics, the best model saved, metrics.json, one line printed.
 
@@ -70,7 +124,8 @@ class EpochRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         seconds = max(self.last_batch_time - self.epoch_started, 1e-9)
-        derived = {"characters_per_second": self.batches * self.characters_per_batch / seconds}
+        derived = {"characters_per_second": self.batches * self.characters_per_batch / seconds,
+                   "learning_rate": float(self.model.optimizer.learning_rate)}  # as the last step used it
         for prefix in ("", "val_"):  # train and validation alike; Keras logs val_* as validation
             if prefix + "loss" in logs:
                 loss = float(logs[prefix + "loss"])
@@ -178,15 +233,17 @@ class Backup(keras.callbacks.Callback):
     data stream is, since every epoch has the same number of batches.
     """
 
-    def __init__(self, directory, recorder, *, every=None):
+    def __init__(self, directory, recorder, learning_rate, *, every=None):
         super().__init__()
         self.directory = directory
         self.recorder = recorder
+        self.learning_rate = learning_rate  # the LearningRateDecay whose progress a resumed run continues
         self.every = every
 
     def write(self):
         state = {"global_step": int(self.model.optimizer.iterations), "best_loss": self.recorder.best_loss,
-                 "history": self.recorder.history, "run": self.recorder.run}
+                 "history": self.recorder.history, "run": self.recorder.run,
+                 "schedule_progress": self.learning_rate.progress()}
         artifacts.write_backup(self.directory, self.model.save_weights, state)
 
     def on_train_batch_end(self, batch, logs=None):

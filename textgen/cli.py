@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from textgen.config import (
-    AUTO_EPOCH_STEPS, CELLS, ENGINES, ERROR_HANDLERS, LEVELS, PRECISIONS, CorpusConfig, ModelConfig, SamplingConfig, TokenizerConfig,
-    TrainConfig, parse_duration,
+    AUTO_EPOCH_STEPS, CELLS, ENGINES, ERROR_HANDLERS, LEARNING_RATE_SCHEDULES, LEVELS, PRECISIONS, CorpusConfig,
+    ModelConfig, SamplingConfig, TokenizerConfig, TrainConfig, parse_duration,
 )
 from textgen.errors import TextgenError
 
@@ -68,6 +68,9 @@ def main():
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
 @click.option("--epochs", type=int, help=f"Passes over the text [default: enough for about {AUTO_EPOCH_STEPS:,} steps]")
 @click.option("--learning-rate", type=float, default=TrainConfig.learning_rate, show_default=True)
+@click.option("--lr-schedule", type=click.Choice(LEARNING_RATE_SCHEDULES),
+              default=TrainConfig.learning_rate_schedule, show_default=True,
+              help="How the learning rate falls to zero by the end of the run (the epochs or the time budget).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=TrainConfig.precision, show_default=True)
 @click.option("--time-budget", type=Duration(), help="Stop after this long, e.g. 90s, 10m, 1h.")
 @click.option("--patience", type=int, help="Stop after N epochs without a better validation loss.")
@@ -84,7 +87,7 @@ def main():
 @click.option("--from", "base", metavar="MODEL", help="Start from this model's weights and vocabulary (fine-tuning).")
 @click.option("--drop-unknown", is_flag=True, help="With --from: leave out characters the model does not know.")
 def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_length, batch_size, epochs,
-          learning_rate, precision, time_budget, patience, validation_fraction, seed, max_vocab, min_count,
+          learning_rate, lr_schedule, precision, time_budget, patience, validation_fraction, seed, max_vocab, min_count,
           lowercase, encoding, errors, overwrite, checkpoint_every, resume, base, drop_unknown):
     """Train a model on CORPUS: files, directories, globs, or a built-in corpus (python-stdlib)."""
     from textgen import artifacts
@@ -97,7 +100,8 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
                                dropout_rate=dropout)
     tokenizer_config = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count, lowercase=lowercase)
     train_config = TrainConfig(seq_length=seq_length, batch_size=batch_size, epochs=epochs,
-                               learning_rate=learning_rate, precision=precision, time_budget=time_budget,
+                               learning_rate=learning_rate, learning_rate_schedule=lr_schedule,
+                               precision=precision, time_budget=time_budget,
                                patience=patience, checkpoint_every=checkpoint_every, seed=seed)
     corpus_config = CorpusConfig(sources=corpus, encoding=encoding, errors=errors,
                                  validation_fraction=validation_fraction)

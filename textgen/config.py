@@ -16,6 +16,9 @@ CELLS = ("simple_rnn", "lstm", "gru")
 LEVELS = ("char", "word")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 ERROR_HANDLERS = ("strict", "replace")
+# How the learning rate falls over a run (see callbacks.LearningRateDecay and
+# benchmarks/RESULTS.md, which chose the default).
+LEARNING_RATE_SCHEDULES = ("constant", "cooldown", "linear", "cosine")
 # Without --epochs, train for about this many optimizer steps: 10 passes over a
 # 60 kB poem collection are 80 steps and learn nothing, while 10 passes over
 # 12 MB of code take hours. Steps, not passes, are what a model learns from.
@@ -125,6 +128,7 @@ class TrainConfig(_JsonRoundTrip):
     batch_size: int = 64
     epochs: Optional[int] = None  # None: enough epochs for AUTO_EPOCH_STEPS optimizer steps
     learning_rate: float = 6e-3  # benchmarks/RESULTS.md: better than 3e-3 at 95 s and at 10 min
+    learning_rate_schedule: str = "cooldown"  # the peak, then down to zero over the last 20% (RESULTS.md)
     clip_norm: float = 1.0
     precision: str = "auto"
     time_budget: Optional[float] = None  # seconds of training; None = no limit
@@ -138,6 +142,10 @@ class TrainConfig(_JsonRoundTrip):
             return self.epochs
         return max(1, -(-AUTO_EPOCH_STEPS // steps_per_epoch))
 
+    def total_steps(self, steps_per_epoch):
+        """Optimizer steps in the whole run, if neither the time budget nor patience ends it first."""
+        return self.epochs_for(steps_per_epoch) * steps_per_epoch
+
     def __post_init__(self):
         _check_int("seq-length", self.seq_length, 1, 100_000)
         _check_int("batch-size", self.batch_size, 1, 1_000_000)
@@ -147,6 +155,7 @@ class TrainConfig(_JsonRoundTrip):
             isinstance(self.learning_rate, (int, float)) and 0.0 < self.learning_rate <= 10.0,
             f"learning-rate must be in (0, 10], got {self.learning_rate!r}",
         )
+        _check_choice("lr-schedule", self.learning_rate_schedule, LEARNING_RATE_SCHEDULES)
         _require(self.clip_norm > 0, f"clip_norm must be > 0, got {self.clip_norm!r}")
         _check_choice("precision", self.precision, PRECISIONS)
         if self.time_budget is not None:

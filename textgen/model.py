@@ -40,3 +40,18 @@ def build_model(config, vocabulary_size, *, precision="float32"):
     # large vocabulary in float16 / bfloat16 loses the small probabilities.
     logits = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")(hidden)  # (batch, time, vocab)
     return keras.Model(tokens, logits, name=f"textgen_{config.cell}")
+
+
+def compile_for_training(model, *, learning_rate, clip_norm, precision):
+    """Adam with gradient clipping and cross-entropy on the logits (loss scaling under float16).
+
+    Pure Keras, so benchmarks/gpu_throughput.py trains the very same model on the
+    JAX or PyTorch backend.
+    """
+    # Clipping the gradient norm tames the exploding gradients of long BPTT.
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clip_norm)
+    if precision == "mixed_float16":
+        # float16's narrow range underflows small gradients; scale the loss up.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model

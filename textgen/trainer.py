@@ -15,10 +15,10 @@ import keras
 import tensorflow as tf
 
 from textgen import __version__, artifacts
-from textgen.callbacks import Backup, EpochRecorder, SignalStop, TextSamples, TimeBudget
+from textgen.callbacks import Backup, EpochRecorder, LearningRateDecay, SignalStop, TextSamples, TimeBudget
 from textgen.errors import TextgenError
 from textgen.dataset import training_dataset, validation_dataset, windows_per_epoch
-from textgen.model import build_model
+from textgen.model import build_model, compile_for_training
 from textgen.precision import cpu_flags, resolve_precision
 
 # Validation at each epoch end scores at most this many windows of the held-out
@@ -38,15 +38,6 @@ class TrainingResult:
     stopped_by_signal: str = None  # "SIGINT" or "SIGTERM" when a signal ended the run
 
 
-def _optimizer(train_config, precision):
-    # Clipping the gradient norm tames the exploding gradients of long BPTT.
-    optimizer = keras.optimizers.Adam(learning_rate=train_config.learning_rate, clipnorm=train_config.clip_norm)
-    if precision == "mixed_float16":
-        # float16's narrow range underflows small gradients; scale the loss up.
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
 def _versions():
     return {"textgen": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
             "python": platform.python_version()}
@@ -54,10 +45,8 @@ def _versions():
 
 def _compiled_model(model_config, train_config, vocabulary_size, precision):
     model = build_model(model_config, vocabulary_size, precision=precision)
-    model.compile(
-        optimizer=_optimizer(train_config, precision),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    compile_for_training(model, learning_rate=train_config.learning_rate, clip_norm=train_config.clip_norm,
+                         precision=precision)
     return model
 
 
@@ -109,6 +98,17 @@ def _start(directory, model, text, *, model_config, tokenizer_config, train_conf
     return {"global_step": 0, "best_loss": math.inf, "history": [], "run": 0}
 
 
+def _schedule_progress(start):
+    """Where the learning-rate schedule starts: where a stopped run left it, from 0 for a new one.
+
+    A run that finished its schedule (its budget or its steps ran out) and is
+    resumed for more training gets a whole new schedule: otherwise it would
+    train on at a learning rate of zero.
+    """
+    progress = start.get("schedule_progress", 0.0)
+    return progress if progress < 1.0 else 0.0
+
+
 def train(text, *, directory, model_config, tokenizer_config, train_config, corpus_config, echo=None, verbose=1,
           resume=False, base=None):
     """Train a model on prepared text and save it in ``directory``.
@@ -151,15 +151,21 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
         characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
         history=start["history"], best_loss=start["best_loss"], run=start.get("run", 0) + 1,
     )
+    learning_rate = LearningRateDecay(
+        train_config.learning_rate_schedule, train_config.learning_rate,
+        total_steps=train_config.total_steps(steps_per_epoch), time_budget=train_config.time_budget,
+        progress=_schedule_progress(start),
+    )
     validation_data = _validation_data(text, train_config)
     callbacks = [
         budget,
         interruption,
+        learning_rate,
         recorder,  # before TensorBoard: it adds bits/char and chars/s to the logs
         keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
         TextSamples(logs / "samples", text.tokenizer),
         keras.callbacks.TerminateOnNaN(),
-        Backup(directory, recorder, every=train_config.checkpoint_every),
+        Backup(directory, recorder, learning_rate, every=train_config.checkpoint_every),
     ]
     if train_config.patience is not None:
         monitored = "val_loss" if validation_data is not None else "loss"
