@@ -70,7 +70,7 @@ def test_parse_duration_rejects_nonsense(text):
 
 
 def test_epochs_default_to_about_a_fixed_number_of_steps():
-    assert TrainConfig().epochs_for(steps_per_epoch=156) == 13  # ceil(2000 / 156)
-    assert TrainConfig().epochs_for(steps_per_epoch=8) == 250
+    assert TrainConfig().epochs_for(steps_per_epoch=313) == 13  # ceil(4000 / 313)
+    assert TrainConfig().epochs_for(steps_per_epoch=8) == 500
     assert TrainConfig().epochs_for(steps_per_epoch=5000) == 1
     assert TrainConfig(epochs=3).epochs_for(steps_per_epoch=8) == 3
