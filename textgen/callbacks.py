@@ -64,7 +64,8 @@ class LearningRateDecay(keras.callbacks.Callback):
     per epoch and knows nothing of the clock; with a 95-second budget there may
     be less than one epoch.) Progress never goes back: a resumed run starts from
     the progress saved in its backup and spreads what is left of the schedule over
-    its own budget, so the rate continues where it stopped.
+    its own budget, so the rate continues where it stopped (trainer.py gives a run
+    whose schedule was used up a new one).
     """
 
     def __init__(self, schedule, peak, *, total_steps, time_budget=None, progress=0.0):
