@@ -55,3 +55,26 @@ def test_validation_windows_are_in_order_from_the_start_and_capped():
     assert sum(x.shape[0] for x, _ in capped) == 3
     with pytest.raises(TextgenError, match="fewer than one window"):
         validation_dataset(np.arange(5, dtype=np.int32), seq_length=10, batch_size=4)
+
+
+def test_stateful_rows_continue_the_rows_of_the_batch_before():
+    ids = np.arange(10_001, dtype=np.int32)  # each id is its own position
+    dataset, steps = training_dataset(ids, seq_length=10, batch_size=8, seed=5, stateful=True)
+    assert steps == windows_per_epoch(10_001, 10) // 8
+    for epoch in range(3):  # every offset must fit `steps` windows in each stream
+        batches = [(x.numpy(), y.numpy()) for x, y in dataset.skip(epoch * steps).take(steps)]
+        assert len(batches) == steps
+        for (inputs, targets), (next_inputs, _) in zip(batches, batches[1:]):
+            assert np.array_equal(targets, inputs + 1)
+            assert np.array_equal(next_inputs[:, 0], inputs[:, -1] + 1)  # row i goes on where it stopped
+        firsts = batches[0][0][:, 0]
+        assert len(set(np.diff(firsts))) == 1 and np.diff(firsts)[0] >= steps * 10  # equal streams, no overlap
+        assert batches[-1][1].max() <= 10_000
+
+
+def test_stateful_resume_skips_to_the_same_batches():
+    ids = np.arange(3000, dtype=np.int32)
+    whole, steps = training_dataset(ids, seq_length=7, batch_size=4, seed=2, stateful=True)
+    resumed, _ = training_dataset(ids, seq_length=7, batch_size=4, seed=2, stateful=True, skip_batches=steps + 5)
+    for (a, _), (b, _) in zip(whole.skip(steps + 5).take(10), resumed.take(10)):
+        assert np.array_equal(a.numpy(), b.numpy())

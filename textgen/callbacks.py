@@ -1,6 +1,6 @@
-"""Keras callbacks of our own: the time budget, the learning-rate schedule, what
-happens at each epoch end, text samples for TensorBoard, a clean stop on SIGINT /
-SIGTERM, and resumable backups.
+"""Keras callbacks of our own: the time budget, the learning-rate schedule, the
+plain model kept in step and validated, what happens at each epoch end, text
+samples for TensorBoard, a clean stop on SIGINT / SIGTERM, and resumable backups.
 
 Everything else (TensorBoard, EarlyStopping, TerminateOnNaN) is Keras's own callback.
 """
@@ -93,17 +93,48 @@ class LearningRateDecay(keras.callbacks.Callback):
         self.model.optimizer.learning_rate = self.peak * schedule_factor(self.schedule, self.progress())
 
 
+class PlainModel(keras.callbacks.Callback):
+    """Keeps the plain model (the one saved) in step with the trained one, and validates it.
+
+    Stateful training trains a model whose batch size is fixed and whose RNN state
+    runs on from one batch to the next (model.build_model, ``stateful_batch_size``).
+    What textgen saves and validates is the plain model with the same weights: it
+    runs at any batch size, from a zero state. At each epoch end this copies the
+    weights over and puts the plain model's loss on the validation windows in the
+    logs as ``val_loss``, where EpochRecorder, TensorBoard and EarlyStopping read
+    it; at each epoch start it clears the carried state, as new streams begin.
+    """
+
+    def __init__(self, plain_model, validation_data=None):
+        super().__init__()
+        self.plain_model = plain_model
+        self.validation_data = validation_data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for layer in self.model.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_state()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.plain_model.set_weights(self.model.get_weights())  # the same layers, the same order
+        if self.validation_data is not None and logs is not None:
+            scores = self.plain_model.evaluate(self.validation_data, verbose=0, return_dict=True)
+            logs["val_loss"] = scores["loss"]
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """At each epoch end: derived metrics, the best model saved, metrics.json, one line printed.
 
     It adds ``bits_per_character``, ``perplexity`` and ``characters_per_second``
-    to the epoch's logs, so the TensorBoard callback after it logs them too.
+    to the epoch's logs, so the TensorBoard callback after it logs them too. What
+    it saves is ``plain_model``, kept in step by PlainModel (which runs before it).
     """
 
-    def __init__(self, directory, *, characters_per_batch, characters_per_token,
+    def __init__(self, directory, plain_model, *, characters_per_batch, characters_per_token,
                  echo=functools.partial(print, flush=True), history=(), best_loss=math.inf, run=1):
         super().__init__()
         self.directory = directory
+        self.plain_model = plain_model
         self.characters_per_batch = characters_per_batch
         self.characters_per_token = characters_per_token
         self.echo = echo
@@ -138,7 +169,7 @@ class EpochRecorder(keras.callbacks.Callback):
         improved = loss < self.best_loss
         if improved:
             self.best_loss = loss
-            artifacts.atomic_write(self.directory / artifacts.MODEL_FILE, self.model.save)
+            artifacts.atomic_write(self.directory / artifacts.MODEL_FILE, self.plain_model.save)
         record = {"run": self.run, "epoch": epoch + 1, "steps": self.batches,
                   "global_step": int(self.model.optimizer.iterations)}
         record.update({key: float(value) for key, value in logs.items()})

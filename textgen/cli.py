@@ -71,6 +71,8 @@ def main():
 @click.option("--lr-schedule", type=click.Choice(LEARNING_RATE_SCHEDULES),
               default=TrainConfig.learning_rate_schedule, show_default=True,
               help="How the learning rate falls to zero by the end of the run (the epochs or the time budget).")
+@click.option("--stateful/--stateless", default=TrainConfig.stateful, show_default=True,
+              help="Carry the RNN state from each window to the next one in the text, or start every window from zeros.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=TrainConfig.precision, show_default=True)
 @click.option("--time-budget", type=Duration(), help="Stop after this long, e.g. 90s, 10m, 1h.")
 @click.option("--patience", type=int, help="Stop after N epochs without a better validation loss.")
@@ -87,7 +89,7 @@ def main():
 @click.option("--from", "base", metavar="MODEL", help="Start from this model's weights and vocabulary (fine-tuning).")
 @click.option("--drop-unknown", is_flag=True, help="With --from: leave out characters the model does not know.")
 def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_length, batch_size, epochs,
-          learning_rate, lr_schedule, precision, time_budget, patience, validation_fraction, seed, max_vocab, min_count,
+          learning_rate, lr_schedule, stateful, precision, time_budget, patience, validation_fraction, seed, max_vocab, min_count,
           lowercase, encoding, errors, overwrite, checkpoint_every, resume, base, drop_unknown):
     """Train a model on CORPUS: files, directories, globs, or a built-in corpus (python-stdlib)."""
     from textgen import artifacts
@@ -101,7 +103,7 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
     tokenizer_config = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count, lowercase=lowercase)
     train_config = TrainConfig(seq_length=seq_length, batch_size=batch_size, epochs=epochs,
                                learning_rate=learning_rate, learning_rate_schedule=lr_schedule,
-                               precision=precision, time_budget=time_budget,
+                               stateful=stateful, precision=precision, time_budget=time_budget,
                                patience=patience, checkpoint_every=checkpoint_every, seed=seed)
     corpus_config = CorpusConfig(sources=corpus, encoding=encoding, errors=errors,
                                  validation_fraction=validation_fraction)

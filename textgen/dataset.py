@@ -5,9 +5,17 @@ start positions, and the windows are gathered from the tensor only when the
 batch is made: no one-hot tensors, no copy of the corpus per window.
 
 Each epoch starts the window grid at a fresh random offset in [0, seq_length),
-so the model does not see text cut at the same places every epoch, and the
-windows' order is shuffled. Everything derives from one seed, so a run is
-reproducible.
+so the model does not see text cut at the same places every epoch. Then either
+
+    shuffled   the windows come in random order, each one on its own, or
+    stateful   the text is cut into batch_size streams, one per batch row, and
+               row i of each batch is the window that follows row i of the batch
+               before, so the RNN state can be carried from batch to batch:
+
+               stream 0: |w0 |w1 |w2 |...     batch 0 = (w0 of every stream)
+               stream 1: |w0 |w1 |w2 |...     batch 1 = (w1 of every stream) ...
+
+Everything derives from one seed, so a run is reproducible.
 """
 
 import numpy as np
@@ -31,11 +39,12 @@ def _gather_windows(ids, starts, seq_length):
     return windows[:, :-1], windows[:, 1:]
 
 
-def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0):
+def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, stateful=False):
     """An endless dataset of (inputs, targets) batches; one epoch is ``steps_per_epoch`` batches.
 
     ``skip_batches`` starts the stream that many batches in: a resumed run sees
-    exactly the batches the interrupted one would have seen next.
+    exactly the batches the interrupted one would have seen next. ``stateful``
+    lays the windows out as consecutive streams (see the module docstring).
 
     Returns:
         (dataset, steps_per_epoch). Pass both to ``model.fit``.
@@ -52,6 +61,14 @@ def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0):
     def one_epoch(random_value):
         # Each element of Dataset.random starts one epoch: its own offset and order.
         offset = random_value % seq_length
+        if stateful:
+            # batch_size streams of stream_length tokens; each holds at least
+            # `steps` windows, whatever the offset: floor((n - 1 - offset) / batch / seq) >= steps.
+            stream_length = (len(ids) - 1 - offset) // batch_size
+            stream_starts = offset + stream_length * tf.range(batch_size, dtype=tf.int64)  # (batch,)
+            window_offsets = seq_length * tf.range(steps, dtype=tf.int64)  # (steps,)
+            batches = window_offsets[:, tf.newaxis] + stream_starts[tf.newaxis, :]  # (steps, batch)
+            return tf.data.Dataset.from_tensor_slices(batches)
         starts = offset + seq_length * tf.range(count, dtype=tf.int64)  # (windows,)
         shuffled = tf.random.experimental.stateless_shuffle(starts, seed=tf.stack([random_value, tf.constant(seed, tf.int64)]))
         batches = tf.reshape(shuffled[: steps * batch_size], (steps, batch_size))  # (steps, batch)

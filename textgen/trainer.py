@@ -15,7 +15,8 @@ import keras
 import tensorflow as tf
 
 from textgen import __version__, artifacts
-from textgen.callbacks import Backup, EpochRecorder, LearningRateDecay, SignalStop, TextSamples, TimeBudget
+from textgen.callbacks import (Backup, EpochRecorder, LearningRateDecay, PlainModel, SignalStop, TextSamples,
+                               TimeBudget)
 from textgen.errors import TextgenError
 from textgen.dataset import training_dataset, validation_dataset, windows_per_epoch
 from textgen.model import build_model, compile_for_training
@@ -43,11 +44,16 @@ def _versions():
             "python": platform.python_version()}
 
 
-def _compiled_model(model_config, train_config, vocabulary_size, precision):
-    model = build_model(model_config, vocabulary_size, precision=precision)
+def _compiled_models(model_config, train_config, vocabulary_size, precision):
+    """The model to train (stateful if asked) and the plain model that is validated and saved."""
+    batch_size = train_config.batch_size if train_config.stateful else None
+    model = build_model(model_config, vocabulary_size, precision=precision, stateful_batch_size=batch_size)
     compile_for_training(model, learning_rate=train_config.learning_rate, clip_norm=train_config.clip_norm,
                          precision=precision)
-    return model
+    plain_model = build_model(model_config, vocabulary_size, precision=precision)
+    # The training optimizer too, never stepped here: model.keras keeps Adam's state, as before.
+    plain_model.compile(optimizer=model.optimizer, loss=model.loss)
+    return model, plain_model
 
 
 def _validation_data(text, train_config):
@@ -129,7 +135,7 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     gpu_available = bool(tf.config.list_physical_devices("GPU"))
     precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
     keras.utils.set_random_seed(train_config.seed)
-    model = _compiled_model(model_config, train_config, text.tokenizer.vocabulary_size, precision)
+    model, plain_model = _compiled_models(model_config, train_config, text.tokenizer.vocabulary_size, precision)
     start = _start(directory, model, text, model_config=model_config, tokenizer_config=tokenizer_config,
                    train_config=train_config, corpus_config=corpus_config, resume=resume, base=base)
     steps_per_epoch = windows_per_epoch(len(text.train_ids), train_config.seq_length) // train_config.batch_size
@@ -147,7 +153,7 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     echo(f"watch it learn: tensorboard --logdir {logs}")
     budget, interruption = TimeBudget(train_config.time_budget), SignalStop()
     recorder = EpochRecorder(
-        directory, characters_per_token=text.characters_per_token, echo=echo,
+        directory, plain_model, characters_per_token=text.characters_per_token, echo=echo,
         characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
         history=start["history"], best_loss=start["best_loss"], run=start.get("run", 0) + 1,
     )
@@ -158,6 +164,7 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     )
     validation_data = _validation_data(text, train_config)
     callbacks = [
+        PlainModel(plain_model, validation_data),  # first: the others read its val_loss
         budget,
         interruption,
         learning_rate,
@@ -173,10 +180,10 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     for initial_epoch, end_epoch, steps, skip in fit_segments(start["global_step"], steps_per_epoch, epochs):
         train_data, _ = training_dataset(text.train_ids, seq_length=train_config.seq_length,
                                          batch_size=train_config.batch_size, seed=train_config.seed,
-                                         skip_batches=skip)
-        # shuffle=False: the dataset shuffles its own windows.
+                                         skip_batches=skip, stateful=train_config.stateful)
+        # shuffle=False: the dataset orders its own windows. Validation: PlainModel.
         model.fit(train_data, steps_per_epoch=steps, initial_epoch=initial_epoch, epochs=end_epoch,
-                  validation_data=validation_data, callbacks=callbacks, shuffle=False, verbose=verbose)
+                  callbacks=callbacks, shuffle=False, verbose=verbose)
         if model.stop_training:  # time budget, signal, NaN or patience
             break
     return _report(directory, recorder, budget, interruption, train_config, precision, echo)
