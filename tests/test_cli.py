@@ -140,12 +140,12 @@ def test_train_then_sample_end_to_end(in_tmp):
     corpus = in_tmp / "poems.txt"
     corpus.write_text(make_text(lines=600))
     result = run("train", corpus, "--units", 32, "--embedding-dim", 8, "--seq-length", 40, "--batch-size", 16,
-                 "--time-budget", "4s", "--epochs", 1000, "--level", "word", "--precision", "auto", "--stateless")
+                 "--time-budget", "4s", "--epochs", 1000, "--level", "word", "--precision", "auto", "--stateful")
     assert result.exit_code == 0, result.output
     assert "time budget of 4s reached" in result.output
     assert "tensorboard --logdir saved_models/poems/logs" in result.output
     directory = in_tmp / "saved_models" / "poems"
-    assert json.loads((directory / "config.json").read_text())["train"]["stateful"] is False
+    assert json.loads((directory / "config.json").read_text())["train"]["stateful"] is True
     names = {p.name for p in directory.iterdir()}
     backups = {name for name in names if name.startswith("backup-") and name.endswith(".weights.h5")}
     assert len(backups) == 1 and names - backups == {"config.json", "tokenizer.json", "model.keras",

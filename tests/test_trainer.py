@@ -241,26 +241,22 @@ def test_schedule_progress_follows_the_clock_and_never_goes_back():
     assert abs(float(model.optimizer.learning_rate) - 0.4) < 1e-6
 
 
-def test_a_stateful_run_saves_the_plain_model_that_runs_at_any_batch_size(tiny_model):
-    directory = tiny_model[0]
-    assert json.loads((directory / "config.json").read_text())["train"]["stateful"]  # the default
-    with zipfile.ZipFile(directory / "model.keras") as archive:
-        layers = json.loads(archive.read("config.json"))["config"]["layers"]
-    assert not any(layer["config"].get("stateful") for layer in layers)
-    assert layers[0]["config"]["batch_shape"] == [None, None]
-    model = keras.models.load_model(directory / "model.keras")  # our own file, written by the fixture
-    assert tuple(model(np.zeros((5, 3), np.int32)).shape)[:2] == (5, 3)  # trained at batch 16
-
-
-def test_a_stateless_run_trains_and_validates(tmp_path):
+def test_a_stateful_run_validates_and_saves_the_plain_model(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(make_text(lines=200), encoding="utf-8")
     corpus_config, tokenizer_config = CorpusConfig(sources=(str(corpus),)), TokenizerConfig()
-    train_config = TrainConfig(seq_length=20, batch_size=8, epochs=1, stateful=False, precision="float32")
+    train_config = TrainConfig(seq_length=20, batch_size=8, epochs=2, stateful=True, precision="float32")
     text, train_config = prepare_training_text(corpus_config, tokenizer_config, train_config)
-    directory = tmp_path / "stateless"
+    directory = tmp_path / "stateful"
     with artifacts.new_model_directory(directory):
         result = train(text, directory=directory, model_config=ModelConfig(units=8, embedding_dim=4),
                        tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config,
                        verbose=0, echo=lambda line: None)
-    assert result.epochs[0]["val_loss"] > 0 and (directory / "model.keras").exists()
+    assert [epoch["val_loss"] > 0 for epoch in result.epochs] == [True, True]
+    assert json.loads((directory / "config.json").read_text())["train"]["stateful"]
+    with zipfile.ZipFile(directory / "model.keras") as archive:
+        layers = json.loads(archive.read("config.json"))["config"]["layers"]
+    assert not any(layer["config"].get("stateful") for layer in layers)
+    assert layers[0]["config"]["batch_shape"] == [None, None]
+    model = keras.models.load_model(directory / "model.keras")  # our own file, written just now
+    assert tuple(model(np.zeros((5, 3), np.int32)).shape)[:2] == (5, 3)  # trained at batch 8

@@ -133,10 +133,10 @@ class TrainConfig(_JsonRoundTrip):
     epochs: Optional[int] = None  # None: enough epochs for AUTO_EPOCH_STEPS optimizer steps
     learning_rate: float = 6e-3  # benchmarks/RESULTS.md: better than 3e-3 at 95 s and at 10 min
     learning_rate_schedule: str = "cooldown"  # the peak, then down to zero over the last 20% (RESULTS.md)
-    # Row i of each batch continues row i of the batch before, and the RNN state
-    # is carried over, so the model learns from context longer than one window.
-    # benchmarks/RESULTS.md: 1.514 vs 1.552 nats/char at 95 s.
-    stateful: bool = True
+    # Stateful: row i of each batch continues row i of the batch before, and the
+    # RNN state is carried over. benchmarks/RESULTS.md: better at 95 s (1.514 vs
+    # 1.552 nats/char), worse at 10 minutes (1.480 vs 1.462), so off by default.
+    stateful: bool = False
     clip_norm: float = 1.0  # the global norm of all gradients together, as in PyTorch's clip_grad_norm_
     precision: str = "auto"
     time_budget: Optional[float] = None  # seconds of training; None = no limit
