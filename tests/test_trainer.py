@@ -3,6 +3,7 @@ import zipfile
 
 import keras
 import numpy as np
+import pytest
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -123,7 +124,8 @@ def test_fit_segments_finish_the_partial_epoch_first():
     assert fit_segments(26, 10, 3) == [(2, 3, 4, 26)]
 
 
-def test_resume_continues_from_the_backup_at_the_same_step(tmp_path):
+@pytest.mark.parametrize("stateful", [False, True])
+def test_resume_continues_from_the_backup_at_the_same_step(tmp_path, stateful):
     from textgen import trainer
 
     corpus = tmp_path / "text.txt"
@@ -131,7 +133,7 @@ def test_resume_continues_from_the_backup_at_the_same_step(tmp_path):
     corpus_config = CorpusConfig(sources=(str(corpus),))
     model_config = ModelConfig(units=8, embedding_dim=4, num_layers=1)
     first_config = TrainConfig(seq_length=20, batch_size=4, epochs=2, time_budget=0.5, checkpoint_every=5,
-                               precision="float32")
+                               stateful=stateful, precision="float32")
     text, first_config = prepare_training_text(corpus_config, TokenizerConfig(), first_config)
     steps_per_epoch = (len(text.train_ids) - 20) // 20 // 4
     directory = tmp_path / "model"
@@ -143,7 +145,7 @@ def test_resume_continues_from_the_backup_at_the_same_step(tmp_path):
     stopped_at, first_progress = backup["global_step"], backup["schedule_progress"]
     assert first.stopped_by_time_budget and 0 < stopped_at < steps_per_epoch
     assert stopped_at == first.epochs[-1]["global_step"]
-    second = trainer.train(text, train_config=TrainConfig(seq_length=20, batch_size=4, epochs=2,
+    second = trainer.train(text, train_config=TrainConfig(seq_length=20, batch_size=4, epochs=2, stateful=stateful,
                                                           precision="float32"), resume=True, **options)
     records = second.epochs
     assert records[: len(first.epochs)] == first.epochs  # the history carries over
