@@ -99,7 +99,7 @@ class PlainModel(keras.callbacks.Callback):
     Stateful training trains a model whose batch size is fixed and whose RNN state
     runs on from one batch to the next (model.build_model, ``stateful_batch_size``).
     What textgen saves and validates is the plain model with the same weights: it
-    runs at any batch size, from a zero state. At each epoch end this copies the
+    runs at any batch size, from a zero state (stateless training trains it directly). At each epoch end this copies the
     weights over and puts the plain model's loss on the validation windows in the
     logs as ``val_loss``, where EpochRecorder, TensorBoard and EarlyStopping read
     it; at each epoch start it clears the carried state, as new streams begin.
@@ -116,7 +116,8 @@ class PlainModel(keras.callbacks.Callback):
                 layer.reset_state()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.plain_model.set_weights(self.model.get_weights())  # the same layers, the same order
+        if self.plain_model is not self.model:  # stateful training: a twin with the same layers, same order
+            self.plain_model.set_weights(self.model.get_weights())
         if self.validation_data is not None and logs is not None:
             scores = self.plain_model.evaluate(self.validation_data, verbose=0, return_dict=True)
             logs["val_loss"] = scores["loss"]

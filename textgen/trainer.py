@@ -46,11 +46,13 @@ def _versions():
 
 
 def _compiled_models(model_config, train_config, vocabulary_size, precision):
-    """The model to train (stateful if asked) and the plain model that is validated and saved."""
+    """The model to train and the plain model that is validated and saved: the same one unless stateful."""
     batch_size = train_config.batch_size if train_config.stateful else None
     model = build_model(model_config, vocabulary_size, precision=precision, stateful_batch_size=batch_size)
     compile_for_training(model, learning_rate=train_config.learning_rate, clip_norm=train_config.clip_norm,
                          precision=precision)
+    if not train_config.stateful:
+        return model, model
     plain_model = build_model(model_config, vocabulary_size, precision=precision)
     # The training optimizer too, never stepped here: model.keras keeps Adam's state, as before.
     plain_model.compile(optimizer=model.optimizer, loss=model.loss)
