@@ -42,12 +42,13 @@ def main():
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="options passed on to textgen train")
     arguments = parser.parse_args()
     extra = [option for option in arguments.extra if option != "--"]
+    corpus = arguments.corpus.resolve()  # textgen runs in a scratch directory
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    print(f"textgen train {arguments.corpus.name} {' '.join(extra) or '(defaults)'}; "
+    print(f"textgen train {corpus.name} {' '.join(extra) or '(defaults)'}; "
           f"textgen evaluate on the last 10%")
     print(f"{'budget':>8} {'nats/char':>10} {'steps':>7}")
     for budget in arguments.budgets.split(","):
-        loss, steps = held_out_loss(budget, extra, arguments.corpus)
+        loss, steps = held_out_loss(budget, extra, corpus)
         print(f"{budget:>8} {loss:>10.4f} {steps:>7,}")
 
 

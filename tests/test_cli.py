@@ -143,6 +143,8 @@ def test_train_then_sample_end_to_end(in_tmp):
                  "--time-budget", "4s", "--epochs", 1000, "--level", "word", "--precision", "auto", "--stateful")
     assert result.exit_code == 0, result.output
     assert "time budget of 4s reached" in result.output
+    # Not a terminal: no live progress bar (one ANSI-coloured line per step), just textgen's line per epoch.
+    assert "\x1b[" not in result.output and "epoch 1: loss" in result.output
     assert "tensorboard --logdir saved_models/poems/logs" in result.output
     directory = in_tmp / "saved_models" / "poems"
     assert json.loads((directory / "config.json").read_text())["train"]["stateful"] is True
@@ -216,6 +218,7 @@ def test_sigterm_stops_a_real_run_cleanly(in_tmp):
     assert time.monotonic() - sent < 15, "SIGTERM must stop training within 15 seconds"
     assert process.returncode == 143, output
     assert "stopped by SIGTERM" in output and "saved the best model" in output
+    assert "\x1b[" not in output  # a pipe gets no progress bar
     assert (in_tmp / "saved_models" / "long" / "model.keras").is_file()
 
 

@@ -124,10 +124,19 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
     with artifacts.new_model_directory(directory):
         result = train_model(text, directory=directory, model_config=model_config,
                              tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config,
-                             base=base_model)
+                             base=base_model, verbose=_progress_bar())
     click.echo(f"sample from it: textgen sample {directory}")
     if result.stopped_by_signal:
         sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])
+
+
+def _progress_bar():
+    """Keras's live progress bar on a terminal only (1), else none (0).
+
+    Written to a file or a pipe, it would print a new line with ANSI colour codes
+    every step; the one line textgen prints per epoch says what a log needs.
+    """
+    return 1 if sys.stdout.isatty() else 0
 
 
 def _resume(corpus, name, *, epochs, time_budget, checkpoint_every):
@@ -157,7 +166,8 @@ def _resume(corpus, name, *, epochs, time_budget, checkpoint_every):
     from textgen.trainer import train as train_model
 
     result = train_model(text, directory=directory, model_config=saved.model, tokenizer_config=saved.tokenizer_config,
-                         train_config=train_config, corpus_config=corpus_config, resume=True)
+                         train_config=train_config, corpus_config=corpus_config, resume=True,
+                         verbose=_progress_bar())
     if result.stopped_by_signal:
         sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])
 
