@@ -14,7 +14,7 @@ import platform
 import keras
 import tensorflow as tf
 
-from textgen import __version__, artifacts
+from textgen import __version__, artifacts, cpu_threads
 from textgen.callbacks import (Backup, EpochRecorder, LearningRateDecay, PlainModel, SignalStop, TextSamples,
                                TimeBudget)
 from textgen.errors import TextgenError
@@ -136,6 +136,8 @@ def train(text, *, directory, model_config, tokenizer_config, train_config, corp
     """
     echo = echo or functools.partial(print, flush=True)
     gpu_available = bool(tf.config.list_physical_devices("GPU"))
+    if not gpu_available:
+        cpu_threads.configure_for_training()  # before the first operation fixes the thread pools
     precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
     keras.utils.set_random_seed(train_config.seed)
     model, plain_model = _compiled_models(model_config, train_config, text.tokenizer.vocabulary_size, precision)

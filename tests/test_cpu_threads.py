@@ -1,0 +1,36 @@
+"""TensorFlow's CPU thread pools for training: the rule, and that it takes effect only where it may."""
+
+import subprocess
+import sys
+
+import pytest
+
+from textgen import cpu_threads
+
+
+@pytest.mark.parametrize("cores, expected", [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
+def test_each_operation_gets_half_the_cores(cores, expected):
+    assert cpu_threads.threads_per_operation(cores) == expected
+
+
+def test_the_users_environment_wins(monkeypatch):
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    assert cpu_threads.configure_for_training(cores=4) is None
+
+
+def test_sets_the_pools_in_a_fresh_process_and_leaves_a_running_runtime_alone():
+    # A fresh interpreter: this test session's TensorFlow runtime is already running.
+    script = (
+        "import os; os.environ.pop('TF_NUM_INTRAOP_THREADS', None); os.environ.pop('TF_NUM_INTEROP_THREADS', None)\n"
+        "import tensorflow as tf\n"
+        "from textgen import cpu_threads\n"
+        "print(cpu_threads.configure_for_training(cores=4))\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+        "tf.config.threading.get_inter_op_parallelism_threads())\n"
+        "tf.constant(1.0) + 1.0  # the runtime starts; its pools are fixed now\n"
+        "print(cpu_threads.configure_for_training(cores=8))\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads())\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split("\n")[:4] == ["(2, 2)", "2 2", "None", "2"]

@@ -1,0 +1,50 @@
+"""How training spreads TensorFlow's work over the CPU cores.
+
+A recurrent layer trains as a loop of small operations per time step: a
+(64, 256) x (256, 1024) product, a few element-wise gates, their gradients.
+TensorFlow's default splits every operation over all cores and joins them
+again, and for operations this small the splitting and joining costs more
+than it saves. Giving each operation half the cores and letting two of them run
+side by side (TensorFlow runs independent operations of a step concurrently,
+such as the input and weight gradients of the backward pass) trained the
+default LSTM 1.4x faster in float32 and 1.1x in bfloat16 on a 2-core CPU
+(benchmarks/RESULTS.md, "CPU threads").
+
+TensorFlow's own environment variables (TF_NUM_INTRAOP_THREADS,
+TF_NUM_INTEROP_THREADS) win over this, and a process whose TensorFlow runtime
+is already running (a test session, a notebook) keeps what it has: the
+thread pools are fixed once the first operation runs.
+"""
+
+import os
+
+import tensorflow as tf
+
+# Operations of one step that may run at the same time (TensorFlow's inter-op pool).
+CONCURRENT_OPERATIONS = 2
+
+
+def threads_per_operation(cores):
+    """Cores for each operation: half of them, at least one."""
+    return max(1, cores // CONCURRENT_OPERATIONS)
+
+
+def configure_for_training(cores=None):
+    """Set TensorFlow's CPU thread pools for training, where still possible.
+
+    Returns:
+        (threads per operation, concurrent operations) as set, or None where
+        they were left alone (set by the user's environment, or the runtime
+        already started).
+    """
+    if "TF_NUM_INTRAOP_THREADS" in os.environ or "TF_NUM_INTEROP_THREADS" in os.environ:
+        return None
+    if cores is None:  # the cores this process may run on, not all the machine has
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_operation = threads_per_operation(cores)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(per_operation)
+        tf.config.threading.set_inter_op_parallelism_threads(CONCURRENT_OPERATIONS)
+    except RuntimeError:  # "... cannot be modified after initialization"
+        return None
+    return per_operation, CONCURRENT_OPERATIONS
