@@ -7,7 +7,7 @@ again, and for operations this small the splitting and joining costs more
 than it saves. Giving each operation half the cores and letting two of them run
 side by side (TensorFlow runs independent operations of a step concurrently,
 such as the input and weight gradients of the backward pass) trained the
-default LSTM 1.4x faster in float32 and 1.1x in bfloat16 on a 2-core CPU
+default LSTM 1.38x faster in float32 and 1.18x in bfloat16 on a 2-core CPU
 (benchmarks/RESULTS.md, "CPU threads").
 
 TensorFlow's own environment variables (TF_NUM_INTRAOP_THREADS,
