@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from textgen.cpu_threads import available_cores
+
 BENCHMARKS = Path(__file__).resolve().parent
 MEASURE = ("import sys; sys.path.insert(0, {directory!r}); import train_throughput as t; "
            "print(t.textgen_rate(t.CORPUS, {cell!r}, {units}, {precision!r}, {steps}))")
@@ -36,7 +38,7 @@ def main():
     parser.add_argument("--rows", default="lstm:256:float32,lstm:256:bfloat16,gru:256:float32,gru:256:bfloat16,"
                                           "simple_rnn:256:float32,simple_rnn:256:bfloat16")
     arguments = parser.parse_args()
-    cores = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    cores = str(available_cores())
     base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         base.pop(name, None)

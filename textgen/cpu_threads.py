@@ -24,6 +24,11 @@ import tensorflow as tf
 CONCURRENT_OPERATIONS = 2
 
 
+def available_cores():
+    """The cores this process may run on (its CPU affinity), not all the machine has."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def threads_per_operation(cores):
     """Cores for each operation: half of them, at least one."""
     return max(1, cores // CONCURRENT_OPERATIONS)
@@ -39,9 +44,7 @@ def configure_for_training(cores=None):
     """
     if "TF_NUM_INTRAOP_THREADS" in os.environ or "TF_NUM_INTEROP_THREADS" in os.environ:
         return None
-    if cores is None:  # the cores this process may run on, not all the machine has
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    per_operation = threads_per_operation(cores)
+    per_operation = threads_per_operation(cores or available_cores())
     try:
         tf.config.threading.set_intra_op_parallelism_threads(per_operation)
         tf.config.threading.set_inter_op_parallelism_threads(CONCURRENT_OPERATIONS)
