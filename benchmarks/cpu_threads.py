@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from textgen.cpu_threads import available_cores
+from textgen.training.cpu_threads import available_cores
 
 BENCHMARKS = Path(__file__).resolve().parent
 MEASURE = ("import sys; sys.path.insert(0, {directory!r}); import train_throughput as t; "

@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from textgen.config import CorpusConfig, TokenizerConfig, TrainConfig  # noqa: E402
-from textgen.dataset import training_dataset  # noqa: E402
-from textgen.training_text import prepare_training_text  # noqa: E402
+from textgen.data.dataset import training_dataset  # noqa: E402
+from textgen.data.training_text import prepare_training_text  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora", "tiny_shakespeare.txt")
 

@@ -34,10 +34,10 @@ GOALS = {"start-up ratio": 0.25, "one stream": 10_000, "64 streams": 100_000, "b
 
 def make_model(directory):
     """A randomly initialised 2x256 char LSTM saved as a textgen model directory."""
-    from textgen import artifacts
+    from textgen.saved import artifacts
     from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
     from textgen.model import build_model
-    from textgen.tokenizer import CharTokenizer
+    from textgen.data.tokenizer import CharTokenizer
 
     text = CORPUS.read_text(encoding="utf-8") if CORPUS.exists() else "".join(map(chr, range(32, 127))) + "\n"
     tokenizer = CharTokenizer.fit(text)
@@ -80,7 +80,7 @@ def stateful_step_rate(model, batch_size, steps):
     """A stateful compiled step per character (textgen's Keras engine)."""
     import numpy as np
 
-    from textgen.generation import load
+    from textgen.generation.generator import load
 
     engine = load(model, engine="keras").engine
     state, tokens = engine.initial_state(batch_size), np.zeros(batch_size, dtype=np.int32)

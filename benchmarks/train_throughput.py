@@ -25,9 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from textgen import artifacts  # noqa: E402
+from textgen.saved import artifacts  # noqa: E402
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
-from textgen.training_text import prepare_training_text  # noqa: E402
+from textgen.data.training_text import prepare_training_text  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "tiny_shakespeare.txt"
 SEQ_LENGTH, BATCH_SIZE, LAYERS = 100, 64, 2
@@ -36,7 +36,7 @@ PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 def textgen_rate(corpus_path, cell, units, precision, steps):
     """chars/s of textgen's second epoch (the first one traces and compiles)."""
-    from textgen.trainer import train
+    from textgen.training.loop import train
 
     # A corpus slice holding `steps` batches per epoch, plus a small validation tail.
     characters = steps * BATCH_SIZE * SEQ_LENGTH + SEQ_LENGTH
@@ -101,7 +101,7 @@ def pytorch_rate(ids, vocabulary_size, cell, units, precision, steps):
 
 
 def pipeline_rate(ids, batches=300):
-    from textgen.dataset import training_dataset
+    from textgen.data.dataset import training_dataset
 
     dataset, _ = training_dataset(ids, seq_length=SEQ_LENGTH, batch_size=BATCH_SIZE, seed=0)
     iterator = iter(dataset)

@@ -39,10 +39,10 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A tiny char-level LSTM trained for a few seconds: (model directory, corpus path)."""
-    from textgen import artifacts
+    from textgen.saved import artifacts
     from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from textgen.trainer import train
-    from textgen.training_text import prepare_training_text
+    from textgen.training.loop import train
+    from textgen.data.training_text import prepare_training_text
 
     root = tmp_path_factory.mktemp("tiny")
     corpus_path = root / "corpus.txt"

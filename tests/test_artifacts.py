@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from textgen import artifacts
-from textgen.engine_numpy import NumpyEngine
+from textgen.saved import artifacts
+from textgen.generation.numpy_engine import NumpyEngine
 from textgen.errors import TextgenError
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from textgen.dataset import training_dataset, validation_dataset, windows_per_epoch
+from textgen.data.dataset import training_dataset, validation_dataset, windows_per_epoch
 from textgen.errors import TextgenError
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from textgen.config import ModelConfig
-from textgen.engine_numpy import NumpyEngine
+from textgen.generation.numpy_engine import NumpyEngine
 from textgen.model import build_model
 
 

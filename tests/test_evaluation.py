@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from textgen.evaluation import evaluate_files, evaluate_text, score_tokens
-from textgen.generation import load
+from textgen.generation.generator import load
 
 
 def test_evaluate_matches_a_hand_computation_with_keras(tiny_model):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from textgen.errors import TextgenError
-from textgen.generation import StopScanner, load
-from textgen.sampling import log_softmax
+from textgen.generation.generator import StopScanner, load
+from textgen.generation.strategies import log_softmax
 
 
 def test_same_seed_same_text_and_prompt_first(tiny_model):
@@ -104,10 +104,10 @@ def test_keras_engine_matches_numpy_engine(tiny_model):
 
 
 def test_word_level_prompt_with_unknown_words_warns(tmp_path):
-    from textgen import artifacts
+    from textgen.saved import artifacts
     from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from textgen.trainer import train
-    from textgen.training_text import prepare_training_text
+    from textgen.training.loop import train
+    from textgen.data.training_text import prepare_training_text
 
     from conftest import make_text
 

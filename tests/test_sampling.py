@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from textgen import sampling
-from textgen.beam_search import beam_search
+from textgen.generation import strategies as sampling
+from textgen.generation.beam_search import beam_search
 from textgen.config import SamplingConfig
 from textgen.errors import TextgenError
 

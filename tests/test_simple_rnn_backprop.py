@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from textgen import simple_rnn_backprop as bptt
+from textgen.training import simple_rnn_backprop as bptt
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 
 from textgen.config import TokenizerConfig
 from textgen.errors import TextgenError
-from textgen.tokenizer import CharTokenizer, WordTokenizer, fit_tokenizer, tokenizer_from_json
+from textgen.data.tokenizer import CharTokenizer, WordTokenizer, fit_tokenizer, tokenizer_from_json
 
 MIXED = "床前明月光，疑是地上霜。\nA cat 🐈 sat; the 猫 sat too! 👩‍👩‍👧\n"
 

@@ -7,10 +7,10 @@ import pytest
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from textgen import artifacts
+from textgen.saved import artifacts
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
-from textgen.trainer import train
-from textgen.training_text import prepare_training_text
+from textgen.training.loop import train
+from textgen.data.training_text import prepare_training_text
 
 from conftest import make_text
 
@@ -88,7 +88,7 @@ def test_sigint_stops_cleanly_and_keeps_the_model(tmp_path):
             if batch == 2:
                 os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C
 
-    from textgen import trainer
+    from textgen.training import loop as trainer
 
     corpus = tmp_path / "long.txt"
     corpus.write_text(make_text(lines=2000))
@@ -116,7 +116,7 @@ def test_sigint_stops_cleanly_and_keeps_the_model(tmp_path):
 
 
 def test_fit_segments_finish_the_partial_epoch_first():
-    from textgen.trainer import fit_segments
+    from textgen.training.loop import fit_segments
 
     assert fit_segments(0, 10, 3) == [(0, 3, 10, 0)]
     assert fit_segments(14, 10, 3) == [(1, 2, 6, 14), (2, 3, 10, 20)]
@@ -126,7 +126,7 @@ def test_fit_segments_finish_the_partial_epoch_first():
 
 @pytest.mark.parametrize("stateful", [False, True])
 def test_resume_continues_from_the_backup_at_the_same_step(tmp_path, stateful):
-    from textgen import trainer
+    from textgen.training import loop as trainer
 
     corpus = tmp_path / "text.txt"
     corpus.write_text(make_text(lines=400))
@@ -163,7 +163,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_model(tmp_path):
     import keras
     import numpy as np
 
-    from textgen import trainer
+    from textgen.training import loop as trainer
 
     class Poison(keras.callbacks.Callback):
         """Turns the weights to NaN in the second epoch, as a diverging run would."""
@@ -195,14 +195,14 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_model(tmp_path):
     finally:
         keras.Model.fit = original_fit
     assert any("the loss became NaN in epoch 2; kept the last good model" in line for line in lines), lines
-    from textgen.generation import load
+    from textgen.generation.generator import load
 
     assert load(directory).generate("The", length=20, seed=1)  # the epoch-1 model, whole and usable
     assert not (directory / "backup.json").exists()  # NaN weights are never backed up
 
 
 def test_schedule_factors():
-    from textgen.callbacks import schedule_factor
+    from textgen.training.callbacks import schedule_factor
 
     assert [schedule_factor("linear", p) for p in (0.0, 0.25, 1.0, 1.5)] == [1.0, 0.75, 0.0, 0.0]
     assert schedule_factor("cosine", 0.0) == 1.0 and abs(schedule_factor("cosine", 0.5) - 0.5) < 1e-12
@@ -211,7 +211,7 @@ def test_schedule_factors():
 
 
 def test_the_default_schedule_holds_the_peak_then_cools_down_to_zero(tiny_model):
-    from textgen.callbacks import COOLDOWN_FRACTION
+    from textgen.training.callbacks import COOLDOWN_FRACTION
 
     metrics = json.loads((tiny_model[0] / "metrics.json").read_text())
     steps_per_epoch, peak = metrics[0]["steps"], 1e-2  # the fixture's --learning-rate
@@ -227,7 +227,7 @@ def test_the_default_schedule_holds_the_peak_then_cools_down_to_zero(tiny_model)
 def test_schedule_progress_follows_the_clock_and_never_goes_back():
     import keras
 
-    from textgen.callbacks import LearningRateDecay
+    from textgen.training.callbacks import LearningRateDecay
 
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(1.0), loss="mse")

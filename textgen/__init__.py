@@ -12,6 +12,6 @@ __version__ = "0.1.0"
 
 def load(path=None):
     """A ``Generator`` for the saved model at ``path`` (default: the newest under ./saved_models)."""
-    from textgen.generation import load as load_generator
+    from textgen.generation.generator import load as load_generator
 
     return load_generator(path)

@@ -92,8 +92,8 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
           learning_rate, lr_schedule, stateful, precision, time_budget, patience, validation_fraction, seed, max_vocab, min_count,
           lowercase, encoding, errors, overwrite, checkpoint_every, resume, base, drop_unknown):
     """Train a model on CORPUS: files, directories, globs, or a built-in corpus (python-stdlib)."""
-    from textgen import artifacts
-    from textgen.training_text import prepare_training_text
+    from textgen.saved import artifacts
+    from textgen.data.training_text import prepare_training_text
 
     if resume:
         return _resume(corpus, name, epochs=epochs, time_budget=time_budget, checkpoint_every=checkpoint_every)
@@ -119,7 +119,7 @@ def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_
     name = name or artifacts.default_model_name(text.corpus.name)
     directory = artifacts.check_new_model_directory(artifacts.SAVED_MODELS_DIRECTORY, name, overwrite=overwrite)
 
-    from textgen.trainer import train as train_model  # TensorFlow loads here, after the input is checked
+    from textgen.training.loop import train as train_model  # TensorFlow loads here, after the input is checked
 
     with artifacts.new_model_directory(directory):
         result = train_model(text, directory=directory, model_config=model_config,
@@ -143,8 +143,8 @@ def _resume(corpus, name, *, epochs, time_budget, checkpoint_every):
     """Continue a run from its backup; every setting but these three comes from the saved run."""
     import dataclasses
 
-    from textgen import artifacts
-    from textgen.training_text import prepare_training_text
+    from textgen.saved import artifacts
+    from textgen.data.training_text import prepare_training_text
 
     if name is None:
         raise TextgenError("--resume needs --name: the run to continue, under ./saved_models")
@@ -163,7 +163,7 @@ def _resume(corpus, name, *, epochs, time_budget, checkpoint_every):
     if text.corpus.sha256 != saved.corpus.get("sha256"):
         raise TextgenError(f"the corpus is not the text {directory} was trained on (its sha256 differs); "
                            f"resume with the same files")
-    from textgen.trainer import train as train_model
+    from textgen.training.loop import train as train_model
 
     result = train_model(text, directory=directory, model_config=saved.model, tokenizer_config=saved.tokenizer_config,
                          train_config=train_config, corpus_config=corpus_config, resume=True,
@@ -195,7 +195,7 @@ def _resume(corpus, name, *, epochs, time_budget, checkpoint_every):
               help="numpy: instant start; keras: compiled TensorFlow step, for GPUs and big batches.")
 def sample(model, output_format, **options):
     """Write text from MODEL (default: the newest model under ./saved_models)."""
-    from textgen.generation import load
+    from textgen.generation.generator import load
 
     settings = SamplingConfig(**options)
     generator = load(model, engine=settings.engine)
@@ -246,7 +246,7 @@ def _reported(settings):
 def evaluate(model, files, output_format):
     """Score MODEL on held-out FILES, read as one stream with the state carried through."""
     from textgen.evaluation import evaluate_files
-    from textgen.generation import load
+    from textgen.generation.generator import load
 
     generator = load(model)
     corpus = generator.saved_model.corpus
@@ -267,7 +267,7 @@ def evaluate(model, files, output_format):
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def info(model, output_format):
     """Show MODEL's settings, size, training steps and metrics per epoch."""
-    from textgen import artifacts
+    from textgen.saved import artifacts
 
     report = artifacts.describe(artifacts.load_saved_model(model))
     if output_format == "json":

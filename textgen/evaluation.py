@@ -14,9 +14,9 @@ import math
 import numpy as np
 
 from textgen.config import CorpusConfig
-from textgen.corpus import read_corpus
+from textgen.data.corpus import read_corpus
 from textgen.errors import TextgenError
-from textgen.sampling import log_softmax
+from textgen.generation.strategies import log_softmax
 
 # Logits held in memory at once while scoring (tokens x vocabulary floats).
 _LOGITS_PER_CHUNK = 1 << 21

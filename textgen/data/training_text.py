@@ -10,9 +10,9 @@ import dataclasses
 
 import numpy as np
 
-from textgen.corpus import read_corpus, split_train_validation
+from textgen.data.corpus import read_corpus, split_train_validation
 from textgen.errors import TextgenError
-from textgen.tokenizer import fit_tokenizer
+from textgen.data.tokenizer import fit_tokenizer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from textgen import artifacts
-from textgen.beam_search import beam_search
+from textgen.saved import artifacts
+from textgen.generation.beam_search import beam_search
 from textgen.config import SamplingConfig
 from textgen.errors import TextgenError
-from textgen.sampling import logsumexp, sampler_for
+from textgen.generation.strategies import logsumexp, sampler_for
 
 # What an empty prompt is primed with, if the vocabulary has it: most texts
 # are made of lines, so a newline is a natural "start of something".
@@ -231,10 +231,10 @@ def load(path=None, *, engine="auto"):
     """
     saved_model = artifacts.load_saved_model(resolve_model_directory(path))
     if engine == "keras":
-        from textgen.engine_keras import KerasEngine  # imports TensorFlow
+        from textgen.generation.keras_engine import KerasEngine  # imports TensorFlow
 
         return Generator(saved_model.tokenizer, KerasEngine.from_saved_model(saved_model), saved_model=saved_model)
-    from textgen.engine_numpy import NumpyEngine
+    from textgen.generation.numpy_engine import NumpyEngine
 
     engine = NumpyEngine.from_file(saved_model.model_path)
     return Generator(saved_model.tokenizer, engine, saved_model=saved_model)

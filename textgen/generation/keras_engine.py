@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from textgen.artifacts import read_keras_archive
+from textgen.saved.artifacts import read_keras_archive
 from textgen.errors import TextgenError
 
 CELLS = {"SimpleRNN": keras.layers.SimpleRNNCell, "LSTM": keras.layers.LSTMCell, "GRU": keras.layers.GRUCell}

@@ -13,7 +13,7 @@ import time
 import keras
 import tensorflow as tf
 
-from textgen import artifacts
+from textgen.saved import artifacts
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -215,8 +215,8 @@ class TextSamples(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(logs_directory))
 
     def on_epoch_end(self, epoch, logs=None):
-        from textgen.engine_numpy import NumpyEngine
-        from textgen.generation import Generator
+        from textgen.generation.numpy_engine import NumpyEngine
+        from textgen.generation.generator import Generator
 
         generator = Generator(self.tokenizer, NumpyEngine.from_keras_model(self.model))
         with self.writer.as_default():

@@ -23,7 +23,7 @@ steps in one matrix product, so only ``h U`` remains inside the time loop.
 
 import numpy as np
 
-from textgen.artifacts import KerasLayer, read_keras_archive
+from textgen.saved.artifacts import KerasLayer, read_keras_archive
 from textgen.errors import TextgenError
 
 

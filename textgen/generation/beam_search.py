@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from textgen.sampling import log_softmax
+from textgen.generation.strategies import log_softmax
 
 
 def gather_state(state, indices):

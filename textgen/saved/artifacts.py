@@ -25,7 +25,7 @@ from pathlib import Path
 
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
 from textgen.errors import TextgenError
-from textgen.tokenizer import tokenizer_from_json
+from textgen.data.tokenizer import tokenizer_from_json
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"

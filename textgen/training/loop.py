@@ -14,13 +14,15 @@ import platform
 import keras
 import tensorflow as tf
 
-from textgen import __version__, artifacts, cpu_threads
-from textgen.callbacks import (Backup, EpochRecorder, LearningRateDecay, PlainModel, SignalStop, TextSamples,
+from textgen import __version__
+from textgen.saved import artifacts
+from textgen.training import cpu_threads
+from textgen.training.callbacks import (Backup, EpochRecorder, LearningRateDecay, PlainModel, SignalStop, TextSamples,
                                TimeBudget)
 from textgen.errors import TextgenError
-from textgen.dataset import training_dataset, validation_dataset, windows_per_epoch
+from textgen.data.dataset import training_dataset, validation_dataset, windows_per_epoch
 from textgen.model import build_model, compile_for_training
-from textgen.precision import cpu_flags, resolve_precision
+from textgen.training.precision import cpu_flags, resolve_precision
 
 # Validation at each epoch end scores at most this many windows of the held-out
 # tail (25,600 tokens at the default window: ~0.5 s here, where 2,048 windows
