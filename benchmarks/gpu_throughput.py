@@ -34,7 +34,7 @@ def keras_rate(cell, units, precision, batch_size, steps, rounds):
     from textgen.config import ModelConfig
     from textgen.model import build_model, compile_for_training
 
-    model = build_model(ModelConfig(cell=cell, num_layers=LAYERS, units=units), VOCABULARY,
+    model = build_model(ModelConfig(cell=cell, layers=LAYERS, units=units), VOCABULARY,
                         precision=PRECISIONS[precision])
     compile_for_training(model, learning_rate=6e-3, clip_norm=1.0, precision=PRECISIONS[precision])
     rng = np.random.default_rng(0)

@@ -34,20 +34,20 @@ GOALS = {"start-up ratio": 0.25, "one stream": 10_000, "64 streams": 100_000, "b
 
 def make_model(directory):
     """A randomly initialised 2x256 char LSTM saved as a textgen model directory."""
-    from textgen.saved import artifacts
     from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from textgen.model import build_model
     from textgen.data.tokenizer import CharTokenizer
+    from textgen.model import build_model
+    from textgen.saved.layout import MODEL_FILE
+    from textgen.saved.saved_model import write_settings
 
     text = CORPUS.read_text(encoding="utf-8") if CORPUS.exists() else "".join(map(chr, range(32, 127))) + "\n"
     tokenizer = CharTokenizer.fit(text)
-    model_config = ModelConfig(cell="lstm", num_layers=2, units=256)
+    model_config = ModelConfig(cell="lstm", layers=2, units=256)
     directory.mkdir(parents=True)
-    artifacts.write_model_config(directory, model=model_config, tokenizer_config=TokenizerConfig(),
-                                 train=TrainConfig(), corpus_config=CorpusConfig(sources=("random",)),
-                                 corpus_summary={}, versions={})
-    artifacts.write_text(directory / artifacts.TOKENIZER_FILE, tokenizer.to_json())
-    build_model(model_config, tokenizer.vocabulary_size).save(directory / artifacts.MODEL_FILE)
+    write_settings(directory, model=model_config, tokenizer_config=TokenizerConfig(), train=TrainConfig(),
+                   corpus_config=CorpusConfig(sources=("random",)), corpus_summary={}, tokenizer=tokenizer,
+                   versions={})
+    build_model(model_config, tokenizer.vocabulary_size).save(directory / MODEL_FILE)
     return directory
 
 

@@ -25,8 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from textgen.saved import artifacts  # noqa: E402
-from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
+import textgen  # noqa: E402
+from textgen.config import CorpusConfig, TokenizerConfig, TrainConfig  # noqa: E402
 from textgen.data.training_text import prepare_training_text  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "tiny_shakespeare.txt"
@@ -36,22 +36,14 @@ PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 def textgen_rate(corpus_path, cell, units, precision, steps):
     """chars/s of textgen's second epoch (the first one traces and compiles)."""
-    from textgen.training.loop import train
-
     # A corpus slice holding `steps` batches per epoch, plus a small validation tail.
     characters = steps * BATCH_SIZE * SEQ_LENGTH + SEQ_LENGTH
     with tempfile.TemporaryDirectory() as scratch:
         sliced = Path(scratch) / "slice.txt"
         sliced.write_text(corpus_path.read_text(encoding="utf-8")[: int(characters / 0.9)], encoding="utf-8")
-        corpus_config = CorpusConfig(sources=(str(sliced),))
-        model_config = ModelConfig(cell=cell, num_layers=LAYERS, units=units)
-        train_config = TrainConfig(seq_length=SEQ_LENGTH, batch_size=BATCH_SIZE, epochs=2,
-                                   precision=PRECISIONS[precision])
-        text, train_config = prepare_training_text(corpus_config, TokenizerConfig(), train_config)
-        directory = Path(scratch) / "model"
-        with artifacts.new_model_directory(directory):
-            result = train(text, directory=directory, model_config=model_config, tokenizer_config=TokenizerConfig(),
-                           train_config=train_config, corpus_config=corpus_config, verbose=0, echo=lambda line: None)
+        result = textgen.train(sliced, root=Path(scratch), echo=lambda line: None, cell=cell, layers=LAYERS,
+                               units=units, seq_length=SEQ_LENGTH, batch_size=BATCH_SIZE, epochs=2,
+                               precision=PRECISIONS[precision])
     return result.epochs[-1]["characters_per_second"]
 
 

@@ -36,24 +36,35 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
+TINY_MODEL = dict(cell="lstm", layers=2, units=24, embedding_dim=8, seq_length=32, batch_size=16, epochs=2,
+                  learning_rate=1e-2, precision="float32")
+
+
+def quiet(line):
+    """An ``echo`` that prints nothing: tests read results, not progress lines."""
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A tiny char-level LSTM trained for a few seconds: (model directory, corpus path)."""
-    from textgen.saved import artifacts
-    from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from textgen.training.loop import train
-    from textgen.data.training_text import prepare_training_text
+    import textgen
 
     root = tmp_path_factory.mktemp("tiny")
     corpus_path = root / "corpus.txt"
     corpus_path.write_text(make_text(lines=300), encoding="utf-8")
-    corpus_config = CorpusConfig(sources=(str(corpus_path),))
-    tokenizer_config = TokenizerConfig()
-    model_config = ModelConfig(cell="lstm", num_layers=2, units=24, embedding_dim=8)
-    train_config = TrainConfig(seq_length=32, batch_size=16, epochs=2, learning_rate=1e-2, precision="float32")
-    text, train_config = prepare_training_text(corpus_config, tokenizer_config, train_config)
-    directory = root / "saved_models" / "tiny"
-    with artifacts.new_model_directory(directory):
-        train(text, directory=directory, model_config=model_config, tokenizer_config=tokenizer_config,
-              train_config=train_config, corpus_config=corpus_config, verbose=0, echo=lambda line: None)
-    return directory, corpus_path
+    result = textgen.train(corpus_path, name="tiny", root=root / "saved_models", echo=quiet, **TINY_MODEL)
+    return result.directory, corpus_path
+
+
+@pytest.fixture(scope="session")
+def tiny_word_model(tmp_path_factory):
+    """A tiny word-level LSTM: (model directory, corpus path)."""
+    import textgen
+
+    root = tmp_path_factory.mktemp("tiny_words")
+    corpus_path = root / "words.txt"
+    corpus_path.write_text(make_text(lines=200), encoding="utf-8")
+    result = textgen.train(corpus_path, name="words", root=root / "saved_models", echo=quiet, level="word",
+                           seq_length=10, batch_size=8, epochs=1, units=8, embedding_dim=4, layers=1,
+                           precision="float32")
+    return result.directory, corpus_path

@@ -1,14 +1,15 @@
 import numpy as np
 import pytest
 
-from textgen.data.dataset import training_dataset, validation_dataset, windows_per_epoch
+from textgen.data.dataset import training_dataset, validation_dataset
+from textgen.data.windows import training_windows
 from textgen.errors import TextgenError
 
 
 def test_windows_are_corpus_slices_with_targets_shifted_by_one():
     ids = np.arange(1000, dtype=np.int32)  # each id is its own position
     dataset, steps = training_dataset(ids, seq_length=10, batch_size=4, seed=3)
-    assert steps == windows_per_epoch(1000, 10) // 4 == 24
+    assert steps == training_windows(1000, 10) // 4 == 24
     for inputs, targets in dataset.take(5):
         inputs, targets = inputs.numpy(), targets.numpy()
         assert inputs.shape == targets.shape == (4, 10) and inputs.dtype == np.int32
@@ -60,7 +61,7 @@ def test_validation_windows_are_in_order_from_the_start_and_capped():
 def test_stateful_rows_continue_the_rows_of_the_batch_before():
     ids = np.arange(10_001, dtype=np.int32)  # each id is its own position
     dataset, steps = training_dataset(ids, seq_length=10, batch_size=8, seed=5, stateful=True)
-    assert steps == windows_per_epoch(10_001, 10) // 8
+    assert steps == training_windows(10_001, 10) // 8
     for epoch in range(3):  # every offset must fit `steps` windows in each stream
         batches = [(x.numpy(), y.numpy()) for x, y in dataset.skip(epoch * steps).take(steps)]
         assert len(batches) == steps

@@ -6,17 +6,18 @@ import pytest
 from textgen.config import ModelConfig
 from textgen.generation.numpy_engine import NumpyEngine
 from textgen.model import build_model
+from textgen.saved.keras_archive import Network, read_keras_archive
 
 
 def random_keras_model(cell, tmp_path, vocabulary_size=13):
-    model = build_model(ModelConfig(cell=cell, num_layers=2, units=6, embedding_dim=5, dropout_rate=0.3),
-                        vocabulary_size)
+    model = build_model(ModelConfig(cell=cell, layers=2, units=6, embedding_dim=5, dropout=0.3), vocabulary_size)
     rng = np.random.default_rng(0)
     # Random weights everywhere (biases too), large enough that every gate matters.
     model.set_weights([rng.normal(0, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
     path = tmp_path / "model.keras"
     model.save(path)
-    return model, NumpyEngine.from_file(path)
+    layers, _ = read_keras_archive(path)
+    return model, NumpyEngine(Network.from_layers(layers))
 
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
@@ -29,11 +30,12 @@ def test_run_matches_keras(cell, tmp_path):
 
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
-def test_steps_with_carried_state_match_keras(cell, tmp_path):
+@pytest.mark.parametrize("batch_size", [2, 8, 17])  # from 8 on the engine multiplies in the transposed layout
+def test_steps_with_carried_state_match_keras(cell, batch_size, tmp_path):
     model, engine = random_keras_model(cell, tmp_path)
-    tokens = np.random.default_rng(2).integers(0, 13, size=(2, 7)).astype(np.int32)
+    tokens = np.random.default_rng(2).integers(0, 13, size=(batch_size, 7)).astype(np.int32)
     expected = np.asarray(model(tokens))  # (batch, time, vocab)
-    state = engine.initial_state(2)
+    state = engine.initial_state(batch_size)
     for t in range(tokens.shape[1]):
         logits, state = engine.step(tokens[:, t], state)
         np.testing.assert_allclose(logits, expected[:, t], rtol=1e-5, atol=1e-5)

@@ -40,3 +40,14 @@ def test_files_are_one_stream(tiny_model, tmp_path):
     (tmp_path / "b.txt").write_text("a quiet count\n")
     joined = evaluate_text(generator, "The river keeps\na quiet count\n")
     assert evaluate_files(generator, [tmp_path / "a.txt", tmp_path / "b.txt"]) == joined
+
+
+def test_bits_per_character_at_the_word_level_counts_characters_not_tokens(tiny_word_model):
+    generator = load(tiny_word_model[0])
+    text = "the river keeps a quiet count of stones\n"
+    metrics = evaluate_text(generator, text)
+    tokens = len(generator.tokenizer.encode(text)) - 1  # the first token is context, not scored
+    assert metrics["tokens"] == tokens == 15 and metrics["characters"] == len(text) - len("the")
+    total_bits = metrics["loss"] * tokens / math.log(2)
+    assert math.isclose(metrics["bits_per_character"], total_bits / metrics["characters"], rel_tol=1e-12)
+    assert metrics["bits_per_character"] < metrics["loss"] / math.log(2)  # a word is several characters

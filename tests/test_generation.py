@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from textgen.errors import TextgenError
-from textgen.generation.generator import StopScanner, load
-from textgen.generation.strategies import log_softmax
+from textgen.generation.generator import load
+from textgen.generation.stop_strings import StopScanner
+from textgen.generation.probabilities import log_softmax
 
 
 def test_same_seed_same_text_and_prompt_first(tiny_model):
@@ -84,10 +85,9 @@ def test_beam_search_through_the_generator(tiny_model):
     generator = load(directory)
     beams = generator.sample(prompt="The", length=12, beam_width=4, num_return=3)
     assert len(beams) == 3 and [b.log_probability for b in beams] == sorted([b.log_probability for b in beams])[::-1]
-    greedy = generator.generate("The", length=12, temperature=0)
-    greedy_log_probability = generator.sample(prompt="The", length=12, temperature=0)[0].log_probability
-    assert beams[0].log_probability >= greedy_log_probability - 1e-9  # equal when greedy is best (sums' rounding)
-    assert greedy.startswith("The")
+    greedy = generator.sample(prompt="The", length=12, temperature=0)[0]
+    assert beams[0].log_probability >= greedy.log_probability - 1e-9  # equal when greedy is best (sums' rounding)
+    assert len(beams[0].text) == 12 and beams[0].tokens == 12
     with pytest.raises(TextgenError, match="larger than the vocabulary"):
         generator.sample(beam_width=1000)
 
@@ -103,25 +103,37 @@ def test_keras_engine_matches_numpy_engine(tiny_model):
         "The", length=40, temperature=0)
 
 
-def test_word_level_prompt_with_unknown_words_warns(tmp_path):
-    from textgen.saved import artifacts
-    from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from textgen.training.loop import train
-    from textgen.data.training_text import prepare_training_text
-
-    from conftest import make_text
-
-    corpus = tmp_path / "words.txt"
-    corpus.write_text(make_text(lines=200))
-    corpus_config, tokenizer_config = CorpusConfig(sources=(str(corpus),)), TokenizerConfig(level="word")
-    train_config = TrainConfig(seq_length=10, batch_size=8, epochs=1, precision="float32")
-    text, train_config = prepare_training_text(corpus_config, tokenizer_config, train_config)
-    directory = tmp_path / "model"
-    with artifacts.new_model_directory(directory):
-        train(text, directory=directory, model_config=ModelConfig(units=8, embedding_dim=4, num_layers=1),
-              tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config,
-              verbose=0, echo=lambda line: None)
-    generator = load(directory)
+def test_word_level_prompt_with_unknown_words_warns(tiny_word_model):
+    generator = load(tiny_word_model[0])
     with pytest.warns(UserWarning, match="not in the model's vocabulary, read as <unk>: 'zebra'"):
         result = generator.generate("the zebra", length=10, seed=1)
     assert result.startswith("the zebra") and "<unk>" not in result[len("the zebra"):]
+
+
+def test_textgen_load_takes_an_engine(tiny_model):
+    import textgen
+    from textgen.generation.keras_engine import KerasEngine
+    from textgen.generation.numpy_engine import NumpyEngine
+
+    directory, _ = tiny_model
+    assert isinstance(textgen.load(directory).engine, NumpyEngine)  # auto: numpy, the faster one measured
+    assert isinstance(textgen.load(directory, engine="auto").engine, NumpyEngine)
+    assert isinstance(textgen.load(directory, engine="numpy").engine, NumpyEngine)
+    assert isinstance(textgen.load(directory, engine="keras").engine, KerasEngine)
+    with pytest.raises(TextgenError, match="engine must be one of auto, numpy, keras; got 'torch'"):
+        textgen.load(directory, engine="torch")
+
+
+def test_beam_search_on_the_keras_engine_equals_numpy(tiny_model):
+    directory, _ = tiny_model
+    options = dict(prompt="The", length=15, beam_width=5, num_return=3)
+    numpy_beams = load(directory, engine="numpy").sample(**options)
+    keras_beams = load(directory, engine="keras").sample(**options)
+    assert [beam.text for beam in keras_beams] == [beam.text for beam in numpy_beams]
+    np.testing.assert_allclose([beam.log_probability for beam in keras_beams],
+                               [beam.log_probability for beam in numpy_beams], rtol=1e-4)
+
+
+def test_stream_refuses_beams(tiny_model):
+    with pytest.raises(TextgenError, match="use sample"):
+        list(load(tiny_model[0]).stream("The", beam_width=3))

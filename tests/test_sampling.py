@@ -7,6 +7,7 @@ import pytest
 
 from textgen.generation import strategies as sampling
 from textgen.generation.beam_search import beam_search
+from textgen.generation.probabilities import log_softmax
 from textgen.config import SamplingConfig
 from textgen.errors import TextgenError
 
@@ -18,7 +19,7 @@ def peaked(batch, vocabulary, winners):
 
 
 def draw(settings, logits, draws, seed=1234):
-    sampler = sampling.sampler_for(settings)
+    sampler = sampling.strategy_for(settings)
     return sampler.choose(np.repeat(np.asarray(logits, float)[np.newaxis], draws, axis=0), np.random.default_rng(seed))
 
 
@@ -34,7 +35,7 @@ LOGITS = np.array([0.0, 1.0, 2.0, -1.0, 0.5, 1.5])
 
 
 def test_greedy_takes_the_argmax():
-    sampler = sampling.sampler_for(SamplingConfig(temperature=0))
+    sampler = sampling.strategy_for(SamplingConfig(temperature=0))
     assert list(sampler.choose(peaked(3, 5, [4, 0, 2]), None)) == [4, 0, 2]
 
 
@@ -46,7 +47,7 @@ def test_random_sampling_with_a_certain_token_always_takes_it():
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
 def test_temperature_sampling_matches_softmax_of_logits_over_t(temperature):
     tokens = draw(SamplingConfig(temperature=temperature), LOGITS, 40_000)
-    expected = np.exp(sampling.log_softmax(LOGITS[np.newaxis] / temperature))[0]
+    expected = np.exp(log_softmax(LOGITS[np.newaxis] / temperature))[0]
     assert chi_square(tokens, expected) < 20.52  # chi-square, 5 degrees of freedom, p = 0.001
 
 
@@ -66,7 +67,7 @@ def test_top_k_with_ties_keeps_exactly_k():
 @pytest.mark.parametrize("p, kept", [(0.4, {2}), (0.6, {2, 5}), (0.8, {2, 5, 1}), (0.9, {2, 5, 1, 4}),
                                      (1.0, {0, 1, 2, 3, 4, 5})])
 def test_top_p_keeps_the_minimal_set_reaching_p(p, kept):
-    probabilities = np.exp(sampling.log_softmax(LOGITS[np.newaxis]))[0]  # .057 .154 .420 .021 .094 .255
+    probabilities = np.exp(log_softmax(LOGITS[np.newaxis]))[0]  # .057 .154 .420 .021 .094 .255
     processed = sampling.get("top_p", p).process(LOGITS[np.newaxis].copy())
     assert set(np.flatnonzero(np.isfinite(processed[0]))) == kept
     order = sorted(kept, key=lambda token: -probabilities[token])
@@ -91,12 +92,12 @@ def test_top_k_one_and_temperature_zero_equal_greedy():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(50, 9))
     greedy = np.argmax(logits, axis=-1)
-    assert np.array_equal(sampling.sampler_for(SamplingConfig(top_k=1)).choose(logits, rng), greedy)
-    assert np.array_equal(sampling.sampler_for(SamplingConfig(temperature=0)).choose(logits, rng), greedy)
+    assert np.array_equal(sampling.strategy_for(SamplingConfig(top_k=1)).choose(logits, rng), greedy)
+    assert np.array_equal(sampling.strategy_for(SamplingConfig(temperature=0)).choose(logits, rng), greedy)
 
 
 def test_log_softmax_is_stable_for_huge_logits():
-    result = sampling.log_softmax(np.array([[1e9, 0.0, -1e9]]))
+    result = log_softmax(np.array([[1e9, 0.0, -1e9]]))
     assert np.isfinite(result[0, 0]) and result[0, 0] == 0.0
 
 
@@ -127,8 +128,8 @@ class MarkovEngine:
 
 
 def exhaustive(table, first_logits, length):
-    log_table = sampling.log_softmax(table)
-    first = sampling.log_softmax(first_logits[np.newaxis])[0]
+    log_table = log_softmax(table)
+    first = log_softmax(first_logits[np.newaxis])[0]
     scored = []
     for sequence in itertools.product(range(len(first)), repeat=length):
         total = first[sequence[0]] + sum(log_table[a, b] for a, b in zip(sequence, sequence[1:]))

@@ -1,17 +1,30 @@
 """textgen: train a character- or word-level RNN on any text, and write like it.
 
     import textgen
-    generator = textgen.load("saved_models/tiny_shakespeare")
-    print(generator.generate("ROMEO:", length=200, temperature=0.8, seed=1))
+    result = textgen.train("notes.txt", time_budget="90s")          # saved_models/notes/
+    generator = textgen.load(result.directory)
+    print(generator.generate("The", length=200, temperature=0.8, seed=1))
 
-Importing textgen is cheap: TensorFlow loads only when training.
+Importing textgen is cheap: TensorFlow loads only when training (or for the
+"keras" sampling engine).
 """
 
 __version__ = "0.1.0"
 
 
-def load(path=None):
-    """A ``Generator`` for the saved model at ``path`` (default: the newest under ./saved_models)."""
+def train(corpus, **options):
+    """Train a model on ``corpus``; see ``textgen.training.run.train`` for every option."""
+    from textgen.training.run import train as train_model
+
+    return train_model(corpus, **options)
+
+
+def load(path=None, *, engine="auto"):
+    """A ``Generator`` for the saved model at ``path`` (default: the newest under ./saved_models).
+
+    ``engine``: "numpy" (instant start, no TensorFlow), "keras" (a compiled
+    TensorFlow step) or "auto" (numpy, the faster one on every batch measured).
+    """
     from textgen.generation.generator import load as load_generator
 
-    return load_generator(path)
+    return load_generator(path, engine=engine)

@@ -1,23 +1,20 @@
 """The ``textgen`` command: a thin click shell over the library.
 
-Each command parses options into config values and calls one library
-function. Heavy imports (NumPy, TensorFlow) happen inside the command bodies,
-so ``textgen --help`` answers at once. A ``TextgenError`` becomes one line on
-stderr and exit code 1; click's usage errors exit with 2.
+Each command's options are built from the settings' fields in config.py (name,
+type, default, help), and each command calls one library function. Heavy
+imports (NumPy, TensorFlow) happen inside the command bodies, so ``textgen
+--help`` answers at once. A ``TextgenError`` becomes one line on stderr and
+exit code 1; click's usage errors exit with 2.
 """
 
+import dataclasses
 import json
 import sys
-from pathlib import Path
 
 import click
 
-from textgen.config import (
-    AUTO_EPOCH_STEPS, CELLS, ENGINES, ERROR_HANDLERS, LEARNING_RATE_SCHEDULES, LEVELS, PRECISIONS, CorpusConfig,
-    ModelConfig, SamplingConfig, TokenizerConfig, TrainConfig, parse_duration,
-)
+from textgen.config import TRAINING_SETTINGS, SamplingConfig, flag_name, parse_duration, rule_of
 from textgen.errors import TextgenError
-
 
 # The shell's convention: 128 + the signal's number.
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -33,6 +30,46 @@ class Duration(click.ParamType):
             return parse_duration(value)
         except TextgenError as error:
             self.fail(str(error), param, context)
+
+
+def _click_option(field):
+    """The click option of one settings field: ``--seq-length``, its type, default and help."""
+    rule, flag = rule_of(field), f"--{flag_name(field)}"
+    help_text = rule.help + (f" [default: {rule.default_help}]" if rule.default_help else "")
+    options = {"help": help_text, "default": field.default, "show_default": field.default not in (None, (), "")}
+    if rule.boolean and rule.negative_flag:
+        return click.option(f"{flag}/{rule.negative_flag}", field.name, **options)
+    if rule.boolean:
+        return click.option(flag, field.name, is_flag=True, **{**options, "show_default": False})
+    if rule.parse is parse_duration:
+        options["type"] = Duration()
+    elif rule.choices is not None:
+        options["type"] = click.Choice(rule.choices)
+    elif rule.integer is not None:
+        options["type"] = int
+    elif rule.interval is not None:
+        options["type"] = float
+    elif isinstance(field.default, tuple):
+        options["multiple"] = True
+    return click.option(flag, field.name, **options)
+
+
+def settings_options(*config_classes):
+    """Decorate a command with an option for every command-line field of these settings classes."""
+    fields = [field for cls in config_classes for field in dataclasses.fields(cls) if rule_of(field).option]
+
+    def decorate(command):
+        for field in reversed(fields):  # click lists options in the order they are applied, last first
+            command = _click_option(field)(command)
+        return command
+
+    return decorate
+
+
+def _given(context, values):
+    """The options the user typed, without click's defaults: the library fills in the rest."""
+    return {name: value for name, value in values.items()
+            if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
 
 
 class TextgenGroup(click.Group):
@@ -58,141 +95,35 @@ def main():
 @main.command()
 @click.argument("corpus", nargs=-1, required=True)
 @click.option("--name", help="Model name under ./saved_models (default: the corpus file's stem).")
-@click.option("--level", type=click.Choice(LEVELS), default=TokenizerConfig.level, show_default=True)
-@click.option("--cell", type=click.Choice(CELLS), default=ModelConfig.cell, show_default=True)
-@click.option("--layers", type=int, default=ModelConfig.num_layers, show_default=True)
-@click.option("--units", type=int, default=ModelConfig.units, show_default=True)
-@click.option("--embedding-dim", type=int, default=ModelConfig.embedding_dim, show_default=True)
-@click.option("--dropout", type=float, default=ModelConfig.dropout_rate, show_default=True)
-@click.option("--seq-length", type=int, default=TrainConfig.seq_length, show_default=True)
-@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
-@click.option("--epochs", type=int, help=f"Passes over the text [default: enough for about {AUTO_EPOCH_STEPS:,} steps]")
-@click.option("--learning-rate", type=float, default=TrainConfig.learning_rate, show_default=True)
-@click.option("--lr-schedule", type=click.Choice(LEARNING_RATE_SCHEDULES),
-              default=TrainConfig.learning_rate_schedule, show_default=True,
-              help="How the learning rate falls to zero by the end of the run (the epochs or the time budget).")
-@click.option("--stateful/--stateless", default=TrainConfig.stateful, show_default=True,
-              help="Carry the RNN state from each window to the next one in the text, or start every window from zeros.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=TrainConfig.precision, show_default=True)
-@click.option("--time-budget", type=Duration(), help="Stop after this long, e.g. 90s, 10m, 1h.")
-@click.option("--patience", type=int, help="Stop after N epochs without a better validation loss.")
-@click.option("--validation-fraction", type=float, default=CorpusConfig.validation_fraction, show_default=True)
-@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
-@click.option("--max-vocab", type=int, help="Keep only the N most frequent tokens.")
-@click.option("--min-count", type=int, default=TokenizerConfig.min_count, show_default=True)
-@click.option("--lowercase", is_flag=True, help="Lowercase the text before tokenizing.")
-@click.option("--encoding", default=CorpusConfig.encoding, show_default=True)
-@click.option("--errors", type=click.Choice(ERROR_HANDLERS), default=CorpusConfig.errors, show_default=True)
+@settings_options(*TRAINING_SETTINGS)
 @click.option("--overwrite", is_flag=True, help="Replace an existing model of the same name.")
-@click.option("--checkpoint-every", type=int, help="Write a resumable backup every N steps (and always at the end).")
 @click.option("--resume", is_flag=True, help="Continue the run saved as --name from its backup.")
 @click.option("--from", "base", metavar="MODEL", help="Start from this model's weights and vocabulary (fine-tuning).")
 @click.option("--drop-unknown", is_flag=True, help="With --from: leave out characters the model does not know.")
-def train(corpus, name, level, cell, layers, units, embedding_dim, dropout, seq_length, batch_size, epochs,
-          learning_rate, lr_schedule, stateful, precision, time_budget, patience, validation_fraction, seed, max_vocab, min_count,
-          lowercase, encoding, errors, overwrite, checkpoint_every, resume, base, drop_unknown):
+@click.pass_context
+def train(context, corpus, name, overwrite, resume, base, drop_unknown, **settings):
     """Train a model on CORPUS: files, directories, globs, or a built-in corpus (python-stdlib)."""
-    from textgen.saved import artifacts
-    from textgen.data.training_text import prepare_training_text
+    from textgen.training.run import train as train_model
 
-    if resume:
-        return _resume(corpus, name, epochs=epochs, time_budget=time_budget, checkpoint_every=checkpoint_every)
-
-    model_config = ModelConfig(cell=cell, num_layers=layers, units=units, embedding_dim=embedding_dim,
-                               dropout_rate=dropout)
-    tokenizer_config = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count, lowercase=lowercase)
-    train_config = TrainConfig(seq_length=seq_length, batch_size=batch_size, epochs=epochs,
-                               learning_rate=learning_rate, learning_rate_schedule=lr_schedule,
-                               stateful=stateful, precision=precision, time_budget=time_budget,
-                               patience=patience, checkpoint_every=checkpoint_every, seed=seed)
-    corpus_config = CorpusConfig(sources=corpus, encoding=encoding, errors=errors,
-                                 validation_fraction=validation_fraction)
-    base_model = None
-    if base is not None:  # fine-tuning: the network and vocabulary are the base model's
-        base_model = artifacts.load_saved_model(base)
-        model_config, tokenizer_config = base_model.model, base_model.tokenizer_config
-    if name is not None:
-        artifacts.check_new_model_directory(artifacts.SAVED_MODELS_DIRECTORY, name, overwrite=overwrite)
-    text, train_config = prepare_training_text(corpus_config, tokenizer_config, train_config,
-                                               tokenizer=base_model.tokenizer if base_model else None,
-                                               drop_unknown=drop_unknown)
-    name = name or artifacts.default_model_name(text.corpus.name)
-    directory = artifacts.check_new_model_directory(artifacts.SAVED_MODELS_DIRECTORY, name, overwrite=overwrite)
-
-    from textgen.training.loop import train as train_model  # TensorFlow loads here, after the input is checked
-
-    with artifacts.new_model_directory(directory):
-        result = train_model(text, directory=directory, model_config=model_config,
-                             tokenizer_config=tokenizer_config, train_config=train_config, corpus_config=corpus_config,
-                             base=base_model, verbose=_progress_bar())
-    click.echo(f"sample from it: textgen sample {directory}")
+    # Keras's live progress bar on a terminal only: written to a file or a pipe it
+    # prints a new line with ANSI colour codes every step; textgen's line per epoch suffices.
+    result = train_model(corpus, name=name, overwrite=overwrite, resume=resume, base=base,
+                         drop_unknown=drop_unknown, progress_bar=sys.stdout.isatty(), **_given(context, settings))
+    if not resume:
+        click.echo(f"sample from it: textgen sample {result.directory}")
     if result.stopped_by_signal:
         sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])
 
 
-def _progress_bar():
-    """Keras's live progress bar on a terminal only (1), else none (0).
-
-    Written to a file or a pipe, it would print a new line with ANSI colour codes
-    every step; the one line textgen prints per epoch says what a log needs.
-    """
-    return 1 if sys.stdout.isatty() else 0
-
-
-def _resume(corpus, name, *, epochs, time_budget, checkpoint_every):
-    """Continue a run from its backup; every setting but these three comes from the saved run."""
-    import dataclasses
-
-    from textgen.saved import artifacts
-    from textgen.data.training_text import prepare_training_text
-
-    if name is None:
-        raise TextgenError("--resume needs --name: the run to continue, under ./saved_models")
-    directory = Path(artifacts.SAVED_MODELS_DIRECTORY) / artifacts.check_model_name(name)
-    saved = artifacts.load_saved_model(directory, require_weights=False)
-    artifacts.read_backup(directory)  # fail now, before the corpus is read, if there is nothing to resume
-    corpus_config = CorpusConfig(sources=corpus, encoding=saved.corpus.get("encoding", CorpusConfig.encoding),
-                                 errors=saved.corpus.get("errors", CorpusConfig.errors),
-                                 validation_fraction=saved.corpus.get("validation_fraction",
-                                                                      CorpusConfig.validation_fraction))
-    train_config = dataclasses.replace(saved.train, time_budget=time_budget,
-                                       epochs=epochs if epochs is not None else saved.train.epochs,
-                                       checkpoint_every=checkpoint_every or saved.train.checkpoint_every)
-    text, train_config = prepare_training_text(corpus_config, saved.tokenizer_config, train_config,
-                                               tokenizer=saved.tokenizer)
-    if text.corpus.sha256 != saved.corpus.get("sha256"):
-        raise TextgenError(f"the corpus is not the text {directory} was trained on (its sha256 differs); "
-                           f"resume with the same files")
-    from textgen.training.loop import train as train_model
-
-    result = train_model(text, directory=directory, model_config=saved.model, tokenizer_config=saved.tokenizer_config,
-                         train_config=train_config, corpus_config=corpus_config, resume=True,
-                         verbose=_progress_bar())
-    if result.stopped_by_signal:
-        sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])
+def _format_option():
+    return click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+                        show_default=True)
 
 
 @main.command()
 @click.argument("model", required=False)
-@click.option("--temperature", type=float, default=SamplingConfig.temperature, show_default=True,
-              help="0 = greedy; lower is safer, higher is wilder.")
-@click.option("--top-k", type=int, help="Sample only from the K likeliest tokens.")
-@click.option("--top-p", type=float, help="Sample only from the likeliest tokens whose probability reaches P.")
-@click.option("--beam-width", type=int, default=SamplingConfig.beam_width, show_default=True,
-              help="Above 1: beam search instead of sampling.")
-@click.option("--length-penalty", type=float, default=SamplingConfig.length_penalty, show_default=True,
-              help="Beams rank by log-probability / length ** this.")
-@click.option("--num-return", type=int, default=SamplingConfig.num_return, show_default=True,
-              help="How many of the best beams to print.")
-@click.option("--length", type=int, default=SamplingConfig.length, show_default=True, help="Tokens to write at most.")
-@click.option("--prompt", default=SamplingConfig.prompt, help="Text to start from (printed first).")
-@click.option("--stop", multiple=True, help="End a sample at this text (not printed); repeatable.")
-@click.option("--num-samples", type=int, default=SamplingConfig.num_samples, show_default=True,
-              help="Samples written together in one batch.")
-@click.option("--seed", type=int, help="Same seed, same text.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--engine", type=click.Choice(ENGINES), default=SamplingConfig.engine, show_default=True,
-              help="numpy: instant start; keras: compiled TensorFlow step, for GPUs and big batches.")
+@settings_options(SamplingConfig)
+@_format_option()
 def sample(model, output_format, **options):
     """Write text from MODEL (default: the newest model under ./saved_models)."""
     from textgen.generation.generator import load
@@ -201,7 +132,7 @@ def sample(model, output_format, **options):
     generator = load(model, engine=settings.engine)
     for message in generator.prompt_warnings(settings.prompt):
         click.echo(f"Warning: {message}", err=True)
-    if output_format == "text" and settings.num_samples == 1 and settings.beam_width == 1:
+    if output_format == "text" and settings.num_samples == 1 and settings.strategy != "beam":
         _stream(settings.prompt, (pieces[0] for pieces in generator.iterate(settings)))
         return
     samples = generator.sample(settings)
@@ -233,25 +164,23 @@ def _stream(prompt, pieces):
 
 
 def _reported(settings):
-    """The settings that shaped a sample, for --format json."""
-    kept = ("temperature", "top_k", "top_p", "beam_width", "length_penalty", "num_return", "length", "stop",
-            "num_samples", "seed", "engine")
-    return {key: value for key, value in settings.to_dict().items() if key in kept}
+    """The settings that shaped a sample, for --format json (the prompt has its own key)."""
+    return {key: value for key, value in settings.to_dict().items() if key != "prompt"}
 
 
 @main.command()
 @click.argument("model")
 @click.argument("files", nargs=-1, required=True)
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_format_option()
 def evaluate(model, files, output_format):
     """Score MODEL on held-out FILES, read as one stream with the state carried through."""
     from textgen.evaluation import evaluate_files
     from textgen.generation.generator import load
 
     generator = load(model)
-    corpus = generator.saved_model.corpus
-    metrics = evaluate_files(generator, files, encoding=corpus.get("encoding", "utf-8"),
-                             errors=corpus.get("errors", "strict"))
+    saved = generator.saved_model
+    metrics = evaluate_files(generator, files, encoding=saved.corpus_setting("encoding"),
+                             errors=saved.corpus_setting("errors"))
     if output_format == "json":
         click.echo(json.dumps(metrics))
         return
@@ -264,12 +193,12 @@ def evaluate(model, files, output_format):
 
 @main.command()
 @click.argument("model")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_format_option()
 def info(model, output_format):
     """Show MODEL's settings, size, training steps and metrics per epoch."""
-    from textgen.saved import artifacts
+    from textgen.saved.saved_model import describe, load_saved_model
 
-    report = artifacts.describe(artifacts.load_saved_model(model))
+    report = describe(load_saved_model(model))
     if output_format == "json":
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return

@@ -1,24 +1,26 @@
-"""Typed, frozen settings for every stage, with their defaults in one place.
+"""Typed, frozen settings for every stage, each declared once.
 
-Each dataclass validates itself in ``__post_init__`` and raises ``TextgenError``
-naming the bad value and the allowed ones, so a bad setting fails before any
-file is read or written. ``to_dict`` / ``from_dict`` round-trip through JSON;
-unknown keys fail rather than being silently ignored.
+A setting is a dataclass field made by ``setting(...)``: its default, its help
+text and its rule (choices, an integer range or an interval) live on the field.
+From there come the validation (``__post_init__`` raises ``TextgenError``
+naming the bad value and the allowed ones, before any file is read or
+written), the ``textgen`` command's options (cli.py builds them from the
+fields) and the keywords of ``textgen.train``. One spelling throughout: the
+field ``seq_length`` is the flag ``--seq-length`` and the error
+"seq-length must be ...".
+
+``to_dict`` / ``from_dict`` round-trip through JSON (a saved model's
+config.json); unknown keys fail rather than being silently ignored.
 """
 
 import dataclasses
+import os
 import re
-from typing import Optional
+from typing import ClassVar, Optional
 
+from textgen.cells import CELLS
 from textgen.errors import TextgenError
 
-CELLS = ("simple_rnn", "lstm", "gru")
-LEVELS = ("char", "word")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-ERROR_HANDLERS = ("strict", "replace")
-# How the learning rate falls over a run (see callbacks.LearningRateDecay and
-# benchmarks/RESULTS.md, which chose the default).
-LEARNING_RATE_SCHEDULES = ("constant", "cooldown", "linear", "cosine")
 # Without --epochs, train for about this many optimizer steps: 10 passes over a
 # 60 kB poem collection are 80 steps and learn nothing, while 10 passes over
 # 12 MB of code take hours. Steps, not passes, are what a model learns from.
@@ -27,122 +29,207 @@ LEARNING_RATE_SCHEDULES = ("constant", "cooldown", "linear", "cosine")
 AUTO_EPOCH_STEPS = 4000
 
 
-def _require(condition, message):
-    if not condition:
-        raise TextgenError(message)
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What one setting is: its help, which values it takes, and how the command line spells it."""
+
+    help: str
+    boolean: bool = False  # True or False (a flag on the command line)
+    choices: tuple = None  # one of these strings
+    integer: tuple = None  # (minimum, maximum or None): a whole number in that range
+    interval: str = None  # "[0, 1)": a number in that interval, brackets as in mathematics
+    optional: bool = False  # None is allowed (and means "off" or "automatic")
+    parse: object = None  # turns a string (from the command line or Python) into the value
+    option: bool = True  # a `textgen` option; False: set from Python only
+    negative_flag: str = None  # a boolean's "off" flag, e.g. "--stateless"
+    default_help: str = None  # the default in words, where the value alone says little
+
+    def check(self, name, value):
+        """The value, checked; a ``TextgenError`` in the setting's own spelling if it is not allowed."""
+        if value is None and self.optional:
+            return value
+        if isinstance(value, str) and self.parse is not None:
+            value = self.parse(value)
+        if self.boolean and not isinstance(value, bool):
+            raise TextgenError(f"{name} must be true or false, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise TextgenError(f"{name} must be one of {', '.join(self.choices)}; got {value!r}")
+        if self.integer is not None:
+            _check_integer(name, value, *self.integer)
+        if self.interval is not None:
+            _check_interval(name, value, self.interval)
+        return value
 
 
-def _check_int(name, value, minimum, maximum=None):
+def _check_integer(name, value, minimum, maximum):
     bad = isinstance(value, bool) or not isinstance(value, int) or value < minimum
     bad = bad or (maximum is not None and value > maximum)
-    upper = f" and <= {maximum}" if maximum is not None else ""
-    _require(not bad, f"{name} must be an integer >= {minimum}{upper}, got {value!r}")
+    if bad:
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise TextgenError(f"{name} must be an integer >= {minimum}{upper}, got {value!r}")
 
 
-def _check_choice(name, value, choices):
-    _require(value in choices, f"{name} must be one of {', '.join(choices)}; got {value!r}")
+_INTERVAL = re.compile(r"^([\[(])(\S+), (\S+)([\])])$")
 
 
-class _JsonRoundTrip:
-    """``to_dict`` / ``from_dict`` shared by the config dataclasses."""
+def _check_interval(name, value, interval):
+    opening, low, high, closing = _INTERVAL.match(interval).groups()
+    low, high = float(low), float(high)
+    inside = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+    inside = inside and (value >= low if opening == "[" else value > low)
+    inside = inside and (value <= high if closing == "]" else value < high)
+    if not inside:
+        raise TextgenError(f"{name} must be in {interval}, got {value!r}")
+
+
+def setting(default, help, **rule):
+    """A settings field: its default and its ``Rule`` (help, allowed values, flag)."""
+    return dataclasses.field(default=default, metadata={"rule": Rule(help, **rule)})
+
+
+def flag_name(field):
+    """How users spell a field: ``seq_length`` -> ``seq-length`` (``--seq-length``)."""
+    return field.name.replace("_", "-")
+
+
+def rule_of(field):
+    return field.metadata["rule"]
+
+
+class Settings:
+    """What every settings dataclass shares: validation from the rules, and the JSON round trip."""
+
+    # Older names of fields in saved config.json files: read, never written.
+    RENAMED: ClassVar[dict] = {}
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = rule_of(field).check(flag_name(field), getattr(self, field.name))
+            if isinstance(value, list):  # JSON and Python callers give lists; settings are immutable
+                value = tuple(value)
+            object.__setattr__(self, field.name, value)
+        self.check()
+
+    def check(self):
+        """Rules that involve more than one field or more than a range (a subclass's override point)."""
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data):
+        if not isinstance(data, dict):
+            raise TextgenError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+        values = {cls.RENAMED.get(key, key): value for key, value in data.items()}
         known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        _require(not unknown, f"unknown {cls.__name__} keys: {', '.join(unknown)}")
-        values = dict(data)
-        for key, value in values.items():
-            if isinstance(value, list):  # JSON has no tuples
-                values[key] = tuple(value)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TextgenError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
         return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(_JsonRoundTrip):
-    """The network: Embedding -> num_layers x cell(units) -> Dense(vocabulary)."""
+class ModelConfig(Settings):
+    """The network: Embedding -> layers x cell(units) -> Dense(vocabulary)."""
 
-    cell: str = "lstm"
-    num_layers: int = 2
-    units: int = 256
-    embedding_dim: int = 64
-    dropout_rate: float = 0.0
+    RENAMED: ClassVar[dict] = {"num_layers": "layers", "dropout_rate": "dropout"}
 
-    def __post_init__(self):
-        _check_choice("cell", self.cell, CELLS)
-        _check_int("layers", self.num_layers, 1, 16)
-        _check_int("units", self.units, 1, 8192)
-        _check_int("embedding-dim", self.embedding_dim, 1, 8192)
-        _require(
-            isinstance(self.dropout_rate, (int, float)) and 0.0 <= self.dropout_rate < 1.0,
-            f"dropout must be in [0, 1), got {self.dropout_rate!r}",
-        )
+    cell: str = setting("lstm", "The recurrent layer.", choices=tuple(CELLS))
+    layers: int = setting(2, "Stacked recurrent layers.", integer=(1, 16))
+    units: int = setting(256, "Units per recurrent layer.", integer=(1, 8192))
+    embedding_dim: int = setting(64, "Token embedding size.", integer=(1, 8192))
+    dropout: float = setting(0.0, "Dropout between layers.", interval="[0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
-class TokenizerConfig(_JsonRoundTrip):
+class TokenizerConfig(Settings):
     """How text becomes tokens: characters or words, and how the vocabulary is capped."""
 
-    level: str = "char"
-    max_vocab: Optional[int] = None
-    min_count: int = 1
-    lowercase: bool = False
+    level: str = setting("char", "Characters, or words + punctuation + whitespace runs.", choices=("char", "word"))
+    max_vocab: Optional[int] = setting(None, "Keep only the N most frequent tokens.", integer=(2, None), optional=True)
+    min_count: int = setting(1, "Drop tokens seen fewer than N times.", integer=(1, None))
+    lowercase: bool = setting(False, "Lowercase the text before tokenizing.", boolean=True)
 
-    def __post_init__(self):
-        _check_choice("level", self.level, LEVELS)
-        if self.max_vocab is not None:
-            _check_int("max-vocab", self.max_vocab, 2)
-        _check_int("min-count", self.min_count, 1)
+
+def _check_encoding(name):
+    import codecs  # cheap; checks the name before any file is opened
+
+    try:
+        codecs.lookup(name)
+    except (LookupError, TypeError):
+        raise TextgenError(f"unknown encoding {name!r} (try utf-8, latin-1, cp1252, utf-16)") from None
+    return name
 
 
 @dataclasses.dataclass(frozen=True)
-class CorpusConfig(_JsonRoundTrip):
+class CorpusConfig(Settings):
     """Where the text comes from and how its bytes are decoded."""
 
-    sources: tuple = ()
-    encoding: str = "utf-8"
-    errors: str = "strict"
-    validation_fraction: float = 0.1
+    sources: tuple = setting((), "Files, directories, globs or built-in corpora.", option=False)
+    encoding: str = setting("utf-8", "How to decode the files.", parse=_check_encoding)
+    errors: str = setting("strict", "On undecodable bytes: fail, or replace them.", choices=("strict", "replace"))
+    validation_fraction: float = setting(0.1, "Held-out tail of the corpus.", interval="[0, 0.5]")
 
-    def __post_init__(self):
-        _require(len(self.sources) > 0, "no corpus given: name a file, directory, glob or built-in corpus")
-        _check_choice("errors", self.errors, ERROR_HANDLERS)
-        _require(
-            isinstance(self.validation_fraction, (int, float)) and 0.0 <= self.validation_fraction <= 0.5,
-            f"validation-fraction must be in [0, 0.5], got {self.validation_fraction!r}",
-        )
-        import codecs  # cheap; checks the name before any file is opened
+    def check(self):
+        sources = (self.sources,) if isinstance(self.sources, (str, os.PathLike)) else tuple(self.sources)
+        sources = tuple(os.fspath(source) if isinstance(source, os.PathLike) else source for source in sources)
+        if not sources:
+            raise TextgenError("no corpus given: name a file, directory, glob or built-in corpus")
+        if not all(isinstance(source, str) and source for source in sources):
+            raise TextgenError(f"a corpus source must be a file name, directory, glob or built-in corpus; got {sources!r}")
+        object.__setattr__(self, "sources", sources)
+        _check_encoding(self.encoding)
 
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError:
-            raise TextgenError(f"unknown encoding {self.encoding!r} (try utf-8, latin-1, cp1252, utf-16)") from None
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+_SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def parse_duration(text):
+    """Seconds in a duration such as ``90s``, ``10m``, ``1.5h`` or ``45``."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise TextgenError(f"time budget must look like 90s, 10m or 1h; got {text!r}")
+    seconds = float(match.group(1)) * _SECONDS_PER_UNIT[match.group(2)]
+    if seconds <= 0:
+        raise TextgenError(f"time budget must be more than zero; got {text!r}")
+    return seconds
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(_JsonRoundTrip):
+class TrainConfig(Settings):
     """How the model is optimized: windows, batches, epochs, precision and budget."""
+
+    RENAMED: ClassVar[dict] = {"learning_rate_schedule": "lr_schedule"}
 
     # 50, not the classic 100: twice the optimizer steps per minute. benchmarks/RESULTS.md:
     # 1.57 vs 1.71 nats/char at 95 s, 1.469 vs 1.455 at 10 minutes.
-    seq_length: int = 50
-    batch_size: int = 64
-    epochs: Optional[int] = None  # None: enough epochs for AUTO_EPOCH_STEPS optimizer steps
-    learning_rate: float = 6e-3  # benchmarks/RESULTS.md: better than 3e-3 at 95 s and at 10 min
-    learning_rate_schedule: str = "cooldown"  # the peak, then down to zero over the last 20% (RESULTS.md)
+    seq_length: int = setting(50, "Tokens per training window (backpropagation through time).",
+                              integer=(1, 100_000))
+    batch_size: int = setting(64, "Windows per step.", integer=(1, 1_000_000))
+    epochs: Optional[int] = setting(None, "Passes over the training text.", integer=(1, None), optional=True,
+                                    default_help=f"enough for about {AUTO_EPOCH_STEPS:,} steps")
+    # benchmarks/RESULTS.md: better than 3e-3 at 95 s and at 10 min.
+    learning_rate: float = setting(6e-3, "Adam's peak learning rate.", interval="(0, 10]")
+    # The peak, then down to zero over the last 20% (RESULTS.md).
+    lr_schedule: str = setting("cooldown", "How the learning rate falls to zero by the end of the run "
+                               "(the epochs or the time budget).", choices=("constant", "cooldown", "linear", "cosine"))
     # Stateful: row i of each batch continues row i of the batch before, and the
     # RNN state is carried over. benchmarks/RESULTS.md: better at 95 s (1.514 vs
     # 1.552 nats/char), worse at 10 minutes (1.480 vs 1.462), so off by default.
-    stateful: bool = False
-    clip_norm: float = 1.0  # the global norm of all gradients together, as in PyTorch's clip_grad_norm_
-    precision: str = "auto"
-    time_budget: Optional[float] = None  # seconds of training; None = no limit
-    patience: Optional[int] = None  # stop after this many epochs without a better loss; None = never
-    checkpoint_every: Optional[int] = None  # write a resumable backup every N steps; None = at the end only
-    seed: int = 0
+    stateful: bool = setting(False, "Carry the RNN state from each window to the next one in the text, or start "
+                             "every window from zeros.", boolean=True, negative_flag="--stateless")
+    # The global norm of all gradients together, as in PyTorch's clip_grad_norm_.
+    clip_norm: float = setting(1.0, "Clip the gradients' global norm to this.", interval="(0, inf)", option=False)
+    precision: str = setting("auto", "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bfloat16, "
+                             "else float32.", choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"))
+    time_budget: Optional[float] = setting(None, "Stop after this long, e.g. 90s, 10m, 1h.", interval="(0, inf)",
+                                           optional=True, parse=parse_duration)
+    patience: Optional[int] = setting(None, "Stop after N epochs without a better validation loss.",
+                                      integer=(1, None), optional=True)
+    checkpoint_every: Optional[int] = setting(None, "Write a resumable backup every N steps (and always at the end).",
+                                              integer=(1, None), optional=True)
+    seed: int = setting(0, "Same seed, same run.", integer=(0, 2**31 - 1))
 
     def epochs_for(self, steps_per_epoch):
         """The epochs to run: as set, or enough for AUTO_EPOCH_STEPS steps (a short text gets more passes)."""
@@ -154,33 +241,9 @@ class TrainConfig(_JsonRoundTrip):
         """Optimizer steps in the whole run, if neither the time budget nor patience ends it first."""
         return self.epochs_for(steps_per_epoch) * steps_per_epoch
 
-    def __post_init__(self):
-        _check_int("seq-length", self.seq_length, 1, 100_000)
-        _check_int("batch-size", self.batch_size, 1, 1_000_000)
-        if self.epochs is not None:
-            _check_int("epochs", self.epochs, 1)
-        _require(
-            isinstance(self.learning_rate, (int, float)) and 0.0 < self.learning_rate <= 10.0,
-            f"learning-rate must be in (0, 10], got {self.learning_rate!r}",
-        )
-        _check_choice("lr-schedule", self.learning_rate_schedule, LEARNING_RATE_SCHEDULES)
-        _require(isinstance(self.stateful, bool), f"stateful must be true or false, got {self.stateful!r}")
-        _require(self.clip_norm > 0, f"clip_norm must be > 0, got {self.clip_norm!r}")
-        _check_choice("precision", self.precision, PRECISIONS)
-        if self.time_budget is not None:
-            _require(self.time_budget > 0, f"time-budget must be > 0 seconds, got {self.time_budget!r}")
-        if self.patience is not None:
-            _check_int("patience", self.patience, 1)
-        if self.checkpoint_every is not None:
-            _check_int("checkpoint-every", self.checkpoint_every, 1)
-        _check_int("seed", self.seed, 0, 2**31 - 1)
-
-
-ENGINES = ("auto", "numpy", "keras")
-
 
 @dataclasses.dataclass(frozen=True)
-class SamplingConfig(_JsonRoundTrip):
+class SamplingConfig(Settings):
     """How text is written from a trained model.
 
     Random sampling applies temperature, then top-k, then top-p (nucleus), as
@@ -188,57 +251,51 @@ class SamplingConfig(_JsonRoundTrip):
     beam search instead.
     """
 
-    temperature: float = 1.0
-    top_k: Optional[int] = None
-    top_p: Optional[float] = None
-    beam_width: int = 1
-    length_penalty: float = 1.0  # beams are ranked by log-probability / length ** length_penalty
-    num_return: int = 1
-    length: int = 500
-    prompt: str = ""
-    stop: tuple = ()
-    num_samples: int = 1
-    seed: Optional[int] = None
-    engine: str = "auto"
+    temperature: float = setting(1.0, "0 = greedy; lower is safer, higher is wilder.", interval="[0, 100]")
+    top_k: Optional[int] = setting(None, "Sample only from the K likeliest tokens.", integer=(1, None), optional=True)
+    top_p: Optional[float] = setting(None, "Sample only from the likeliest tokens whose probability reaches P.",
+                                     interval="(0, 1]", optional=True)
+    beam_width: int = setting(1, "Above 1: beam search instead of sampling.", integer=(1, 4096))
+    length_penalty: float = setting(1.0, "Beams rank by log-probability / length ** this.", interval="[0, 10]")
+    num_return: int = setting(1, "How many of the best beams to print.", integer=(1, None))
+    length: int = setting(500, "Tokens to write at most.", integer=(0, 10_000_000))
+    prompt: str = setting("", "Text to start from (printed first).")
+    stop: tuple = setting((), "End a sample at this text (not printed); repeatable.")
+    num_samples: int = setting(1, "Samples written together in one batch.", integer=(1, 100_000))
+    seed: Optional[int] = setting(None, "Same seed, same text.", integer=(0, 2**32 - 1), optional=True)
+    engine: str = setting("auto", "numpy: instant start; keras: compiled TensorFlow step, for GPUs and big batches; "
+                          "auto: numpy.", choices=("auto", "numpy", "keras"))
 
-    def __post_init__(self):
-        object.__setattr__(self, "stop", tuple(self.stop))  # a list from Python callers is fine too
-        _require(
-            isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature <= 100.0,
-            f"temperature must be in [0, 100] (0 = greedy), got {self.temperature!r}",
-        )
-        if self.top_k is not None:
-            _check_int("top-k", self.top_k, 1)
-        if self.top_p is not None:
-            _require(isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0,
-                     f"top-p must be in (0, 1], got {self.top_p!r}")
-        _check_int("beam-width", self.beam_width, 1, 4096)
-        _require(isinstance(self.length_penalty, (int, float)) and 0.0 <= self.length_penalty <= 10.0,
-                 f"length-penalty must be in [0, 10], got {self.length_penalty!r}")
-        _check_int("num-return", self.num_return, 1, self.beam_width)
-        _check_int("length", self.length, 0, 10_000_000)
-        _require(all(isinstance(text, str) and text for text in self.stop), "stop strings must not be empty")
-        _check_int("num-samples", self.num_samples, 1, 100_000)
-        if self.seed is not None:
-            _check_int("seed", self.seed, 0, 2**32 - 1)
-        _check_choice("engine", self.engine, ENGINES)
+    def check(self):
+        if isinstance(self.stop, str):  # one stop string on its own
+            object.__setattr__(self, "stop", (self.stop,))
+        _check_integer("num-return", self.num_return, 1, self.beam_width)
+        if not isinstance(self.prompt, str):
+            raise TextgenError(f"prompt must be text, got {self.prompt!r}")
+        if not all(isinstance(text, str) and text for text in self.stop):
+            raise TextgenError("stop strings must not be empty")
 
     @property
     def strategy(self):
-        """The name of the strategy these settings select (for reports)."""
+        """The name of the strategy these settings select: "beam", "greedy" or "random"."""
         if self.beam_width > 1:
             return "beam"
         return "greedy" if self.temperature == 0 else "random"
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
-_SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, None: 1}
+# The settings of a training run, in the order `textgen train --help` lists them.
+TRAINING_SETTINGS = (ModelConfig, TokenizerConfig, TrainConfig, CorpusConfig)
 
 
-def parse_duration(text):
-    """Seconds in a duration such as ``90s``, ``10m``, ``1.5h`` or ``45``."""
-    match = _DURATION.match(str(text))
-    _require(match, f"time budget must look like 90s, 10m or 1h; got {text!r}")
-    seconds = float(match.group(1)) * _SECONDS_PER_UNIT[match.group(2)]
-    _require(seconds > 0, f"time budget must be more than zero; got {text!r}")
-    return seconds
+def training_configs(settings):
+    """Split ``textgen.train``'s keyword settings into the four configs (defaults for the rest).
+
+    Returns:
+        A dict from config class to an instance: {ModelConfig: ModelConfig(...), ...}.
+    """
+    owners = {field.name: cls for cls in TRAINING_SETTINGS for field in dataclasses.fields(cls)}
+    unknown = sorted(set(settings) - set(owners))
+    if unknown:
+        raise TextgenError(f"unknown setting {unknown[0]!r}; the settings are {', '.join(sorted(owners))}")
+    return {cls: cls(**{key: value for key, value in settings.items() if owners[key] is cls})
+            for cls in TRAINING_SETTINGS}

@@ -9,14 +9,13 @@ every token after the first is scored given all the text before it.
     bits_per_character  total bits / characters scored (comparable across tokenizers)
 """
 
-import math
-
 import numpy as np
 
 from textgen.config import CorpusConfig
 from textgen.data.corpus import read_corpus
 from textgen.errors import TextgenError
-from textgen.generation.strategies import log_softmax
+from textgen.metrics import loss_metrics
+from textgen.generation.probabilities import log_softmax
 
 # Logits held in memory at once while scoring (tokens x vocabulary floats).
 _LOGITS_PER_CHUNK = 1 << 21
@@ -46,13 +45,8 @@ def evaluate_text(generator, text):
     first_token = tokenizer.split(text.lower() if tokenizer.lowercase else text)[0]
     characters = len(text) - len(first_token)  # the first token is context, not scored
     tokens = len(ids) - 1
-    return {
-        "loss": nats / tokens,
-        "perplexity": math.exp(min(nats / tokens, 700.0)),
-        "bits_per_character": nats / math.log(2) / characters,
-        "tokens": tokens,
-        "characters": characters,
-    }
+    loss = nats / tokens
+    return {"loss": loss, **loss_metrics(loss, characters / tokens), "tokens": tokens, "characters": characters}
 
 
 def evaluate_files(generator, paths, *, encoding="utf-8", errors="strict"):

@@ -3,7 +3,7 @@
 Built from Keras's own layers with the Functional API (no Lambda, no custom
 objects), so a saved model is a plain Keras model any Keras 3 can read, and
 its weights keep the standard LSTM / GRU / SimpleRNN layout that the NumPy
-engine (engine_numpy.py) reads back.
+engine (generation/numpy_engine.py, with the equations of cells.py) reads back.
 
 The recurrent layers keep Keras's defaults that make the fused cuDNN kernel
 eligible on a GPU: tanh / sigmoid activations, no recurrent dropout,
@@ -13,8 +13,7 @@ Dropout, when asked for, goes between layers instead.
 
 import keras
 
-# The cell names users type -> Keras layer classes.
-RECURRENT_LAYERS = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+from textgen.cells import CELLS
 
 
 def build_model(config, vocabulary_size, *, precision="float32", stateful_batch_size=None):
@@ -34,14 +33,14 @@ def build_model(config, vocabulary_size, *, precision="float32", stateful_batch_
     hidden = keras.layers.Embedding(vocabulary_size, config.embedding_dim, dtype=precision, name="embedding")(
         tokens
     )  # (batch, time, embedding_dim)
-    layer_class = RECURRENT_LAYERS[config.cell]
-    for index in range(config.num_layers):
+    layer_class = getattr(keras.layers, CELLS[config.cell].keras_layer)  # --cell lstm -> keras.layers.LSTM
+    for index in range(config.layers):
         hidden = layer_class(
             config.units, return_sequences=True, stateful=stateful_batch_size is not None, dtype=precision,
             name=f"{config.cell}_{index + 1}",
         )(hidden)  # (batch, time, units)
-        if config.dropout_rate > 0:
-            hidden = keras.layers.Dropout(config.dropout_rate, name=f"dropout_{index + 1}")(hidden)
+        if config.dropout > 0:
+            hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index + 1}")(hidden)
     # Logits stay float32 under any mixed-precision policy: a softmax over a
     # large vocabulary in float16 / bfloat16 loses the small probabilities.
     logits = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")(hidden)  # (batch, time, vocab)

@@ -137,9 +137,12 @@ def resolve_sources(sources):
     return files, names[0]
 
 
-def read_corpus(config):
-    """Read every source of a ``CorpusConfig`` into one normalized ``Corpus``."""
-    files, name = resolve_sources(config.sources)
+def read_corpus(config, resolved=None):
+    """Read every source of a ``CorpusConfig`` into one normalized ``Corpus``.
+
+    ``resolved``: what ``resolve_sources`` returned for the same sources, when the caller already asked.
+    """
+    files, name = resolved or resolve_sources(config.sources)
     parts = []
     for path in files:
         text = read_file(path, encoding=config.encoding, errors=config.errors)

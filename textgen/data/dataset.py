@@ -21,15 +21,11 @@ Everything derives from one seed, so a run is reproducible.
 import numpy as np
 import tensorflow as tf
 
+from textgen.data.windows import training_windows, validation_windows
 from textgen.errors import TextgenError
 
 # Batches made ahead of the model: enough to hide the (tiny) cost of a gather.
 PREFETCH_BATCHES = 2
-
-
-def windows_per_epoch(token_count, seq_length):
-    """How many non-overlapping windows of seq_length + 1 tokens fit at any offset."""
-    return max(0, (token_count - seq_length) // seq_length)
 
 
 def _gather_windows(ids, starts, seq_length):
@@ -49,8 +45,8 @@ def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, state
     Returns:
         (dataset, steps_per_epoch). Pass both to ``model.fit``.
     """
-    count = windows_per_epoch(len(ids), seq_length)
-    steps = count // batch_size
+    count = training_windows(len(ids), seq_length)
+    steps = count // batch_size  # windows past the last whole batch wait for another epoch's order
     if steps < 1:
         raise TextgenError(
             f"the training text has {len(ids)} tokens, too few for one batch of {batch_size} windows of "
@@ -99,9 +95,7 @@ def validation_dataset(ids, *, seq_length, batch_size, max_windows=None):
     ``max_windows`` caps how much of a large validation split is scored at each
     epoch end, so a 30 MB corpus does not spend minutes validating.
     """
-    count = max(0, (len(ids) - 1) // seq_length)  # windows of seq_length + 1 tokens from offset 0
-    if max_windows is not None:
-        count = min(count, max_windows)
+    count = validation_windows(len(ids), seq_length, max_windows)
     if count < 1:
         raise TextgenError(
             f"the validation text has {len(ids)} tokens, fewer than one window of {seq_length + 1}; "

@@ -4,18 +4,17 @@ Both tokenizers keep every character of the text: the word tokenizer splits
 into words, single punctuation marks and runs of whitespace, so that
 ``decode(encode(text)) == text`` for any text inside the vocabulary. Tokens
 outside a capped vocabulary map to ``<unk>``, which always has id 0 when it
-exists. Saved as versioned JSON (``to_json`` / ``from_json``).
+exists. ``to_dict`` / ``tokenizer_from_dict`` round-trip through JSON (saved/
+writes the file and its format version).
 """
 
 import collections
-import json
 import re
 
 import numpy as np
 
 from textgen.errors import TextgenError
 
-FORMAT_VERSION = 1
 UNKNOWN_TOKEN = "<unk>"
 
 # A word, one punctuation mark or symbol, or a run of whitespace.
@@ -88,17 +87,14 @@ class Tokenizer:
     def decode(self, ids):
         return "".join(self.vocabulary[int(index)] for index in ids)
 
-    def to_json(self):
-        return json.dumps(
-            {
-                "format_version": FORMAT_VERSION,
-                "kind": self.kind,
-                "lowercase": self.lowercase,
-                "unknown_token": self.unknown_token,
-                "vocabulary": self.vocabulary,
-            },
-            ensure_ascii=False,
-        )
+    def to_dict(self):
+        """The tokenizer as JSON-ready data; ``tokenizer_from_dict`` rebuilds it."""
+        return {
+            "kind": self.kind,
+            "lowercase": self.lowercase,
+            "unknown_token": self.unknown_token,
+            "vocabulary": self.vocabulary,
+        }
 
 
 class CharTokenizer(Tokenizer):
@@ -146,20 +142,16 @@ def fit_tokenizer(text, config):
     )
 
 
-def tokenizer_from_json(text):
-    """Rebuild a tokenizer saved with ``to_json``; refuses unknown versions and kinds."""
-    try:
-        data = json.loads(text)
-        version, kind = data.get("format_version"), data.get("kind")
-    except (ValueError, AttributeError):
-        raise TextgenError("tokenizer.json is not valid JSON") from None
-    if version != FORMAT_VERSION:
-        raise TextgenError(f"tokenizer.json has format_version {version!r}; this textgen reads {FORMAT_VERSION}")
+def tokenizer_from_dict(data):
+    """Rebuild a tokenizer from ``to_dict``'s data; refuses unknown kinds and malformed vocabularies."""
+    kind = data.get("kind") if isinstance(data, dict) else None
     if kind not in TOKENIZERS:
         raise TextgenError(f"tokenizer.json has kind {kind!r}; expected one of {', '.join(TOKENIZERS)}")
-    vocabulary = data.get("vocabulary")
-    if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(t, str) for t in vocabulary):
+    vocabulary, unknown_token = data.get("vocabulary"), data.get("unknown_token")
+    if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(t, str) and t for t in vocabulary):
         raise TextgenError("tokenizer.json has no valid vocabulary")
-    return TOKENIZERS[kind](
-        vocabulary, unknown_token=data.get("unknown_token"), lowercase=bool(data.get("lowercase", False))
-    )
+    if kind == "char" and any(len(token) != 1 for token in vocabulary if token != unknown_token):
+        raise TextgenError("tokenizer.json has a char vocabulary with entries that are not single characters")
+    if not isinstance(unknown_token, (str, type(None))) or not isinstance(data.get("lowercase", False), bool):
+        raise TextgenError("tokenizer.json has a malformed unknown_token or lowercase entry")
+    return TOKENIZERS[kind](vocabulary, unknown_token=unknown_token, lowercase=data.get("lowercase", False))

@@ -13,6 +13,7 @@ import numpy as np
 from textgen.data.corpus import read_corpus, split_train_validation
 from textgen.errors import TextgenError
 from textgen.data.tokenizer import fit_tokenizer
+from textgen.data.windows import steps_per_epoch, training_windows, validation_windows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,9 @@ class TrainingText:
     def characters_per_token(self):
         """Average characters per token (1 at the char level); turns nats/token into bits/char."""
         return len(self.corpus.text) / max(1, len(self.train_ids) + len(self.validation_ids))
+
+    def steps_per_epoch(self, train_config):
+        return steps_per_epoch(len(self.train_ids), train_config.seq_length, train_config.batch_size)
 
 
 def _known_text(corpus, tokenizer, drop_unknown):
@@ -45,30 +49,32 @@ def _known_text(corpus, tokenizer, drop_unknown):
     return dataclasses.replace(corpus, text=corpus.text.translate({ord(character): None for character in unknown}))
 
 
-def prepare_training_text(corpus_config, tokenizer_config, train_config, *, tokenizer=None, drop_unknown=False):
+def prepare_training_text(corpus_config, tokenizer_config, train_config, *, tokenizer=None, drop_unknown=False,
+                          resolved=None):
     """Read, tokenize and split the corpus; raise ``TextgenError`` if it cannot train.
 
     A ``tokenizer`` given (a resumed or fine-tuned run's) is used as it is
     instead of fitting one; ``drop_unknown`` leaves out characters it lacks.
+    ``resolved``: the sources' files and name, if already resolved (``read_corpus``).
 
     Returns:
         (TrainingText, TrainConfig): the train config may come back with a
         smaller batch size when a short corpus has fewer windows than a batch.
     """
-    corpus = read_corpus(corpus_config)
+    corpus = read_corpus(corpus_config, resolved)
     if tokenizer is not None:
         corpus = _known_text(corpus, tokenizer, drop_unknown)
     tokenizer = tokenizer or fit_tokenizer(corpus.text, tokenizer_config)
     ids = tokenizer.encode(corpus.text)
     train_ids, validation_ids = split_train_validation(ids, corpus_config.validation_fraction)
     seq_length = train_config.seq_length
-    windows = max(0, (len(train_ids) - seq_length) // seq_length)
+    windows = training_windows(len(train_ids), seq_length)
     if windows < 1:
         raise TextgenError(
             f"the corpus is too short: {len(train_ids)} training tokens, fewer than one window of "
             f"{seq_length + 1} (--seq-length {seq_length}); use a smaller --seq-length or more text"
         )
-    if corpus_config.validation_fraction > 0 and len(validation_ids) < seq_length + 1:
+    if corpus_config.validation_fraction > 0 and validation_windows(len(validation_ids), seq_length) < 1:
         raise TextgenError(
             f"the validation split has {len(validation_ids)} tokens, fewer than one window of {seq_length + 1}; "
             f"raise --validation-fraction, lower --seq-length, or pass --validation-fraction 0"

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from textgen.generation.strategies import log_softmax
+from textgen.generation.probabilities import log_softmax
 
 
 def gather_state(state, indices):
@@ -41,6 +41,42 @@ def _trace_back(history, position):
     return tokens[::-1]
 
 
+def _best_candidates(totals, logits, beam_width, masked_token):
+    """The best continuations of the live beams: (parents, tokens, totals), best first.
+
+    totals (beams,) are the beams' log-probabilities so far; logits (beams, vocabulary).
+    """
+    log_probabilities = log_softmax(logits)  # (beams, vocabulary)
+    if masked_token is not None:
+        log_probabilities[:, masked_token] = -np.inf
+    flat = (totals[:, np.newaxis] + log_probabilities).ravel()  # (beams * vocabulary,)
+    count = min(beam_width, int(np.isfinite(flat).sum()))
+    best = np.argpartition(-flat, count - 1)[:count]
+    best = best[np.argsort(-flat[best], kind="stable")]  # best first, ties in a fixed order
+    parents, tokens = np.divmod(best, log_probabilities.shape[1])
+    return parents, tokens, flat[best]
+
+
+class _StopWatch:
+    """Which beams' text now holds a stop string; keeps just enough of each beam's text to tell."""
+
+    def __init__(self, stop, decode):
+        self.stop, self.decode = stop, decode
+        self.tail_length = max((len(text) for text in stop), default=0)
+        self.tails = [""]  # (beams,) the end of each live beam's text
+
+    def finished(self, parents, tokens):
+        """(candidates,) bool: True where the candidate's text contains a stop string."""
+        if not self.stop:
+            return np.zeros(len(tokens), dtype=bool)
+        self.tails = [(self.tails[parent] + self.decode(token))[-self.tail_length :]
+                      for parent, token in zip(parents, tokens)]
+        return np.array([any(text in tail for text in self.stop) for tail in self.tails], dtype=bool)
+
+    def keep(self, alive):
+        self.tails = [tail for tail, keep in zip(self.tails, alive) if keep]
+
+
 def beam_search(engine, logits, state, *, beam_width, length, length_penalty=1.0, num_return=1,
                 decode=None, stop=(), masked_token=None):
     """The ``num_return`` best continuations of a primed state.
@@ -62,34 +98,21 @@ def beam_search(engine, logits, state, *, beam_width, length, length_penalty=1.0
     """
     # history[step] = (parent position, token) of each beam kept at that step:
     # parent pointers instead of copied token lists keep each step O(beam_width).
-    history, finished = [], []
+    history, finished, watch = [], [], _StopWatch(stop, decode)
     totals = np.zeros(1)  # (beams,) log-probability of each live beam
-    tails = [""]  # (beams,) the end of each beam's text, long enough to hold a stop string
-    tail_length = max((len(text) for text in stop), default=0)
     for _ in range(length):
-        log_probabilities = log_softmax(logits)  # (beams, vocabulary)
-        if masked_token is not None:
-            log_probabilities[:, masked_token] = -np.inf
-        flat = (totals[:, np.newaxis] + log_probabilities).ravel()  # (beams * vocabulary,)
-        count = min(beam_width, int(np.isfinite(flat).sum()))
-        best = np.argpartition(-flat, count - 1)[:count]
-        best = best[np.argsort(-flat[best], kind="stable")]  # best first, ties in a fixed order
-        parents, tokens = np.divmod(best, log_probabilities.shape[1])
+        parents, tokens, candidate_totals = _best_candidates(totals, logits, beam_width, masked_token)
         history.append((parents, tokens))
-        alive = np.ones(count, dtype=bool)
-        if stop:
-            tails = [(tails[parent] + decode(token))[-tail_length:] for parent, token in zip(parents, tokens)]
-            for position, tail in enumerate(tails):
-                if any(text in tail for text in stop):
-                    alive[position] = False
-                    finished.append(Beam(_trace_back(history, position), float(flat[best[position]]), True))
-            tails = [tail for tail, keep in zip(tails, alive) if keep]
-        totals = flat[best[alive]]
+        done = watch.finished(parents, tokens)
+        finished += [Beam(_trace_back(history, position), float(candidate_totals[position]), True)
+                     for position in np.flatnonzero(done)]
+        alive = ~done
+        totals = candidate_totals[alive]
         if not alive.any():
             break
+        watch.keep(alive)
         history[-1] = (parents[alive], tokens[alive])  # positions now index the live beams only
-        state = gather_state(state, parents[alive])
-        logits, state = engine.step(tokens[alive], state)
+        logits, state = engine.step(tokens[alive], gather_state(state, parents[alive]))
     live = [Beam(_trace_back(history, position), float(total)) for position, total in enumerate(totals)]
     ranked = sorted(finished + live, key=lambda beam: -beam.score(length_penalty))
     return ranked[:num_return]

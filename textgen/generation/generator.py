@@ -16,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from textgen.saved import artifacts
-from textgen.generation.beam_search import beam_search
 from textgen.config import SamplingConfig
 from textgen.errors import TextgenError
-from textgen.generation.strategies import logsumexp, sampler_for
+from textgen.generation.engines import build_engine
+from textgen.generation.probabilities import logsumexp
+from textgen.generation.stop_strings import StopScanner, cut_at_stop
+from textgen.generation.strategies import strategy_for
+from textgen.saved.directory import newest_model_directory
+from textgen.saved.saved_model import load_saved_model
 
 # What an empty prompt is primed with, if the vocabulary has it: most texts
 # are made of lines, so a newline is a natural "start of something".
@@ -37,61 +40,13 @@ class Sample:
     stopped: bool  # True if it ended at a stop string
 
 
-class StopScanner:
-    """One sample's text as it streams: releases it, holding back what might start a stop string."""
-
-    def __init__(self, stop):
-        self.stop = tuple(stop)
-        self.pending = ""  # held back: it may be the start of a stop string
-        self.released = []  # pieces shown so far
-        self.stopped = False
-        self.steps = 0  # tokens fed before the sample stopped
-
-    @property
-    def text(self):
-        return "".join(self.released)
-
-    def feed(self, piece):
-        """Text that is safe to show now ("" if everything is held back)."""
-        if self.stopped:
-            return ""
-        self.steps += 1
-        if not self.stop:
-            self.released.append(piece)
-            return piece
-        self.pending += piece
-        found = [self.pending.find(text) for text in self.stop if text in self.pending]
-        if found:
-            self.stopped = True
-            released, self.pending = self.pending[: min(found)], ""
-        else:
-            hold = max((size for text in self.stop for size in range(len(text) - 1, 0, -1)
-                        if self.pending.endswith(text[:size])), default=0)
-            cut = len(self.pending) - hold
-            released, self.pending = self.pending[:cut], self.pending[cut:]
-        self.released.append(released)
-        return released
-
-    def flush(self):
-        """The held-back text, once no stop string can complete it."""
-        released, self.pending = self.pending, ""
-        self.released.append(released)
-        return released
-
-
-def cut_at_stop(text, stop):
-    """``text`` up to (not including) its first stop string, and whether one was found."""
-    positions = [text.find(marker) for marker in stop if marker in text]
-    return (text[: min(positions)], True) if positions else (text, False)
-
-
 class Generator:
-    """Writes text from one saved model through an engine (see engine_numpy.py)."""
+    """Writes text from one saved model through an engine (see engines.py)."""
 
     def __init__(self, tokenizer, engine, *, saved_model=None):
         self.tokenizer = tokenizer
         self.engine = engine
-        self.saved_model = saved_model  # the artifacts.SavedModel it came from, if any
+        self.saved_model = saved_model  # the saved.saved_model.SavedModel it came from, if any
         if engine.vocabulary_size != tokenizer.vocabulary_size:
             where = f"{saved_model.directory}: " if saved_model is not None else ""
             raise TextgenError(
@@ -132,7 +87,10 @@ class Generator:
         and their log-probability under the model itself (before any strategy).
         """
         self._check(settings)
-        sampler, rng = sampler_for(settings), np.random.default_rng(settings.seed)
+        sampler, rng = strategy_for(settings), np.random.default_rng(settings.seed)
+        if not sampler.stepwise:
+            raise TextgenError(f"the {sampler.name} strategy writes whole samples, not one token at a time; "
+                               f"use sample()")
         logits, state = self._prime(settings.prompt, settings.num_samples)
         rows = np.arange(settings.num_samples)
         unknown = self.tokenizer.unknown_id
@@ -171,15 +129,12 @@ class Generator:
         return [Sample(self.tokenizer.decode(row), float(total), len(row), False)
                 for row, total in zip(tokens, totals)]
 
-    def _beams(self, settings):
+    def _beams(self, strategy, settings):
         self._check(settings)
         logits, state = self._prime(settings.prompt, 1)
-        beams = beam_search(
-            self.engine, logits, state, beam_width=settings.beam_width, length=settings.length,
-            length_penalty=settings.length_penalty, num_return=settings.num_return,
-            decode=lambda token: self.tokenizer.vocabulary[token], stop=settings.stop,
-            masked_token=self.tokenizer.unknown_id,
-        )
+        beams = strategy.search(self.engine, logits, state, length=settings.length,
+                                decode=lambda token: self.tokenizer.vocabulary[token], stop=settings.stop,
+                                masked_token=self.tokenizer.unknown_id)
         samples = []
         for beam in beams:
             text, stopped = cut_at_stop(self.tokenizer.decode(beam.tokens), settings.stop)
@@ -189,8 +144,9 @@ class Generator:
     def sample(self, settings=None, **options):
         """A list of ``Sample``s for a ``SamplingConfig`` (or its fields as keywords)."""
         settings = settings or SamplingConfig(**options)
-        if settings.beam_width > 1:
-            return self._beams(settings)
+        strategy = strategy_for(settings)
+        if not strategy.stepwise:
+            return self._beams(strategy, settings)
         if not settings.stop:
             return self._sample_batch(settings)
         steps = self.iterate(settings)
@@ -203,7 +159,7 @@ class Generator:
     def stream(self, prompt="", **options):
         """Yield the new text of one sample piece by piece (the prompt is not repeated)."""
         settings = SamplingConfig(prompt=prompt, **options)
-        if settings.num_samples != 1 or settings.beam_width != 1:
+        if settings.num_samples != 1 or not strategy_for(settings).stepwise:
             raise TextgenError("stream() writes one random or greedy sample; use sample() for several or beams")
         for pieces in self.iterate(settings):
             if pieces[0]:
@@ -216,25 +172,18 @@ class Generator:
         return texts if len(texts) > 1 else texts[0]
 
 
-def resolve_model_directory(path=None):
-    """The model directory a user meant: ``path``, or the newest under ./saved_models."""
-    return Path(path) if path is not None else artifacts.newest_model_directory()
-
-
 def load(path=None, *, engine="auto"):
     """A ``Generator`` for the model directory at ``path`` (default: the newest saved).
+
+    The directory is validated whole (settings, vocabulary, every weight's
+    shape) before anything runs, and no code from it is ever executed.
 
     Args:
         path: a model directory; None for the newest under ./saved_models.
         engine: "numpy" (instant start, no TensorFlow), "keras" (a compiled
-            TensorFlow step, for GPUs and big batches) or "auto" (numpy).
+            TensorFlow step, for GPUs and big batches) or "auto" (the faster
+            one here: numpy; see engines.AUTO_ENGINE).
     """
-    saved_model = artifacts.load_saved_model(resolve_model_directory(path))
-    if engine == "keras":
-        from textgen.generation.keras_engine import KerasEngine  # imports TensorFlow
-
-        return Generator(saved_model.tokenizer, KerasEngine.from_saved_model(saved_model), saved_model=saved_model)
-    from textgen.generation.numpy_engine import NumpyEngine
-
-    engine = NumpyEngine.from_file(saved_model.model_path)
-    return Generator(saved_model.tokenizer, engine, saved_model=saved_model)
+    saved_model = load_saved_model(Path(path) if path is not None else newest_model_directory())
+    network, _ = saved_model.read_weights()
+    return Generator(saved_model.tokenizer, build_engine(engine, network), saved_model=saved_model)

@@ -1,59 +1,40 @@
 """The model's forward pass as a compiled TensorFlow step, for GPUs and big batches.
 
-Same contract as the NumPy engine: ``step(tokens, state) -> (logits, state)``
-with NumPy arrays in and out, so the sampler and beam search never know which
-engine they have. The step is built from Keras's own cells (``LSTMCell``,
-``GRUCell``, ``SimpleRNNCell``) holding the saved weights, and wrapped in one
-``tf.function`` with a fixed input signature: traced once, never per call.
-
-The weights come from ``model.keras`` through artifacts.read_keras_archive,
-never through ``keras.models.load_model``, so loading runs no code from the file.
+Same contract as the NumPy engine (generation/engines.py), with NumPy arrays
+in and out, so the sampler and beam search never know which engine they have.
+The step is built from Keras's own cells (``LSTMCell``, ``GRUCell``,
+``SimpleRNNCell``, named by the registry in cells.py) holding the saved
+weights, and wrapped in one ``tf.function`` with a fixed input signature:
+traced once, never per call. The weights arrive as a checked ``Network``
+(saved/keras_archive.py): loading runs no code from the file.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from textgen.saved.artifacts import read_keras_archive
-from textgen.errors import TextgenError
-
-CELLS = {"SimpleRNN": keras.layers.SimpleRNNCell, "LSTM": keras.layers.LSTMCell, "GRU": keras.layers.GRUCell}
-STATES_PER_CELL = {"SimpleRNN": 1, "LSTM": 2, "GRU": 1}
-
 
 class KerasEngine:
-    """A saved textgen model's forward pass, one compiled step at a time."""
+    """A textgen model's forward pass, one compiled step at a time."""
 
-    def __init__(self, layers):
+    def __init__(self, network):
+        """``network``: a checked ``saved.keras_archive.Network``."""
         self.cells, self.state_counts = [], []
-        embedding = output = None
-        for layer in layers:
-            arrays = [np.asarray(array, dtype=np.float32) for array in layer.weights]
-            if layer.class_name == "Embedding":
-                embedding = arrays[0]  # (vocabulary, embedding_dim)
-            elif layer.class_name in CELLS:
-                input_dim, units = arrays[0].shape[0], arrays[1].shape[0]
-                cell = CELLS[layer.class_name](units)
-                cell.build((None, input_dim))
-                cell.set_weights(arrays)
-                self.cells.append(cell)
-                self.state_counts.append(STATES_PER_CELL[layer.class_name])
-            elif layer.class_name == "Dense":
-                output = arrays  # kernel (units, vocabulary), bias (vocabulary,)
-        if embedding is None or output is None or not self.cells:
-            raise TextgenError("the model archive lacks an embedding, a recurrent or an output layer")
-        self.embedding = tf.constant(embedding)
-        self.output_kernel, self.output_bias = tf.constant(output[0]), tf.constant(output[1])
+        for kind, arrays in network.recurrent:
+            input_dim, units = arrays[0].shape[0], arrays[1].shape[0]
+            cell = getattr(keras.layers, kind.keras_cell)(units)
+            cell.build((None, input_dim))
+            cell.set_weights(arrays)
+            self.cells.append(cell)
+            self.state_counts.append(kind.states)
+        self.embedding = tf.constant(network.embedding)  # (vocabulary, embedding_dim)
+        self.output_kernel = tf.constant(network.output_kernel)  # (units, vocabulary)
+        self.output_bias = tf.constant(network.output_bias)  # (vocabulary,)
         state_specs = [tf.TensorSpec((None, cell.units), tf.float32)
                        for cell, count in zip(self.cells, self.state_counts) for _ in range(count)]
         self._compiled_step = tf.function(
             self._step, input_signature=[tf.TensorSpec((None,), tf.int32), state_specs], reduce_retracing=True
         )
-
-    @classmethod
-    def from_saved_model(cls, saved_model):
-        layers, _ = read_keras_archive(saved_model.model_path)
-        return cls(layers)
 
     @property
     def vocabulary_size(self):

@@ -1,167 +1,28 @@
-"""The RNN equations in NumPy: the model's forward pass without TensorFlow.
+"""The model's forward pass in NumPy: the cells of cells.py stacked, no TensorFlow.
 
-This is where a learner reads the math. Each cell turns the previous state and
-the current input into the next state; x is the layer's input at one time step
-(batch, input_dim), h the hidden state (batch, units), and W, U, b the kernel,
-recurrent kernel and bias exactly as Keras stores them in ``model.keras``.
-
-    SimpleRNN  h' = tanh(x W + h U + b)
-    LSTM       i, f, g, o = split(x W + h U + b)          (Keras's gate order)
-               c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
-               h' = sigmoid(o) * tanh(c')
-    GRU        (Keras's reset_after=True form, the cuDNN one; b has two rows)
-               xz, xr, xh = split(x W + b[0])   hz, hr, hh = split(h U + b[1])
-               z = sigmoid(xz + hz)   r = sigmoid(xr + hr)
-               h' = z * h + (1 - z) * tanh(xh + r * hh)
-
-The engine's contract, shared with any other engine:
-``step(tokens, state) -> (logits, state)`` with tokens (batch,) int and
-logits (batch, vocabulary) float32. ``run`` does the same over a whole
-sequence, computing each layer's input projection ``x W + b`` for all time
-steps in one matrix product, so only ``h U`` remains inside the time loop.
+Contract (generation/engines.py): ``step(tokens, state) -> (logits, state)``
+with tokens (batch,) int and logits (batch, vocabulary) float32. ``run`` does
+the same over a whole sequence, computing each layer's input projection
+``x W + b`` for all time steps in one matrix product, so only ``h U`` remains
+inside the time loop.
 """
 
 import numpy as np
 
-from textgen.saved.artifacts import KerasLayer, read_keras_archive
-from textgen.errors import TextgenError
-
-
-def sigmoid_(x):
-    """Sigmoid in place: 1 / (1 + exp(-x)) = (tanh(x / 2) + 1) / 2, which cannot overflow."""
-    x *= 0.5
-    np.tanh(x, out=x)
-    x *= 0.5
-    x += 0.5
-    return x
-
-
-# From this batch size on, the transposed product is faster (see matmul).
-_TRANSPOSED_FROM_BATCH = 8
-
-
-def matmul(inputs, kernel, kernel_transposed):
-    """inputs @ kernel for inputs (batch, in); kernel_transposed is the same matrix stored (out, in).
-
-    For batches of 8 and more it computes (kernel^T @ inputs^T)^T, the same
-    numbers, which OpenBLAS runs 15-25% faster at the sizes sampling uses; for
-    a single stream the plain product is a little faster.
-    """
-    if inputs.shape[0] < _TRANSPOSED_FROM_BATCH:
-        return inputs @ kernel
-    return (kernel_transposed @ inputs.T).T
-
-
-class Cell:
-    """What every cell shares: the weights in Keras's layout, and the input projection."""
-
-    def __init__(self, kernel, recurrent_kernel, bias):
-        self.kernel, self.bias = kernel, bias  # (input_dim, gates * units), (gates * units,)
-        self.recurrent_kernel = recurrent_kernel  # (units, gates * units)
-        self.kernel_transposed = np.ascontiguousarray(kernel.T)  # both layouts: see matmul
-        self.recurrent_kernel_transposed = np.ascontiguousarray(recurrent_kernel.T)
-        self.units = recurrent_kernel.shape[0]
-        self.stacked_kernel = np.concatenate([kernel, recurrent_kernel])  # [W; U]: (input_dim + units, gates * units)
-
-    def zero_state(self, batch_size):
-        return (np.zeros((batch_size, self.units), np.float32),)
-
-    def project_inputs(self, inputs):
-        """x W + b for every time step at once (batch, time, input_dim) or one step (batch, input_dim)."""
-        if inputs.ndim == 2:
-            return matmul(inputs, self.kernel, self.kernel_transposed) + self.bias
-        return inputs @ self.kernel + self.bias
-
-    def recurrent_part(self, h):
-        return matmul(h, self.recurrent_kernel, self.recurrent_kernel_transposed)  # h U: (batch, gates * units)
-
-    def recur(self, projected, state):
-        """The next output and state, given x W + b: adds h U, then applies the cell's gates."""
-        return self.activate(projected + self.recurrent_part(state[0]), state)
-
-    def step(self, inputs, state):
-        """One time step from the layer's input x (batch, input_dim)."""
-        if inputs.shape[0] < _TRANSPOSED_FROM_BATCH and self.stacked_kernel is not None:
-            # A single stream is limited by reading the weights from memory: one
-            # product of [x, h] with [W; U] reads them in one pass instead of two.
-            joined = np.concatenate([inputs, state[0]], axis=1)  # (batch, input_dim + units)
-            return self.activate(joined @ self.stacked_kernel + self.bias, state)
-        return self.recur(self.project_inputs(inputs), state)
-
-
-class SimpleRNNCell(Cell):
-    def activate(self, pre_activation, state):
-        h = np.tanh(pre_activation)  # tanh(x W + h U + b): (batch, units)
-        return h, (h,)
-
-
-def _lstm_gates_to_ifog(array):
-    """Keras orders LSTM gate columns i, f, g, o; store them i, f, o, g so one sigmoid covers i, f, o."""
-    i, f, g, o = np.split(array, 4, axis=-1)
-    return np.ascontiguousarray(np.concatenate([i, f, o, g], axis=-1))
-
-
-class LSTMCell(Cell):
-    def __init__(self, kernel, recurrent_kernel, bias):
-        super().__init__(*(_lstm_gates_to_ifog(array) for array in (kernel, recurrent_kernel, bias)))
-
-    def zero_state(self, batch_size):
-        zeros = np.zeros((batch_size, self.units), np.float32)
-        return (zeros, zeros.copy())  # (h, c)
-
-    def activate(self, gates, state):
-        _, c = state
-        u = self.units  # gates = x W + h U + b: (batch, 4 * units), columns i, f, o, g
-        sigmoid_(gates[:, : 3 * u])
-        i, f, o = gates[:, :u], gates[:, u : 2 * u], gates[:, 2 * u : 3 * u]  # input, forget, output gates
-        g = np.tanh(gates[:, 3 * u :])  # the candidate cell values
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        return h, (h, c)
-
-
-class GRUCell(Cell):
-    def __init__(self, kernel, recurrent_kernel, bias):
-        if bias.ndim != 2:
-            raise TextgenError("only GRU layers with reset_after=True (Keras's default) are supported")
-        super().__init__(kernel, recurrent_kernel, bias[0])  # bias[0] is added to x W
-        self.recurrent_bias = bias[1]  # added to h U, inside the reset gate's reach
-        self.stacked_kernel = None  # x W and h U stay apart: the reset gate scales h U alone
-
-    def recur(self, projected, state):
-        (h,) = state
-        u = self.units
-        inner = self.recurrent_part(h) + self.recurrent_bias  # (batch, 3 * units): z, r, h parts
-        zr = sigmoid_(projected[:, : 2 * u] + inner[:, : 2 * u])
-        z, r = zr[:, :u], zr[:, u:]  # update gate (how much old state to keep), reset gate
-        candidate = np.tanh(projected[:, 2 * u :] + r * inner[:, 2 * u :])
-        h = z * h + (1.0 - z) * candidate
-        return h, (h,)
-
+from textgen.cells import matmul
 
 # Largest first-layer lookup table kept (float32 entries: 32 MB).
 _MAX_TABLE_ENTRIES = 8_000_000
 
-CELLS = {"SimpleRNN": SimpleRNNCell, "LSTM": LSTMCell, "GRU": GRUCell}
-
 
 class NumpyEngine:
-    """A saved textgen model's forward pass, one step or one sequence at a time."""
+    """A textgen model's forward pass, one step or one sequence at a time."""
 
-    def __init__(self, layers):
-        self.cells = []
-        self.embedding = self.output_kernel = self.output_bias = None
-        for layer in layers:
-            arrays = [np.asarray(array, dtype=np.float32) for array in layer.weights]
-            if layer.class_name == "Embedding":
-                (self.embedding,) = arrays  # (vocabulary, embedding_dim)
-            elif layer.class_name in CELLS:
-                self.cells.append(CELLS[layer.class_name](*arrays))
-            elif layer.class_name == "Dense":
-                self.output_kernel, self.output_bias = arrays  # (units, vocabulary), (vocabulary,)
-            # InputLayer and Dropout have no weights and do nothing at inference.
-        if self.embedding is None or self.output_kernel is None or not self.cells:
-            raise TextgenError("the model archive lacks an embedding, a recurrent or an output layer")
+    def __init__(self, network):
+        """``network``: a checked ``saved.keras_archive.Network``."""
+        self.embedding = network.embedding  # (vocabulary, embedding_dim)
+        self.cells = [kind.numpy_cell(*arrays) for kind, arrays in network.recurrent]
+        self.output_kernel, self.output_bias = network.output_kernel, network.output_bias  # (units, vocab), (vocab,)
         self.output_kernel_transposed = np.ascontiguousarray(self.output_kernel.T)  # (vocabulary, units)
         # The first layer's input is an embedding row, so its projection x W + b
         # can only take vocabulary_size values: compute them all once, and a
@@ -170,16 +31,6 @@ class NumpyEngine:
         self.first_projections = None
         if self.embedding.shape[0] * first.kernel.shape[1] <= _MAX_TABLE_ENTRIES:
             self.first_projections = np.ascontiguousarray(first.project_inputs(self.embedding))
-
-    @classmethod
-    def from_file(cls, path):
-        layers, _ = read_keras_archive(path)
-        return cls(layers)
-
-    @classmethod
-    def from_keras_model(cls, model):
-        """The engine of a live Keras model (during training), from its current weights."""
-        return cls([KerasLayer(type(layer).__name__, {}, layer.get_weights()) for layer in model.layers])
 
     @property
     def vocabulary_size(self):

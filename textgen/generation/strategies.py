@@ -1,4 +1,10 @@
-"""Sampling strategies: how the next token is chosen from the model's logits.
+"""Strategies: how the next token is chosen from the model's logits.
+
+``STRATEGIES`` is the registry, by the name ``SamplingConfig.strategy`` gives:
+
+    greedy   the likeliest token (temperature 0)
+    random   a draw from the logits after a chain of processors
+    beam     beam search (beam_search.py): the likeliest continuations, each beam with its own state
 
 Random sampling passes the logits through a chain of processors, each a small
 class with one override point (``process``), looked up by its lowercase name:
@@ -10,26 +16,15 @@ class with one override point (``process``), looked up by its lowercase name:
 and then draws from softmax of what is left, in that order (temperature, then
 top-k, then top-p, like the usual generate APIs). Greedy takes the argmax.
 Probabilities are computed in float64 whatever the model's precision, so rare
-tokens keep their small but real chance. Beam search lives in beam_search.py.
+tokens keep their small but real chance. Greedy and random choose one token per
+stream per step (``stepwise``); beam search looks at whole continuations.
 """
 
 import numpy as np
 
 from textgen.errors import TextgenError
-
-
-def logsumexp(logits):
-    """log(sum(exp(logits))) of each row (batch, vocabulary) -> (batch,), in float64."""
-    logits = np.asarray(logits, dtype=np.float64)
-    largest = logits.max(axis=-1)
-    return largest + np.log(np.exp(logits - largest[:, np.newaxis]).sum(axis=-1))
-
-
-def log_softmax(logits):
-    """log p for each row of logits (batch, vocabulary), computed stably in float64."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+from textgen.generation.beam_search import beam_search
+from textgen.generation.probabilities import log_softmax
 
 
 class LogitsProcessor:
@@ -109,8 +104,16 @@ def get(name, value):
 class RandomSampler:
     """Draws from softmax of the logits after a chain of processors."""
 
+    name = "random"
+    stepwise = True
+
     def __init__(self, processors=()):
         self.processors = list(processors)
+
+    @classmethod
+    def from_settings(cls, settings):
+        chain = [("temperature", settings.temperature), ("top_k", settings.top_k), ("top_p", settings.top_p)]
+        return cls([get(name, value) for name, value in chain if value is not None])
 
     def choose(self, logits, rng):
         """tokens (batch,) drawn from logits (batch, vocabulary)."""
@@ -129,13 +132,39 @@ class RandomSampler:
 class GreedySampler:
     """Always the likeliest token (temperature 0): deterministic, and prone to loops."""
 
+    name = "greedy"
+    stepwise = True
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls()
+
     def choose(self, logits, rng):
         return np.argmax(logits, axis=-1)
 
 
-def sampler_for(settings):
-    """The sampler a ``SamplingConfig`` asks for: greedy at temperature 0, else the processor chain."""
-    if settings.temperature == 0:
-        return GreedySampler()
-    chain = [("temperature", settings.temperature), ("top_k", settings.top_k), ("top_p", settings.top_p)]
-    return RandomSampler([get(name, value) for name, value in chain if value is not None])
+class BeamSearch:
+    """Beam search with the settings' width, length penalty and number of beams returned."""
+
+    name = "beam"
+    stepwise = False
+
+    def __init__(self, beam_width, length_penalty, num_return):
+        self.beam_width, self.length_penalty, self.num_return = beam_width, length_penalty, num_return
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls(settings.beam_width, settings.length_penalty, settings.num_return)
+
+    def search(self, engine, logits, state, **options):
+        """The best beams from a primed state; ``options`` as ``beam_search.beam_search`` takes them."""
+        return beam_search(engine, logits, state, beam_width=self.beam_width, length_penalty=self.length_penalty,
+                           num_return=self.num_return, **options)
+
+
+STRATEGIES = {strategy.name: strategy for strategy in (GreedySampler, RandomSampler, BeamSearch)}
+
+
+def strategy_for(settings):
+    """The strategy a ``SamplingConfig`` selects (by ``settings.strategy``), set up from it."""
+    return STRATEGIES[settings.strategy].from_settings(settings)

@@ -1,8 +1,16 @@
-"""Keras callbacks of our own: the time budget, the learning-rate schedule, the
-plain model kept in step and validated, what happens at each epoch end, text
-samples for TensorBoard, a clean stop on SIGINT / SIGTERM, and resumable backups.
+"""Keras callbacks of our own, one job each.
 
-Everything else (TensorBoard, EarlyStopping, TerminateOnNaN) is Keras's own callback.
+    PlainModel     keeps the saved (plain) model in step with the trained one; puts val_loss in the logs
+    TimeBudget     stops training, mid-epoch if need be, once the budget is spent
+    SignalStop     SIGINT / SIGTERM stop after the current batch; a second Ctrl-C stops at once
+    EpochMetrics   adds bits per character, perplexity, chars/s and the learning rate to each epoch's logs
+    BestModel      writes model.keras when the epoch's loss is the best so far
+    EpochLog       appends the epoch to the history, writes metrics.json, prints one line
+    TextSamples    text written at a few temperatures, as TensorBoard text, each epoch
+
+The learning-rate schedule (schedule.py) and the backup (checkpoints.py) are
+callbacks too; everything else (TensorBoard, EarlyStopping, TerminateOnNaN)
+is Keras's own. Keras calls them in list order: training/loop.py lists them.
 """
 
 import functools
@@ -13,84 +21,9 @@ import time
 import keras
 import tensorflow as tf
 
-from textgen.saved import artifacts
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stop training cleanly, mid-epoch if need be, once ``seconds`` have passed.
-
-    Keras ends the epoch at the current batch, still runs validation and calls
-    ``on_epoch_end``, so the partial epoch is scored and can be kept as best.
-    """
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds = seconds
-        self.started = None
-        self.expired = False
-
-    def on_train_begin(self, logs=None):
-        if self.started is None:  # a resumed run may call fit twice; the budget spans both
-            self.started = time.monotonic()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.seconds is not None and time.monotonic() - self.started >= self.seconds:
-            self.expired = True
-            self.model.stop_training = True
-
-
-# The "cooldown" schedule holds the peak rate and decays over this last part of the run.
-COOLDOWN_FRACTION = 0.2
-
-
-def schedule_factor(schedule, progress):
-    """The fraction of the peak learning rate at ``progress`` (0 = start, 1 = end of the run)."""
-    progress = min(max(progress, 0.0), 1.0)
-    if schedule == "linear":
-        return 1.0 - progress
-    if schedule == "cooldown":  # constant, then linear to zero over the last COOLDOWN_FRACTION
-        return min(1.0, (1.0 - progress) / COOLDOWN_FRACTION)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0  # constant
-
-
-class LearningRateDecay(keras.callbacks.Callback):
-    """Sets the learning rate before each step from how far the run has come.
-
-    A run ends at its last step or at its time budget, whichever comes first, so
-    progress is the larger of the two fractions: steps done / total steps, and
-    seconds spent / budget. (Keras's LearningRateScheduler changes the rate only
-    per epoch and knows nothing of the clock; with a 95-second budget there may
-    be less than one epoch.) Progress never goes back: a resumed run starts from
-    the progress saved in its backup and spreads what is left of the schedule over
-    its own budget, so the rate continues where it stopped (trainer.py gives a run
-    whose schedule was used up a new one).
-    """
-
-    def __init__(self, schedule, peak, *, total_steps, time_budget=None, progress=0.0):
-        super().__init__()
-        self.schedule = schedule
-        self.peak = peak
-        self.total_steps = total_steps
-        self.time_budget = time_budget
-        self.initial_progress = progress  # from the backup when resuming, else 0
-        self.started = None
-
-    def progress(self):
-        done = int(self.model.optimizer.iterations) / max(self.total_steps, 1)
-        progress = max(self.initial_progress, done)
-        if self.time_budget is not None and self.started is not None:
-            spent = (time.monotonic() - self.started) / self.time_budget
-            progress = max(progress, self.initial_progress + (1.0 - self.initial_progress) * spent)
-        return min(progress, 1.0)
-
-    def on_train_begin(self, logs=None):
-        if self.started is None:  # a resumed run may call fit twice; the budget spans both
-            self.started = time.monotonic()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.model.optimizer.learning_rate = self.peak * schedule_factor(self.schedule, self.progress())
+from textgen.metrics import loss_metrics
+from textgen.saved.atomic import atomic_write, write_json
+from textgen.saved.layout import METRICS_FILE, MODEL_FILE
 
 
 class PlainModel(keras.callbacks.Callback):
@@ -99,10 +32,10 @@ class PlainModel(keras.callbacks.Callback):
     Stateful training trains a model whose batch size is fixed and whose RNN state
     runs on from one batch to the next (model.build_model, ``stateful_batch_size``).
     What textgen saves and validates is the plain model with the same weights: it
-    runs at any batch size, from a zero state (stateless training trains it directly). At each epoch end this copies the
-    weights over and puts the plain model's loss on the validation windows in the
-    logs as ``val_loss``, where EpochRecorder, TensorBoard and EarlyStopping read
-    it; at each epoch start it clears the carried state, as new streams begin.
+    runs at any batch size, from a zero state (stateless training trains it
+    directly). At each epoch end this copies the weights over and puts the plain
+    model's loss on the validation windows in the logs as ``val_loss``; at each
+    epoch start it clears the carried state, as new streams begin.
     """
 
     def __init__(self, plain_model, validation_data=None):
@@ -123,115 +56,34 @@ class PlainModel(keras.callbacks.Callback):
             logs["val_loss"] = scores["loss"]
 
 
-class EpochRecorder(keras.callbacks.Callback):
-    """At each epoch end: derived metrics, the best model saved, metrics.json, one line printed.
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training cleanly, mid-epoch if need be, once ``seconds`` have passed.
 
-    It adds ``bits_per_character``, ``perplexity`` and ``characters_per_second``
-    to the epoch's logs, so the TensorBoard callback after it logs them too. What
-    it saves is ``plain_model``, kept in step by PlainModel (which runs before it).
+    Keras ends the epoch at the current batch, still calls ``on_epoch_end``, so
+    the partial epoch is scored and can be kept as best.
     """
 
-    def __init__(self, directory, plain_model, *, characters_per_batch, characters_per_token,
-                 echo=functools.partial(print, flush=True), history=(), best_loss=math.inf, run=1):
+    def __init__(self, seconds):
         super().__init__()
-        self.directory = directory
-        self.plain_model = plain_model
-        self.characters_per_batch = characters_per_batch
-        self.characters_per_token = characters_per_token
-        self.echo = echo
-        self.best_loss = best_loss  # a resumed run keeps the interrupted run's best and history
-        self.history = list(history)
-        self.run = run  # 1 for a new model, then one more for each resume
-        self.pending = None  # the last epoch's summary line, not printed yet
+        self.seconds = seconds
+        self.started = None
+        self.expired = False
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._print_pending()
-        self.epoch_started = time.monotonic()
-        self.last_batch_time = self.epoch_started
-        self.batches = 0
+    def on_train_begin(self, logs=None):
+        if self.started is None:  # a resumed run may call fit twice; the budget spans both
+            self.started = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.batches += 1
-        self.last_batch_time = time.monotonic()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        seconds = max(self.last_batch_time - self.epoch_started, 1e-9)
-        derived = {"characters_per_second": self.batches * self.characters_per_batch / seconds,
-                   "learning_rate": float(self.model.optimizer.learning_rate)}  # as the last step used it
-        for prefix in ("", "val_"):  # train and validation alike; Keras logs val_* as validation
-            if prefix + "loss" in logs:
-                loss = float(logs[prefix + "loss"])
-                derived[prefix + "bits_per_character"] = loss / math.log(2) / self.characters_per_token
-                derived[prefix + "perplexity"] = math.exp(min(loss, 700.0))
-        logs.update(derived)  # the same dict reaches the TensorBoard callback next
-        # The model is judged on held-out text when there is some, else on training text.
-        loss = float(logs.get("val_loss", logs.get("loss", math.nan)))
-        improved = loss < self.best_loss
-        if improved:
-            self.best_loss = loss
-            artifacts.atomic_write(self.directory / artifacts.MODEL_FILE, self.plain_model.save)
-        record = {"run": self.run, "epoch": epoch + 1, "steps": self.batches,
-                  "global_step": int(self.model.optimizer.iterations)}
-        record.update({key: float(value) for key, value in logs.items()})
-        record["saved"] = improved
-        self.history.append(record)
-        artifacts.write_json(self.directory / artifacts.METRICS_FILE, self.history)
-        # Printed at the next epoch's start (or training's end): Keras's progress
-        # bar, which runs after this callback, has not finished its line yet.
-        self.pending = self._summary(record)
-
-    def on_train_end(self, logs=None):
-        self._print_pending()
-
-    def _print_pending(self):
-        if self.pending:
-            self.echo(self.pending)
-            self.pending = None
-
-    @staticmethod
-    def _summary(record):
-        prefix = "val_" if "val_loss" in record else ""
-        held_out = f", val_loss {record['val_loss']:.4f}" if prefix else ""
-        return (
-            f"epoch {record['epoch']}: loss {record['loss']:.4f}{held_out} "
-            f"(perplexity {record[prefix + 'perplexity']:.2f}, {record[prefix + 'bits_per_character']:.3f} bits/char), "
-            f"{record['characters_per_second']:,.0f} chars/s{', saved' if record['saved'] else ''}"
-        )
-
-
-class TextSamples(keras.callbacks.Callback):
-    """At each epoch end, text written at a few temperatures, logged as TensorBoard text.
-
-    The samples come from the NumPy engine fed with the live model's weights, so
-    a user watching TensorBoard sees the model learn to write, epoch by epoch.
-    """
-
-    def __init__(self, logs_directory, tokenizer, *, length=300, temperatures=(0.5, 1.0)):
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.length = length
-        self.temperatures = temperatures
-        self.writer = tf.summary.create_file_writer(str(logs_directory))
-
-    def on_epoch_end(self, epoch, logs=None):
-        from textgen.generation.numpy_engine import NumpyEngine
-        from textgen.generation.generator import Generator
-
-        generator = Generator(self.tokenizer, NumpyEngine.from_keras_model(self.model))
-        with self.writer.as_default():
-            for temperature in self.temperatures:
-                text = generator.generate("", length=self.length, temperature=temperature, seed=epoch)
-                # A fenced block keeps line breaks in TensorBoard's markdown view.
-                tf.summary.text(f"samples/temperature_{temperature:g}", f"```\n{text}\n```", step=epoch)
-        self.writer.flush()
+        if self.seconds is not None and time.monotonic() - self.started >= self.seconds:
+            self.expired = True
+            self.model.stop_training = True
 
 
 class SignalStop(keras.callbacks.Callback):
     """SIGINT (Ctrl-C) and SIGTERM end training cleanly after the current batch.
 
-    Keras then scores the partial epoch and EpochRecorder keeps the model if it
-    is the best; a second Ctrl-C stops at once (KeyboardInterrupt).
+    Keras then scores the partial epoch and BestModel keeps the model if it is
+    the best; a second Ctrl-C stops at once (KeyboardInterrupt).
     """
 
     SIGNALS = ("SIGINT", "SIGTERM")
@@ -259,32 +111,127 @@ class SignalStop(keras.callbacks.Callback):
             signal.signal(getattr(signal, name), handler)
 
 
-class Backup(keras.callbacks.Callback):
-    """Writes a resumable backup every ``every`` steps and when training ends.
-
-    The global step (the optimizer's iteration count) alone fixes where the
-    data stream is, since every epoch has the same number of batches.
+class EpochMetrics(keras.callbacks.Callback):
+    """Adds ``bits_per_character``, ``perplexity`` (training and validation), ``characters_per_second``
+    and ``learning_rate`` to each epoch's logs, where TensorBoard and EpochLog read them.
     """
 
-    def __init__(self, directory, recorder, learning_rate, *, every=None):
+    def __init__(self, *, characters_per_batch, characters_per_token):
         super().__init__()
-        self.directory = directory
-        self.recorder = recorder
-        self.learning_rate = learning_rate  # the LearningRateDecay whose progress a resumed run continues
-        self.every = every
+        self.characters_per_batch = characters_per_batch
+        self.characters_per_token = characters_per_token
 
-    def write(self):
-        state = {"global_step": int(self.model.optimizer.iterations), "best_loss": self.recorder.best_loss,
-                 "history": self.recorder.history, "run": self.recorder.run,
-                 "schedule_progress": self.learning_rate.progress()}
-        artifacts.write_backup(self.directory, self.model.save_weights, state)
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = self.last_batch_time = time.monotonic()
+        self.batches = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        finite = math.isfinite(float((logs or {}).get("loss", 0.0)))  # never back up NaN weights
-        if self.every and finite and int(self.model.optimizer.iterations) % self.every == 0:
-            self.write()
+        self.batches += 1
+        self.last_batch_time = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        seconds = max(self.last_batch_time - self.epoch_started, 1e-9)
+        logs["characters_per_second"] = self.batches * self.characters_per_batch / seconds
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)  # as the last step used it
+        logs["steps"] = self.batches
+        for prefix in ("", "val_"):  # train and validation alike; Keras logs val_* as validation
+            if prefix + "loss" in logs:
+                derived = loss_metrics(float(logs[prefix + "loss"]), self.characters_per_token)
+                logs.update({prefix + key: value for key, value in derived.items()})
+
+
+def judged_loss(logs):
+    """The loss a model is judged by: on held-out text when there is some, else on the training text."""
+    return float(logs.get("val_loss", logs.get("loss", math.nan)))
+
+
+class BestModel(keras.callbacks.Callback):
+    """Writes ``plain_model`` to model.keras (atomically) after each epoch that beats the best loss so far."""
+
+    def __init__(self, directory, plain_model, state):
+        super().__init__()
+        self.directory = directory
+        self.plain_model = plain_model
+        self.state = state  # the run's RunState: best_loss, last_saved_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = judged_loss(logs or {})
+        if loss < self.state.best_loss:
+            self.state.best_loss = loss
+            atomic_write(self.directory / MODEL_FILE, self.plain_model.save)
+            self.state.last_saved_epoch = epoch + 1
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Each epoch's record: appended to the run's history, written to metrics.json, printed as one line."""
+
+    def __init__(self, directory, state, *, echo=functools.partial(print, flush=True)):
+        super().__init__()
+        self.directory = directory
+        self.state = state  # the run's RunState: history, run, last_saved_epoch
+        self.echo = echo
+        self.pending = None  # the last epoch's line, not printed yet
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._print_pending()
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"run": self.state.run, "epoch": epoch + 1, "global_step": int(self.model.optimizer.iterations)}
+        record.update({key: float(value) for key, value in (logs or {}).items()})
+        record["steps"] = int(record.get("steps", 0))
+        record["saved"] = self.state.last_saved_epoch == epoch + 1
+        self.state.history.append(record)
+        write_json(self.directory / METRICS_FILE, self.state.history)
+        # Printed at the next epoch's start (or training's end): Keras's progress
+        # bar, which runs after this callback, has not finished its line yet.
+        self.pending = self.summary(record)
 
     def on_train_end(self, logs=None):
-        last = self.recorder.history[-1]["loss"] if self.recorder.history else 0.0
-        if math.isfinite(last):
-            self.write()
+        self._print_pending()
+
+    def _print_pending(self):
+        if self.pending:
+            self.echo(self.pending)
+            self.pending = None
+
+    @staticmethod
+    def summary(record):
+        prefix = "val_" if "val_loss" in record else ""
+        held_out = f", val_loss {record['val_loss']:.4f}" if prefix else ""
+        return (
+            f"epoch {record['epoch']}: loss {record['loss']:.4f}{held_out} "
+            f"(perplexity {record[prefix + 'perplexity']:.2f}, {record[prefix + 'bits_per_character']:.3f} bits/char), "
+            f"{record['characters_per_second']:,.0f} chars/s{', saved' if record['saved'] else ''}"
+        )
+
+
+class TextSamples(keras.callbacks.Callback):
+    """At each epoch end, text written at a few temperatures, logged as TensorBoard text.
+
+    The samples come from the NumPy engine fed with the live model's weights, so
+    a user watching TensorBoard sees the model learn to write, epoch by epoch.
+    """
+
+    def __init__(self, logs_directory, tokenizer, *, length=300, temperatures=(0.5, 1.0)):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.length = length
+        self.temperatures = temperatures
+        self.writer = tf.summary.create_file_writer(str(logs_directory))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from textgen.generation.generator import Generator
+        from textgen.generation.numpy_engine import NumpyEngine
+        from textgen.saved.keras_archive import Network
+
+        if not math.isfinite(judged_loss(logs or {})):
+            return  # NaN weights write nothing worth reading
+        generator = Generator(self.tokenizer, NumpyEngine(Network.from_keras_model(self.model)))
+        with self.writer.as_default():
+            for temperature in self.temperatures:
+                text = generator.generate("", length=self.length, temperature=temperature, seed=epoch)
+                # A fenced block keeps line breaks in TensorBoard's markdown view.
+                tf.summary.text(f"samples/temperature_{temperature:g}", f"```\n{text}\n```", step=epoch)
+        self.writer.flush()

@@ -1,12 +1,12 @@
-"""Training: precision and seeds, compile, callbacks, ``model.fit``, save.
+"""The fit loop: a planned run -> compiled model, callbacks, ``model.fit``, a result.
 
-The text arrives prepared and checked (training_text.py); this module owns the
-TensorFlow side. The best model by validation loss is written atomically to
-``model.keras`` at each epoch end where it improves, so a run stopped by its
-time budget, by NaN, or killed, leaves the best model it reached.
+The text arrives prepared and checked, and the directory chosen (training/run.py
+makes the ``RunPlan``, training/plan.py); this module owns the TensorFlow side. The best model by
+validation loss is written atomically to ``model.keras`` at each epoch end
+where it improves, so a run stopped by its time budget, by NaN, by a signal or
+killed leaves the best model it reached.
 """
 
-import dataclasses
 import functools
 import math
 import platform
@@ -15,14 +15,18 @@ import keras
 import tensorflow as tf
 
 from textgen import __version__
-from textgen.saved import artifacts
-from textgen.training import cpu_threads
-from textgen.training.callbacks import (Backup, EpochRecorder, LearningRateDecay, PlainModel, SignalStop, TextSamples,
-                               TimeBudget)
+from textgen.data.dataset import training_dataset, validation_dataset
 from textgen.errors import TextgenError
-from textgen.data.dataset import training_dataset, validation_dataset, windows_per_epoch
 from textgen.model import build_model, compile_for_training
+from textgen.saved.layout import LOGS_DIRECTORY, MODEL_FILE, SAMPLES_LOGS
+from textgen.saved.saved_model import write_settings
+from textgen.training import cpu_threads
+from textgen.training.callbacks import (BestModel, EpochLog, EpochMetrics, PlainModel, SignalStop, TextSamples,
+                                        TimeBudget)
+from textgen.training.checkpoints import Backup, RunState, fit_segments, restore
+from textgen.training.plan import TrainingResult
 from textgen.training.precision import cpu_flags, resolve_precision
+from textgen.training.schedule import LearningRateDecay
 
 # Validation at each epoch end scores at most this many windows of the held-out
 # tail (25,600 tokens at the default window: ~0.5 s here, where 2,048 windows
@@ -32,181 +36,142 @@ MAX_VALIDATION_WINDOWS = 512
 LARGE_VOCABULARY = 10_000
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainingResult:
-    directory: object
-    precision: str
-    best_loss: float
-    epochs: list
-    stopped_by_time_budget: bool
-    stopped_by_signal: str = None  # "SIGINT" or "SIGTERM" when a signal ended the run
+def _prepare_hardware(train_config):
+    """CPU thread pools, the dtype policy name and the seeds; returns the precision."""
+    gpu_available = bool(tf.config.list_physical_devices("GPU"))
+    if not gpu_available:
+        cpu_threads.configure_for_training()  # before the first operation fixes the thread pools
+    keras.utils.set_random_seed(train_config.seed)
+    return resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
 
 
-def _versions():
-    return {"textgen": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
-            "python": platform.python_version()}
-
-
-def _compiled_models(model_config, train_config, vocabulary_size, precision):
+def _compiled_models(plan, precision):
     """The model to train and the plain model that is validated and saved: the same one unless stateful."""
+    vocabulary_size, train_config = plan.text.tokenizer.vocabulary_size, plan.train
     batch_size = train_config.batch_size if train_config.stateful else None
-    model = build_model(model_config, vocabulary_size, precision=precision, stateful_batch_size=batch_size)
+    model = build_model(plan.model, vocabulary_size, precision=precision, stateful_batch_size=batch_size)
     compile_for_training(model, learning_rate=train_config.learning_rate, clip_norm=train_config.clip_norm,
                          precision=precision)
     if not train_config.stateful:
         return model, model
-    plain_model = build_model(model_config, vocabulary_size, precision=precision)
+    plain_model = build_model(plan.model, vocabulary_size, precision=precision)
     # The training optimizer too, never stepped here: model.keras keeps Adam's state, as before.
     plain_model.compile(optimizer=model.optimizer, loss=model.loss)
     return model, plain_model
 
 
-def _validation_data(text, train_config):
-    if not len(text.validation_ids):
-        return None
-    return validation_dataset(text.validation_ids, seq_length=train_config.seq_length,
-                              batch_size=train_config.batch_size, max_windows=MAX_VALIDATION_WINDOWS)
-
-
-def fit_segments(global_step, steps_per_epoch, epochs):
-    """The ``model.fit`` calls that continue a run from ``global_step``.
-
-    Returns (initial_epoch, end_epoch, steps_per_epoch, batches_to_skip) tuples:
-    first the rest of a partly trained epoch, if any, then whole epochs.
-    """
-    epoch, within = divmod(global_step, steps_per_epoch)
-    segments = []
-    if within:
-        segments.append((epoch, epoch + 1, steps_per_epoch - within, global_step))
-        epoch += 1
-    if epoch < epochs:
-        segments.append((epoch, epochs, steps_per_epoch, epoch * steps_per_epoch))
-    return segments
-
-
-def _start(directory, model, text, *, model_config, tokenizer_config, train_config, corpus_config, resume, base):
-    """Where the run starts: a backup's state (weights loaded) or a new run's (settings written).
+def _start(plan, model):
+    """Where the run starts: a backup's state (weights loaded), or a new run's (settings written first).
 
     A new run from a ``base`` model (fine-tuning) starts from its weights with a
     fresh optimizer: the new text gets full-size steps from the start.
     """
-    if resume:
-        artifacts.remove_temporary_files(directory)  # a killed run may have left some
-        backup = artifacts.read_backup(directory)
-        model.optimizer.build(model.trainable_variables)  # so the optimizer's state loads too
-        model.load_weights(directory / backup["weights"])
-        return backup
-    # config.json and tokenizer.json first: a run's settings are on disk before its first step.
-    artifacts.write_model_config(
-        directory, model=model_config, tokenizer_config=tokenizer_config, train=train_config,
-        corpus_config=corpus_config, corpus_summary=text.corpus.describe(), versions=_versions(),
-        base=None if base is None else base.directory,
-    )
-    artifacts.write_text(directory / artifacts.TOKENIZER_FILE, text.tokenizer.to_json())
-    if base is not None:
-        layers, _ = artifacts.read_keras_archive(base.model_path)  # arrays only: no code from the file runs
-        model.set_weights([array for layer in layers for array in layer.weights])
-    return {"global_step": 0, "best_loss": math.inf, "history": [], "run": 0}
+    if plan.resume:
+        return restore(plan.directory, model)
+    versions = {"textgen": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
+                "python": platform.python_version()}
+    write_settings(plan.directory, model=plan.model, tokenizer_config=plan.tokenizer, train=plan.train,
+                   corpus_config=plan.corpus, corpus_summary=plan.text.corpus.describe(),
+                   tokenizer=plan.text.tokenizer, versions=versions,
+                   base=None if plan.base is None else plan.base.directory)
+    if plan.base is not None:
+        network, _ = plan.base.read_weights()  # checked arrays only: no code from the file runs
+        model.set_weights(network.arrays)
+    return RunState()
 
 
-def _schedule_progress(start):
-    """Where the learning-rate schedule starts: where a stopped run left it, from 0 for a new one.
+def _announce(plan, model, precision, state, *, epochs, steps_per_epoch, echo):
+    text, config = plan.text, plan.model
+    echo(f"training a {config.layers}x{config.units} {config.cell} ({model.count_params():,} parameters, "
+         f"{text.tokenizer.vocabulary_size} tokens, {precision}) on {len(text.train_ids):,} tokens; "
+         f"{epochs} epochs of {steps_per_epoch} steps")
+    if plan.resume:
+        epoch, within = divmod(state.global_step, steps_per_epoch)
+        echo(f"resuming at global step {state.global_step:,}: epoch {epoch + 1}, step {within}")
+    if text.tokenizer.vocabulary_size > LARGE_VOCABULARY and plan.tokenizer.max_vocab is None:
+        # The output layer costs vocabulary x units per token; past ~10k tokens it dominates each step.
+        echo(f"note: {text.tokenizer.vocabulary_size:,} tokens make the output layer the slowest part; "
+             f"--max-vocab {LARGE_VOCABULARY} or --min-count 2 trains faster")
+    echo(f"watch it learn: tensorboard --logdir {plan.directory / LOGS_DIRECTORY}")
 
-    A run that finished its schedule (its budget or its steps ran out) and is
-    resumed for more training gets a whole new schedule: otherwise it would
-    train on at a learning rate of zero.
-    """
-    progress = start.get("schedule_progress", 0.0)
-    return progress if progress < 1.0 else 0.0
+
+def _validation_data(plan):
+    if not len(plan.text.validation_ids):
+        return None
+    return validation_dataset(plan.text.validation_ids, seq_length=plan.train.seq_length,
+                              batch_size=plan.train.batch_size, max_windows=MAX_VALIDATION_WINDOWS)
 
 
-def train(text, *, directory, model_config, tokenizer_config, train_config, corpus_config, echo=None, verbose=1,
-          resume=False, base=None):
-    """Train a model on prepared text and save it in ``directory``.
+def _callbacks(plan, plain_model, state, *, budget, interruption, steps_per_epoch, echo):
+    """Ours and Keras's, in the order Keras must call them."""
+    directory, train_config, text = plan.directory, plan.train, plan.text
+    logs = directory / LOGS_DIRECTORY
+    validation_data = _validation_data(plan)
+    callbacks = [
+        budget,
+        interruption,
+        PlainModel(plain_model, validation_data),  # puts val_loss in the logs, for everything below
+        LearningRateDecay(train_config.lr_schedule, train_config.learning_rate, state=state,
+                          total_steps=train_config.total_steps(steps_per_epoch), time_budget=train_config.time_budget),
+        EpochMetrics(characters_per_token=text.characters_per_token,
+                     characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token),
+        BestModel(directory, plain_model, state),
+        EpochLog(directory, state, echo=echo),
+        keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
+        TextSamples(logs / SAMPLES_LOGS, text.tokenizer),
+        keras.callbacks.TerminateOnNaN(),
+        Backup(directory, state, every=train_config.checkpoint_every),  # last: it saves what the others updated
+    ]
+    if train_config.patience is not None:
+        monitored = "val_loss" if validation_data is not None else "loss"
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitored, patience=train_config.patience))
+    return callbacks
+
+
+def fit(plan, *, echo=None, progress_bar=False, callbacks=()):
+    """Train as ``plan`` says and save the model in ``plan.directory``.
 
     Args:
-        text: a ``TrainingText`` from ``prepare_training_text``.
-        directory: the model directory (see artifacts.new_model_directory); empty unless resuming.
-        model_config, tokenizer_config, train_config, corpus_config: the run's settings.
+        plan: a ``RunPlan`` (see training/run.py, which makes one).
         echo: prints one line (default: print, flushed).
-        verbose: Keras progress bar, 0 (silent) or 1.
-        resume: continue from the directory's backup: same weights, optimizer state, epoch and step.
-        base: a SavedModel to start from (fine-tuning); its weights must fit ``model_config``.
+        progress_bar: Keras's live progress bar (for a terminal).
+        callbacks: more Keras callbacks, called before textgen's own.
 
     Returns:
         A ``TrainingResult``.
     """
     echo = echo or functools.partial(print, flush=True)
-    gpu_available = bool(tf.config.list_physical_devices("GPU"))
-    if not gpu_available:
-        cpu_threads.configure_for_training()  # before the first operation fixes the thread pools
-    precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
-    keras.utils.set_random_seed(train_config.seed)
-    model, plain_model = _compiled_models(model_config, train_config, text.tokenizer.vocabulary_size, precision)
-    start = _start(directory, model, text, model_config=model_config, tokenizer_config=tokenizer_config,
-                   train_config=train_config, corpus_config=corpus_config, resume=resume, base=base)
-    steps_per_epoch = windows_per_epoch(len(text.train_ids), train_config.seq_length) // train_config.batch_size
-    epochs, logs = train_config.epochs_for(steps_per_epoch), directory / artifacts.LOGS_DIRECTORY
-    echo(f"training a {model_config.num_layers}x{model_config.units} {model_config.cell} "
-         f"({model.count_params():,} parameters, {text.tokenizer.vocabulary_size} tokens, {precision}) "
-         f"on {len(text.train_ids):,} tokens; {epochs} epochs of {steps_per_epoch} steps")
-    if resume:
-        epoch, within = divmod(start["global_step"], steps_per_epoch)
-        echo(f"resuming at global step {start['global_step']:,}: epoch {epoch + 1}, step {within}")
-    if text.tokenizer.vocabulary_size > LARGE_VOCABULARY and tokenizer_config.max_vocab is None:
-        # The output layer costs vocabulary x units per token; past ~10k tokens it dominates each step.
-        echo(f"note: {text.tokenizer.vocabulary_size:,} tokens make the output layer the slowest part; "
-             f"--max-vocab {LARGE_VOCABULARY} or --min-count 2 trains faster")
-    echo(f"watch it learn: tensorboard --logdir {logs}")
-    budget, interruption = TimeBudget(train_config.time_budget), SignalStop()
-    recorder = EpochRecorder(
-        directory, plain_model, characters_per_token=text.characters_per_token, echo=echo,
-        characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
-        history=start["history"], best_loss=start["best_loss"], run=start.get("run", 0) + 1,
-    )
-    learning_rate = LearningRateDecay(
-        train_config.learning_rate_schedule, train_config.learning_rate,
-        total_steps=train_config.total_steps(steps_per_epoch), time_budget=train_config.time_budget,
-        progress=_schedule_progress(start),
-    )
-    validation_data = _validation_data(text, train_config)
-    callbacks = [
-        PlainModel(plain_model, validation_data),  # first: the others read its val_loss
-        budget,
-        interruption,
-        learning_rate,
-        recorder,  # before TensorBoard: it adds bits/char and chars/s to the logs
-        keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
-        TextSamples(logs / "samples", text.tokenizer),
-        keras.callbacks.TerminateOnNaN(),
-        Backup(directory, recorder, learning_rate, every=train_config.checkpoint_every),
-    ]
-    if train_config.patience is not None:
-        monitored = "val_loss" if validation_data is not None else "loss"
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitored, patience=train_config.patience))
-    for initial_epoch, end_epoch, steps, skip in fit_segments(start["global_step"], steps_per_epoch, epochs):
-        train_data, _ = training_dataset(text.train_ids, seq_length=train_config.seq_length,
-                                         batch_size=train_config.batch_size, seed=train_config.seed,
-                                         skip_batches=skip, stateful=train_config.stateful)
+    precision = _prepare_hardware(plan.train)
+    model, plain_model = _compiled_models(plan, precision)
+    state = _start(plan, model)
+    steps_per_epoch = plan.text.steps_per_epoch(plan.train)
+    epochs = plan.train.epochs_for(steps_per_epoch)
+    _announce(plan, model, precision, state, epochs=epochs, steps_per_epoch=steps_per_epoch, echo=echo)
+    budget, interruption = TimeBudget(plan.train.time_budget), SignalStop()
+    ours = _callbacks(plan, plain_model, state, budget=budget, interruption=interruption,
+                      steps_per_epoch=steps_per_epoch, echo=echo)
+    for initial_epoch, end_epoch, steps, skip in fit_segments(state.global_step, steps_per_epoch, epochs):
+        train_data, _ = training_dataset(plan.text.train_ids, seq_length=plan.train.seq_length,
+                                         batch_size=plan.train.batch_size, seed=plan.train.seed,
+                                         skip_batches=skip, stateful=plan.train.stateful)
         # shuffle=False: the dataset orders its own windows. Validation: PlainModel.
         model.fit(train_data, steps_per_epoch=steps, initial_epoch=initial_epoch, epochs=end_epoch,
-                  callbacks=callbacks, shuffle=False, verbose=verbose)
+                  callbacks=[*callbacks, *ours], shuffle=False, verbose=1 if progress_bar else 0)
         if model.stop_training:  # time budget, signal, NaN or patience
             break
-    return _report(directory, recorder, budget, interruption, train_config, precision, echo)
+    return _report(plan, state, precision, budget=budget, interruption=interruption, echo=echo)
 
 
-def _report(directory, recorder, budget, interruption, train_config, precision, echo):
-    diverged = bool(recorder.history) and not math.isfinite(recorder.history[-1]["loss"])
-    if not (directory / artifacts.MODEL_FILE).exists():
+def _report(plan, state, precision, *, budget, interruption, echo):
+    if not (plan.directory / MODEL_FILE).exists():
         raise TextgenError("training diverged (the loss became NaN) before any model was saved; "
                            "try a lower --learning-rate")
-    if diverged:
-        echo(f"stopped: the loss became NaN in epoch {len(recorder.history)}; kept the last good model")
+    if state.history and not math.isfinite(state.history[-1]["loss"]):
+        echo(f"stopped: the loss became NaN in epoch {state.history[-1]['epoch']}; kept the last good model")
     if interruption.received:
         echo(f"stopped by {interruption.received}")
     elif budget.expired:
-        echo(f"time budget of {train_config.time_budget:g}s reached")
-    echo(f"saved the best model (loss {recorder.best_loss:.4f}) to {directory}")
-    return TrainingResult(directory, precision, recorder.best_loss, recorder.history, budget.expired,
+        echo(f"time budget of {plan.train.time_budget:g}s reached")
+    echo(f"saved the best model (loss {state.best_loss:.4f}) to {plan.directory}")
+    return TrainingResult(plan.directory, precision, state.best_loss, state.history, budget.expired,
                           interruption.received)

@@ -5,21 +5,40 @@ import keras
 import numpy as np
 import pytest
 
-from textgen.saved import artifacts
-from textgen.generation.numpy_engine import NumpyEngine
 from textgen.errors import TextgenError
+from textgen.generation.numpy_engine import NumpyEngine
+from textgen.saved.atomic import atomic_write, write_json
+from textgen.saved.directory import (check_model_name, check_new_model_directory, default_model_name,
+                                     new_model_directory, newest_model_directory)
+from textgen.saved.keras_archive import read_keras_archive
+from textgen.saved.saved_model import describe, load_saved_model
 
 
-def test_saved_model_reloads_with_identical_logits(tiny_model):
-    directory, _ = tiny_model
-    saved = artifacts.load_saved_model(directory)
-    model = keras.models.load_model(saved.model_path)  # our own file, written by the test
-    again = keras.models.load_model(saved.model_path)
+class KeepTrainedModel(keras.callbacks.Callback):
+    """Holds on to the trained model object, to compare it with what was saved."""
+
+    def on_train_end(self, logs=None):
+        self.trained = self.model
+
+
+def test_the_saved_model_computes_what_the_trained_model_computed(tmp_path):
+    import textgen
+
+    from conftest import make_text, quiet
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(lines=200))
+    keeper = KeepTrainedModel()
+    result = textgen.train(corpus, root=tmp_path, echo=quiet, callbacks=[keeper], epochs=1, seq_length=20,
+                           batch_size=8, units=8, embedding_dim=4, precision="float32")
+    saved = load_saved_model(result.directory)
     tokens = saved.tokenizer.encode("The river keeps")[np.newaxis]  # (1, time)
-    np.testing.assert_array_equal(np.asarray(model(tokens)), np.asarray(again(tokens)))
-    engine = NumpyEngine.from_file(saved.model_path)
+    expected = np.asarray(keeper.trained(tokens))  # the model in memory, before it was ever read back
+    reloaded = keras.models.load_model(saved.model_path)  # our own file, written by the test
+    np.testing.assert_allclose(np.asarray(reloaded(tokens)), expected, rtol=1e-6, atol=1e-6)
+    engine = NumpyEngine(saved.read_weights()[0])
     logits, _ = engine.run(tokens, engine.initial_state(1))
-    np.testing.assert_allclose(logits, np.asarray(model(tokens)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_model_directory_has_every_file(tiny_model):
@@ -35,7 +54,7 @@ def test_model_directory_has_every_file(tiny_model):
 
 def test_describe_reports_parameters_and_global_step(tiny_model):
     directory, _ = tiny_model
-    report = artifacts.describe(artifacts.load_saved_model(directory))
+    report = describe(load_saved_model(directory))
     model = keras.models.load_model(directory / "model.keras")
     assert report["parameters"] == model.count_params()
     assert report["global_step"] == int(model.optimizer.iterations) > 0
@@ -52,24 +71,24 @@ def copy_model(source, target):
 def test_corrupt_or_incomplete_directories_are_refused(tiny_model, tmp_path):
     directory, _ = tiny_model
     with pytest.raises(TextgenError, match="no model directory"):
-        artifacts.load_saved_model(tmp_path / "nothing")
+        load_saved_model(tmp_path / "nothing")
     missing = copy_model(directory, tmp_path / "missing")
     (missing / "tokenizer.json").unlink()
     with pytest.raises(TextgenError, match="tokenizer.json is missing"):
-        artifacts.load_saved_model(missing)
+        load_saved_model(missing)
     version = copy_model(directory, tmp_path / "version")
     (version / "config.json").write_text(json.dumps({"format_version": 7}))
     with pytest.raises(TextgenError, match="format_version 7"):
-        artifacts.load_saved_model(version)
+        load_saved_model(version)
     garbage = copy_model(directory, tmp_path / "garbage")
     (garbage / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(TextgenError, match="not a readable Keras model archive"):
-        artifacts.read_keras_archive(garbage / "model.keras")
+        read_keras_archive(garbage / "model.keras")
 
 
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     path = tmp_path / "metrics.json"
-    artifacts.write_json(path, {"a": 1})
+    write_json(path, {"a": 1})
 
     def failing(temporary):
         with open(temporary, "w") as handle:
@@ -77,7 +96,7 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        artifacts.atomic_write(path, failing)
+        atomic_write(path, failing)
     assert json.loads(path.read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["metrics.json"]
     assert oct(path.stat().st_mode & 0o777) != "0o600"
@@ -88,7 +107,7 @@ def test_failed_overwrite_restores_the_old_model(tmp_path):
     directory.mkdir(parents=True)
     (directory / "model.keras").write_text("old")
     with pytest.raises(RuntimeError):
-        with artifacts.new_model_directory(directory):
+        with new_model_directory(directory):
             (directory / "config.json").write_text("{}")
             raise RuntimeError("training failed before saving")
     assert (directory / "model.keras").read_text() == "old"
@@ -98,19 +117,19 @@ def test_failed_overwrite_restores_the_old_model(tmp_path):
 def test_existing_name_needs_overwrite_and_names_are_plain(tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(TextgenError, match="already exists; pass --overwrite"):
-        artifacts.check_new_model_directory(tmp_path, "taken", overwrite=False)
-    assert artifacts.check_new_model_directory(tmp_path, "taken", overwrite=True) == tmp_path / "taken"
+        check_new_model_directory(tmp_path, "taken", overwrite=False)
+    assert check_new_model_directory(tmp_path, "taken", overwrite=True) == tmp_path / "taken"
     for bad in ("../escape", "a/b", ".hidden", ""):
         with pytest.raises(TextgenError, match="invalid model name"):
-            artifacts.check_model_name(bad)
-    assert artifacts.default_model_name("my notes (draft)") == "my_notes_draft"
+            check_model_name(bad)
+    assert default_model_name("my notes (draft)") == "my_notes_draft"
 
 
 def test_newest_model_directory(tmp_path):
     with pytest.raises(TextgenError, match="no saved model"):
-        artifacts.newest_model_directory(tmp_path)
+        newest_model_directory(tmp_path)
     for index, name in enumerate(["old", "new"]):
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.keras").write_text("x")
         os.utime(tmp_path / name / "model.keras", (1000 + index, 1000 + index))
-    assert artifacts.newest_model_directory(tmp_path).name == "new"
+    assert newest_model_directory(tmp_path).name == "new"

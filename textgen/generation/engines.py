@@ -1,0 +1,42 @@
+"""Engines: what runs the network while text is written, behind one contract.
+
+    step(tokens, state) -> (logits, state)   tokens (batch,) int; logits (batch, vocabulary) float32
+    run(tokens, state)  -> (logits, state)   tokens (batch, time); logits (batch, time, vocabulary)
+    initial_state(batch_size)                zero states, one tuple of (batch, units) arrays per layer
+    vocabulary_size
+
+The sampler, beam search and evaluation only ever call these, so they never
+know which engine they have. ``ENGINES`` is the registry, by the name users
+give to ``--engine``; each engine is imported only when asked for, so the
+NumPy one never loads TensorFlow.
+"""
+
+import importlib
+
+from textgen.errors import TextgenError
+
+# name -> (module, class); every engine is built from a checked saved.keras_archive.Network.
+ENGINES = {
+    "numpy": ("textgen.generation.numpy_engine", "NumpyEngine"),  # the equations in NumPy: starts in ~0.2 s
+    "keras": ("textgen.generation.keras_engine", "KerasEngine"),  # a compiled TensorFlow step: GPUs, big batches
+}
+# What "auto" picks. NumPy, everywhere we have measured (benchmarks/sampling_speed.py,
+# 2-layer 256-unit LSTM, 2-core CPU): one stream 10k chars/s against the compiled
+# TensorFlow step's 1.4k, 64 streams 58k-63k against 35k, and it starts without
+# TensorFlow's 2.5 s import. A GPU pays off only for batches far larger than sampling uses.
+AUTO_ENGINE = "numpy"
+
+
+def engine_name(name):
+    """The registered engine ``name`` stands for ("auto" -> the one it picks)."""
+    if name == "auto":
+        return AUTO_ENGINE
+    if name not in ENGINES:
+        raise TextgenError(f"engine must be one of auto, {', '.join(ENGINES)}; got {name!r}")
+    return name
+
+
+def build_engine(name, network):
+    """The engine registered as ``name`` (or "auto"), running ``network``."""
+    module, class_name = ENGINES[engine_name(name)]
+    return getattr(importlib.import_module(module), class_name)(network)

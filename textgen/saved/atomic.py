@@ -1,0 +1,74 @@
+"""Writing files whole or not at all, and reading JSON with one clear error.
+
+Every file of a model directory is written to a temporary name beside it and
+renamed over the real one, so a reader (or a run killed mid-write) never sees
+half a file. Temporary names start with a dot and end with what Keras insists
+on (``.keras``, ``.weights.h5``) or ``.tmp``; ``remove_temporary_files``
+cleans up what a killed process left.
+"""
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from textgen.errors import TextgenError
+
+_KERAS_SUFFIXES = (".weights.h5", ".keras")
+
+
+def _new_temporary_file(path):
+    """An empty, new file beside ``path``: ".NAME-<random><suffix>"."""
+    suffix = next((ending for ending in _KERAS_SUFFIXES if path.name.endswith(ending)), path.suffix + ".tmp")
+    while True:
+        temporary = path.parent / f".{path.name}-{secrets.token_hex(6)}{suffix}"
+        try:
+            # O_EXCL: never someone else's file. Mode 0o666 lets the user's umask
+            # decide the permissions, as for any file they create.
+            os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return temporary
+        except FileExistsError:
+            continue
+
+
+def atomic_write(path, write):
+    """Call ``write(temporary_path)``, then rename over ``path``: readers never see half a file."""
+    path = Path(path)
+    temporary = _new_temporary_file(path)
+    try:
+        write(str(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path, text):
+    def write(temporary):
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    atomic_write(path, write)
+
+
+def write_json(path, data, *, indent=2):
+    write_text(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
+
+
+def read_json(path):
+    """A JSON file's content; a ``TextgenError`` naming the file if it is unreadable or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise TextgenError(f"cannot read {path}: {error.strerror or error}") from None
+    except ValueError:
+        raise TextgenError(f"{path} is not valid JSON (a corrupt or partial model directory?)") from None
+
+
+def remove_temporary_files(directory):
+    """Delete temporary files a killed process left behind (see ``atomic_write``)."""
+    for path in Path(directory).glob(".*-*"):
+        if path.is_file() and path.name.endswith((".tmp",) + _KERAS_SUFFIXES):
+            path.unlink()

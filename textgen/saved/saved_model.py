@@ -1,0 +1,125 @@
+"""A model directory read and checked as a whole, and its settings written.
+
+``load_saved_model`` validates config.json and tokenizer.json (versions,
+types, every setting) before anything uses them; ``SavedModel.read_weights``
+validates ``model.keras`` against them. Nothing here imports TensorFlow.
+"""
+
+import dataclasses
+from pathlib import Path
+
+from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
+from textgen.data.tokenizer import tokenizer_from_dict
+from textgen.errors import TextgenError
+from textgen.saved.atomic import read_json, write_json
+from textgen.saved.backup import backup_global_step
+from textgen.saved.keras_archive import Network, read_keras_archive
+from textgen.saved.layout import CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, MODEL_FILE, TOKENIZER_FILE
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedModel:
+    """What a model directory holds, apart from the weights."""
+
+    directory: Path
+    model: ModelConfig
+    tokenizer_config: TokenizerConfig
+    train: TrainConfig
+    corpus: dict  # name, files, characters, sha256 and the CorpusConfig's settings
+    tokenizer: object
+    versions: dict
+    base: str = None  # the model directory this one was fine-tuned from
+
+    @property
+    def model_path(self):
+        return self.directory / MODEL_FILE
+
+    def corpus_setting(self, name):
+        """A ``CorpusConfig`` setting the model was trained with (its default if not recorded)."""
+        return self.corpus.get(name, getattr(CorpusConfig, name))
+
+    def metrics(self):
+        path = self.directory / METRICS_FILE
+        return read_json(path) if path.exists() else []
+
+    def read_weights(self):
+        """The checked ``Network`` in model.keras and the optimizer steps it was trained for."""
+        layers, global_step = read_keras_archive(self.model_path)
+        network = Network.from_layers(layers, source=str(self.model_path))
+        if network.vocabulary_size != self.tokenizer.vocabulary_size:
+            raise TextgenError(f"{self.directory}: model has {network.vocabulary_size} outputs but the tokenizer "
+                               f"has {self.tokenizer.vocabulary_size} tokens (mismatched files?)")
+        return network, global_step
+
+
+def write_settings(directory, *, model, tokenizer_config, train, corpus_config, corpus_summary, tokenizer, versions,
+                   base=None):
+    """config.json (every setting of the run) and tokenizer.json; ``base``: the model fine-tuned from."""
+    write_json(
+        Path(directory) / CONFIG_FILE,
+        {
+            "format_version": FORMAT_VERSION,
+            "from": None if base is None else str(base),
+            "model": model.to_dict(),
+            "tokenizer": tokenizer_config.to_dict(),
+            "train": train.to_dict(),
+            "corpus": {**corpus_summary, **corpus_config.to_dict()},
+            "versions": versions,
+        },
+    )
+    # One line: a 3,600-character vocabulary is 3,600 lines when indented.
+    write_json(Path(directory) / TOKENIZER_FILE, {"format_version": FORMAT_VERSION, **tokenizer.to_dict()}, indent=None)
+
+
+def _check_version(path, data):
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if version != FORMAT_VERSION:
+        raise TextgenError(f"{path} has format_version {version!r}; this textgen reads {FORMAT_VERSION}")
+    return data
+
+
+def load_saved_model(directory, *, require_weights=True):
+    """Read and validate a model directory's config and tokenizer (the weights: ``read_weights``)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TextgenError(f"no model directory at {directory}")
+    for name in (CONFIG_FILE, TOKENIZER_FILE) + ((MODEL_FILE,) if require_weights else ()):
+        if not (directory / name).is_file():
+            raise TextgenError(f"{directory} is not a complete textgen model: {name} is missing")
+    config = _check_version(directory / CONFIG_FILE, read_json(directory / CONFIG_FILE))
+    tokenizer_data = _check_version(directory / TOKENIZER_FILE, read_json(directory / TOKENIZER_FILE))
+    try:
+        sections = {key: config[key] for key in ("model", "tokenizer", "train")}
+        corpus, versions, base = config.get("corpus", {}), config.get("versions", {}), config.get("from")
+        if not (isinstance(corpus, dict) and isinstance(versions, dict) and isinstance(base, (str, type(None)))):
+            raise TypeError("corpus, versions or from")
+        return SavedModel(
+            directory=directory,
+            model=ModelConfig.from_dict(sections["model"]),
+            tokenizer_config=TokenizerConfig.from_dict(sections["tokenizer"]),
+            train=TrainConfig.from_dict(sections["train"]),
+            corpus=corpus,
+            tokenizer=tokenizer_from_dict(tokenizer_data),
+            versions=versions,
+            base=base,
+        )
+    except (KeyError, TypeError, AttributeError) as error:
+        raise TextgenError(f"{directory / CONFIG_FILE} is missing or has a malformed entry: {error}") from None
+
+
+def describe(saved_model):
+    """Everything ``textgen info`` reports, as one JSON-ready dict."""
+    network, global_step = saved_model.read_weights()
+    return {
+        "directory": str(saved_model.directory),
+        "model": saved_model.model.to_dict(),
+        "tokenizer": {**saved_model.tokenizer_config.to_dict(), "vocabulary_size": saved_model.tokenizer.vocabulary_size},
+        "train": saved_model.train.to_dict(),
+        "corpus": saved_model.corpus,
+        "from": saved_model.base,
+        "parameters": int(sum(array.size for array in network.arrays)),
+        # Steps trained in all runs together: the backup is written last, the best model maybe earlier.
+        "global_step": max(global_step, backup_global_step(saved_model.directory)),
+        "metrics": saved_model.metrics(),
+        "versions": saved_model.versions,
+    }

@@ -1,0 +1,125 @@
+"""The library entry point for training: a new run, a resumed one, or fine-tuning.
+
+    import textgen
+    result = textgen.train("notes.txt", time_budget="90s", units=128)
+    print(result.directory, result.best_loss)
+    textgen.train("notes.txt", name="notes", resume=True, time_budget="5m")   # go on where it stopped
+    textgen.train("more_notes.txt", base="saved_models/notes")                # fine-tune
+
+Settings are ``textgen train``'s options as keywords, spelled as the fields of
+config.py (``seq_length=100`` is ``--seq-length 100``). Everything is checked
+(settings, corpus, model directory) before TensorFlow loads, so a bad input
+fails in a fraction of a second with nothing written. ``textgen train`` is a
+thin shell over this function.
+"""
+
+import dataclasses
+import os
+from pathlib import Path
+
+from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig, training_configs
+from textgen.data.corpus import resolve_sources
+from textgen.data.training_text import prepare_training_text
+from textgen.errors import TextgenError
+from textgen.saved.backup import read_backup
+from textgen.saved.directory import (check_model_name, check_new_model_directory, default_model_name,
+                                     new_model_directory)
+from textgen.saved.layout import SAVED_MODELS_DIRECTORY
+from textgen.saved.saved_model import load_saved_model
+from textgen.training.plan import RunPlan
+
+# What a resumed run may change; every other setting is the saved run's.
+RESUMABLE_SETTINGS = ("epochs", "time_budget", "checkpoint_every")
+
+
+def train(corpus, *, name=None, overwrite=False, resume=False, base=None, drop_unknown=False,
+          root=SAVED_MODELS_DIRECTORY, echo=None, progress_bar=False, callbacks=(), **settings):
+    """Train a model on ``corpus`` and save it under ``root``/NAME.
+
+    Args:
+        corpus: a file, directory, glob or built-in corpus name ("python-stdlib"), or a list of them.
+        name: the model directory's name (default: from the corpus, e.g. the file's stem).
+        overwrite: replace an existing model of that name (it comes back if the new run fails first).
+        resume: continue the run ``name`` from its backup (same corpus; only epochs,
+            time_budget and checkpoint_every may be given).
+        base: a model directory to fine-tune: its network and vocabulary, a fresh optimizer.
+        drop_unknown: with ``base``, leave out characters the base model does not know.
+        root: the directory model directories live in.
+        echo: prints one line of progress (default: print).
+        progress_bar: Keras's live progress bar, for a terminal.
+        callbacks: more Keras callbacks, called before textgen's own.
+        **settings: any field of ModelConfig, TokenizerConfig, TrainConfig or CorpusConfig.
+
+    Returns:
+        A ``TrainingResult``: directory, precision, best_loss, epochs (per-epoch metrics),
+        stopped_by_time_budget, stopped_by_signal.
+    """
+    if "sources" in settings:
+        raise TextgenError("name the corpus as train()'s first argument, not as sources=")
+    sources = (corpus,) if isinstance(corpus, (str, os.PathLike)) else tuple(corpus)
+    options = dict(echo=echo, progress_bar=progress_bar, callbacks=callbacks)
+    if resume:
+        plan = _resume_plan(sources, name=name, root=root, settings=settings)
+        from textgen.training.loop import fit  # TensorFlow loads here, after the input is checked
+
+        return fit(plan, **options)
+    plan = _new_plan(sources, name=name, overwrite=overwrite, root=root, base=base, drop_unknown=drop_unknown,
+                     settings=settings)
+    from textgen.training.loop import fit
+
+    with new_model_directory(plan.directory):
+        return fit(plan, **options)
+
+
+def _flags(names):
+    return ", ".join(f"--{name.replace('_', '-')}" for name in names)
+
+
+def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
+    configs = training_configs({**settings, "sources": sources})
+    base_model = None
+    if base is not None:  # fine-tuning: the network and vocabulary are the base model's
+        network_fields = {field.name for cls in (ModelConfig, TokenizerConfig) for field in dataclasses.fields(cls)}
+        network_settings = sorted(set(settings) & network_fields)
+        if network_settings:
+            raise TextgenError(f"--from takes the network and vocabulary from {base}; leave out "
+                               f"{_flags(network_settings)}")
+        base_model = load_saved_model(base)
+        base_model.read_weights()  # a broken base fails now, before the corpus is read
+        configs[ModelConfig], configs[TokenizerConfig] = base_model.model, base_model.tokenizer_config
+    elif drop_unknown:
+        raise TextgenError("--drop-unknown only applies with --from MODEL")
+    resolved = resolve_sources(configs[CorpusConfig].sources)
+    directory = check_new_model_directory(root, name or default_model_name(resolved[1]), overwrite=overwrite)
+    text, train_config = prepare_training_text(
+        configs[CorpusConfig], configs[TokenizerConfig], configs[TrainConfig], resolved=resolved,
+        tokenizer=base_model.tokenizer if base_model else None, drop_unknown=drop_unknown,
+    )
+    return RunPlan(directory, text, configs[ModelConfig], configs[TokenizerConfig], train_config,
+                   configs[CorpusConfig], base=base_model)
+
+
+def _resume_plan(sources, *, name, root, settings):
+    """Continue a run from its backup; every setting but RESUMABLE_SETTINGS comes from the saved run."""
+    if name is None:
+        raise TextgenError("--resume needs --name: the run to continue, under ./saved_models")
+    fixed = sorted(set(settings) - set(RESUMABLE_SETTINGS))
+    if fixed:
+        raise TextgenError(f"--resume continues with the saved run's settings; only {_flags(RESUMABLE_SETTINGS)} "
+                           f"may be given, not {_flags(fixed)}")
+    directory = Path(root) / check_model_name(name)
+    saved = load_saved_model(directory, require_weights=False)
+    read_backup(directory)  # fail now, before the corpus is read, if there is nothing to resume
+    corpus_config = CorpusConfig(sources=sources, **{key: saved.corpus_setting(key)
+                                                     for key in ("encoding", "errors", "validation_fraction")})
+    train_config = dataclasses.replace(
+        saved.train, time_budget=settings.get("time_budget"),
+        epochs=settings.get("epochs") if settings.get("epochs") is not None else saved.train.epochs,
+        checkpoint_every=settings.get("checkpoint_every") or saved.train.checkpoint_every,
+    )
+    text, train_config = prepare_training_text(corpus_config, saved.tokenizer_config, train_config,
+                                               tokenizer=saved.tokenizer)
+    if text.corpus.sha256 != saved.corpus.get("sha256"):
+        raise TextgenError(f"the corpus is not the text {directory} was trained on (its sha256 differs); "
+                           f"resume with the same files")
+    return RunPlan(directory, text, saved.model, saved.tokenizer_config, train_config, corpus_config, resume=True)
