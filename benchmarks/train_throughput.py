@@ -1,7 +1,7 @@
 """Training throughput: textgen's own trainer against the same model in PyTorch, same machine, same run.
 
 For each cell x units x precision row it trains (a) textgen through its own
-training_text / dataset / model / trainer code, two short epochs, the second
+library entry point (textgen.train), two short epochs, the second
 one timed by textgen's own chars/s figure, and (b) Embedding -> 2-layer
 torch.nn.LSTM / GRU / RNN -> Linear with Adam and gradient clipping, bfloat16
 through torch.autocast; the two alternate, and the table gives medians and the
@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import textgen  # noqa: E402
-from textgen.config import CorpusConfig, TokenizerConfig, TrainConfig  # noqa: E402
+from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
 from textgen.data.training_text import prepare_training_text  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "tiny_shakespeare.txt"

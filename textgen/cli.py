@@ -13,7 +13,8 @@ import sys
 
 import click
 
-from textgen.config import TRAINING_SETTINGS, SamplingConfig, flag_name, parse_duration, rule_of
+from textgen.config import TRAINING_SETTINGS, SamplingConfig, parse_duration
+from textgen.settings import flag_name, rule_of
 from textgen.errors import TextgenError
 
 # The shell's convention: 128 + the signal's number.

@@ -1,13 +1,12 @@
 """Typed, frozen settings for every stage, each declared once.
 
-A setting is a dataclass field made by ``setting(...)``: its default, its help
-text and its rule (choices, an integer range or an interval) live on the field.
-From there come the validation (``__post_init__`` raises ``TextgenError``
-naming the bad value and the allowed ones, before any file is read or
-written), the ``textgen`` command's options (cli.py builds them from the
-fields) and the keywords of ``textgen.train``. One spelling throughout: the
-field ``seq_length`` is the flag ``--seq-length`` and the error
-"seq-length must be ...".
+Each field is made by ``settings.setting(...)``: its default, its help text
+and its rule (choices, an integer range or an interval) live on the field.
+From there come the validation (a bad value raises ``TextgenError`` naming it
+and the allowed ones, before any file is read or written), the ``textgen``
+command's options (cli.py builds them from the fields) and the keywords of
+``textgen.train``. One spelling throughout: the field ``seq_length`` is the
+flag ``--seq-length`` and the error "seq-length must be ...".
 
 ``to_dict`` / ``from_dict`` round-trip through JSON (a saved model's
 config.json); unknown keys fail rather than being silently ignored.
@@ -20,6 +19,7 @@ from typing import ClassVar, Optional
 
 from textgen.cells import CELLS
 from textgen.errors import TextgenError
+from textgen.settings import Settings, check_integer, setting
 
 # Without --epochs, train for about this many optimizer steps: 10 passes over a
 # 60 kB poem collection are 80 steps and learn nothing, while 10 passes over
@@ -27,105 +27,6 @@ from textgen.errors import TextgenError
 # 4,000 steps of 64 windows of 50 tokens are 12.8M tokens: about 9 minutes of
 # the default model on a 2-core CPU.
 AUTO_EPOCH_STEPS = 4000
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    """What one setting is: its help, which values it takes, and how the command line spells it."""
-
-    help: str
-    boolean: bool = False  # True or False (a flag on the command line)
-    choices: tuple = None  # one of these strings
-    integer: tuple = None  # (minimum, maximum or None): a whole number in that range
-    interval: str = None  # "[0, 1)": a number in that interval, brackets as in mathematics
-    optional: bool = False  # None is allowed (and means "off" or "automatic")
-    parse: object = None  # turns a string (from the command line or Python) into the value
-    option: bool = True  # a `textgen` option; False: set from Python only
-    negative_flag: str = None  # a boolean's "off" flag, e.g. "--stateless"
-    default_help: str = None  # the default in words, where the value alone says little
-
-    def check(self, name, value):
-        """The value, checked; a ``TextgenError`` in the setting's own spelling if it is not allowed."""
-        if value is None and self.optional:
-            return value
-        if isinstance(value, str) and self.parse is not None:
-            value = self.parse(value)
-        if self.boolean and not isinstance(value, bool):
-            raise TextgenError(f"{name} must be true or false, got {value!r}")
-        if self.choices is not None and value not in self.choices:
-            raise TextgenError(f"{name} must be one of {', '.join(self.choices)}; got {value!r}")
-        if self.integer is not None:
-            _check_integer(name, value, *self.integer)
-        if self.interval is not None:
-            _check_interval(name, value, self.interval)
-        return value
-
-
-def _check_integer(name, value, minimum, maximum):
-    bad = isinstance(value, bool) or not isinstance(value, int) or value < minimum
-    bad = bad or (maximum is not None and value > maximum)
-    if bad:
-        upper = f" and <= {maximum}" if maximum is not None else ""
-        raise TextgenError(f"{name} must be an integer >= {minimum}{upper}, got {value!r}")
-
-
-_INTERVAL = re.compile(r"^([\[(])(\S+), (\S+)([\])])$")
-
-
-def _check_interval(name, value, interval):
-    opening, low, high, closing = _INTERVAL.match(interval).groups()
-    low, high = float(low), float(high)
-    inside = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
-    inside = inside and (value >= low if opening == "[" else value > low)
-    inside = inside and (value <= high if closing == "]" else value < high)
-    if not inside:
-        raise TextgenError(f"{name} must be in {interval}, got {value!r}")
-
-
-def setting(default, help, **rule):
-    """A settings field: its default and its ``Rule`` (help, allowed values, flag)."""
-    return dataclasses.field(default=default, metadata={"rule": Rule(help, **rule)})
-
-
-def flag_name(field):
-    """How users spell a field: ``seq_length`` -> ``seq-length`` (``--seq-length``)."""
-    return field.name.replace("_", "-")
-
-
-def rule_of(field):
-    return field.metadata["rule"]
-
-
-class Settings:
-    """What every settings dataclass shares: validation from the rules, and the JSON round trip."""
-
-    # Older names of fields in saved config.json files: read, never written.
-    RENAMED: ClassVar[dict] = {}
-
-    def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = rule_of(field).check(flag_name(field), getattr(self, field.name))
-            if isinstance(value, list):  # JSON and Python callers give lists; settings are immutable
-                value = tuple(value)
-            object.__setattr__(self, field.name, value)
-        self.check()
-
-    def check(self):
-        """Rules that involve more than one field or more than a range (a subclass's override point)."""
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        if not isinstance(data, dict):
-            raise TextgenError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
-        values = {cls.RENAMED.get(key, key): value for key, value in data.items()}
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise TextgenError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
-        return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,7 +170,7 @@ class SamplingConfig(Settings):
     def check(self):
         if isinstance(self.stop, str):  # one stop string on its own
             object.__setattr__(self, "stop", (self.stop,))
-        _check_integer("num-return", self.num_return, 1, self.beam_width)
+        check_integer("num-return", self.num_return, 1, self.beam_width)
         if not isinstance(self.prompt, str):
             raise TextgenError(f"prompt must be text, got {self.prompt!r}")
         if not all(isinstance(text, str) and text for text in self.stop):

@@ -21,7 +21,7 @@ Everything derives from one seed, so a run is reproducible.
 import numpy as np
 import tensorflow as tf
 
-from textgen.data.windows import training_windows, validation_windows
+from textgen.data.windows import steps_per_epoch, training_windows, validation_windows
 from textgen.errors import TextgenError
 
 # Batches made ahead of the model: enough to hide the (tiny) cost of a gather.
@@ -35,6 +35,22 @@ def _gather_windows(ids, starts, seq_length):
     return windows[:, :-1], windows[:, 1:]
 
 
+def _epoch_batches(random_value, *, token_count, seq_length, batch_size, steps, seed, stateful):
+    """One epoch's window start positions, (steps, batch): a fresh grid offset, then shuffled or as streams."""
+    offset = random_value % seq_length
+    if stateful:
+        # batch_size streams of stream_length tokens; each holds at least
+        # `steps` windows, whatever the offset: floor((n - 1 - offset) / batch / seq) >= steps.
+        stream_length = (token_count - 1 - offset) // batch_size
+        stream_starts = offset + stream_length * tf.range(batch_size, dtype=tf.int64)  # (batch,)
+        window_offsets = seq_length * tf.range(steps, dtype=tf.int64)  # (steps,)
+        return window_offsets[:, tf.newaxis] + stream_starts[tf.newaxis, :]  # (steps, batch)
+    starts = offset + seq_length * tf.range(training_windows(token_count, seq_length), dtype=tf.int64)  # (windows,)
+    order_seed = tf.stack([random_value, tf.constant(seed, tf.int64)])
+    shuffled = tf.random.experimental.stateless_shuffle(starts, seed=order_seed)
+    return tf.reshape(shuffled[: steps * batch_size], (steps, batch_size))  # windows past the last batch wait
+
+
 def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, stateful=False):
     """An endless dataset of (inputs, targets) batches; one epoch is ``steps_per_epoch`` batches.
 
@@ -45,34 +61,18 @@ def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, state
     Returns:
         (dataset, steps_per_epoch). Pass both to ``model.fit``.
     """
-    count = training_windows(len(ids), seq_length)
-    steps = count // batch_size  # windows past the last whole batch wait for another epoch's order
+    steps = steps_per_epoch(len(ids), seq_length, batch_size)
     if steps < 1:
         raise TextgenError(
             f"the training text has {len(ids)} tokens, too few for one batch of {batch_size} windows of "
             f"{seq_length + 1} tokens; lower --seq-length or --batch-size, or add text"
         )
     corpus = tf.constant(np.asarray(ids, dtype=np.int32))  # (tokens,), stored once
-
-    def one_epoch(random_value):
-        # Each element of Dataset.random starts one epoch: its own offset and order.
-        offset = random_value % seq_length
-        if stateful:
-            # batch_size streams of stream_length tokens; each holds at least
-            # `steps` windows, whatever the offset: floor((n - 1 - offset) / batch / seq) >= steps.
-            stream_length = (len(ids) - 1 - offset) // batch_size
-            stream_starts = offset + stream_length * tf.range(batch_size, dtype=tf.int64)  # (batch,)
-            window_offsets = seq_length * tf.range(steps, dtype=tf.int64)  # (steps,)
-            batches = window_offsets[:, tf.newaxis] + stream_starts[tf.newaxis, :]  # (steps, batch)
-            return tf.data.Dataset.from_tensor_slices(batches)
-        starts = offset + seq_length * tf.range(count, dtype=tf.int64)  # (windows,)
-        shuffled = tf.random.experimental.stateless_shuffle(starts, seed=tf.stack([random_value, tf.constant(seed, tf.int64)]))
-        batches = tf.reshape(shuffled[: steps * batch_size], (steps, batch_size))  # (steps, batch)
-        return tf.data.Dataset.from_tensor_slices(batches)
-
+    layout = dict(token_count=len(ids), seq_length=seq_length, batch_size=batch_size, steps=steps, seed=seed,
+                  stateful=stateful)
     dataset = (
-        tf.data.Dataset.random(seed=seed)
-        .flat_map(one_epoch)
+        tf.data.Dataset.random(seed=seed)  # each element starts one epoch: its own offset and order
+        .flat_map(lambda random_value: tf.data.Dataset.from_tensor_slices(_epoch_batches(random_value, **layout)))
         .skip(skip_batches)  # before the gather: skipping costs no window copies
         .map(lambda starts: _gather_windows(corpus, starts, seq_length))
         .prefetch(PREFETCH_BATCHES)
