@@ -20,14 +20,17 @@ from pathlib import Path
 from textgen.training.cpu_threads import available_cores
 
 BENCHMARKS = Path(__file__).resolve().parent
-MEASURE = ("import sys; sys.path.insert(0, {directory!r}); import train_throughput as t; "
-           "print(t.textgen_rate(t.CORPUS, {cell!r}, {units}, {precision!r}, {steps}))")
+MEASURE = (
+    "import sys; sys.path.insert(0, {directory!r}); import train_throughput as t; "
+    "print(t.textgen_rate(t.CORPUS, {cell!r}, {units}, {precision!r}, {steps}))"
+)
 
 
 def rate(cell, units, precision, steps, environment):
     code = MEASURE.format(directory=str(BENCHMARKS), cell=cell, units=units, precision=precision, steps=steps)
-    completed = subprocess.run([sys.executable, "-c", code], env=environment, check=True, capture_output=True,
-                               text=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True
+    )
     return float(completed.stdout.split()[-1])
 
 
@@ -35,17 +38,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per run")
-    parser.add_argument("--rows", default="lstm:256:float32,lstm:256:bfloat16,gru:256:float32,gru:256:bfloat16,"
-                                          "simple_rnn:256:float32,simple_rnn:256:bfloat16")
+    parser.add_argument(
+        "--rows",
+        default="lstm:256:float32,lstm:256:bfloat16,gru:256:float32,gru:256:bfloat16,"
+        "simple_rnn:256:float32,simple_rnn:256:bfloat16",
+    )
     arguments = parser.parse_args()
     cores = str(available_cores())
     base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         base.pop(name, None)
-    settings = {"textgen": base,
-                "tensorflow": dict(base, TF_NUM_INTRAOP_THREADS=cores, TF_NUM_INTEROP_THREADS=cores)}
-    rows = [(cell, int(units), precision) for cell, units, precision in
-            (row.split(":") for row in arguments.rows.split(","))]
+    settings = {"textgen": base, "tensorflow": dict(base, TF_NUM_INTRAOP_THREADS=cores, TF_NUM_INTEROP_THREADS=cores)}
+    rows = [
+        (cell, int(units), precision)
+        for cell, units, precision in (row.split(":") for row in arguments.rows.split(","))
+    ]
     rates = {(row, name): [] for row in rows for name in settings}
     for _ in range(arguments.rounds):  # alternate, so drift on a shared machine hits both
         for row in rows:

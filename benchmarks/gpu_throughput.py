@@ -29,13 +29,11 @@ PRECISIONS = {"float32": "float32", "float16": "mixed_float16"}
 
 def keras_rate(cell, units, precision, batch_size, steps, rounds):
     """chars/s of textgen's model under Keras's model.fit, one figure per round (after a compiling fit)."""
-    import keras
 
     from textgen.config import ModelConfig
     from textgen.model import build_model, compile_for_training
 
-    model = build_model(ModelConfig(cell=cell, layers=LAYERS, units=units), VOCABULARY,
-                        precision=PRECISIONS[precision])
+    model = build_model(ModelConfig(cell=cell, layers=LAYERS, units=units), VOCABULARY, precision=PRECISIONS[precision])
     compile_for_training(model, learning_rate=6e-3, clip_norm=1.0, precision=PRECISIONS[precision])
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, VOCABULARY, (batch_size * steps, SEQ_LENGTH + 1), dtype=np.int32)
@@ -70,8 +68,9 @@ def pytorch_rate(cell, units, precision, batch_size, steps, rounds):
     half = precision == "float16"
     scaler = torch.amp.GradScaler("cuda", enabled=half)
     generator = torch.Generator(device=device).manual_seed(0)
-    batches = [torch.randint(0, VOCABULARY, (batch_size, SEQ_LENGTH + 1), device=device, generator=generator)
-               for _ in range(8)]
+    batches = [
+        torch.randint(0, VOCABULARY, (batch_size, SEQ_LENGTH + 1), device=device, generator=generator) for _ in range(8)
+    ]
 
     def step(batch):
         with torch.autocast("cuda", dtype=torch.float16, enabled=half):
@@ -108,9 +107,11 @@ def main():
     import keras
     import torch
 
-    print(f"Keras {keras.__version__} on {keras.backend.backend()} vs PyTorch {torch.__version__}, "
-          f"{torch.cuda.get_device_name()}; {LAYERS} layers, sequence {SEQ_LENGTH}, chars/s, "
-          f"medians of {arguments.rounds} alternating rounds of {arguments.steps} steps")
+    print(
+        f"Keras {keras.__version__} on {keras.backend.backend()} vs PyTorch {torch.__version__}, "
+        f"{torch.cuda.get_device_name()}; {LAYERS} layers, sequence {SEQ_LENGTH}, chars/s, "
+        f"medians of {arguments.rounds} alternating rounds of {arguments.steps} steps"
+    )
     print(f"{'cell':>5} {'units':>5} {'precision':>9} {'batch':>5} {'keras':>12} {'pytorch':>12} {'ratio':>6}")
     for cell in arguments.cells.split(","):
         for units in map(int, arguments.units.split(",")):
@@ -130,8 +131,11 @@ def main():
                         continue
                     keras_rounds.close()
                     ours, theirs = statistics.median(keras_rates), statistics.median(pytorch_rates)
-                    print(f"{cell:>5} {units:>5} {precision:>9} {batch_size:>5} {ours:>12,.0f} {theirs:>12,.0f} "
-                          f"{ours / theirs:>5.2f}x", flush=True)
+                    print(
+                        f"{cell:>5} {units:>5} {precision:>9} {batch_size:>5} {ours:>12,.0f} {theirs:>12,.0f} "
+                        f"{ours / theirs:>5.2f}x",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ DEFAULT_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "
 
 def tutorial_dataset(ids, seq_length, batch_size):
     """The TensorFlow tutorial's pipeline: fixed windows, one element per token at the start."""
+
     def split(chunk):
         return chunk[:-1], chunk[1:]
 
@@ -66,8 +67,10 @@ def main():
     for _ in range(arguments.rounds):  # alternate, so drift on a shared machine hits both
         rates["textgen"].append(characters_per_second(ours, arguments.batches, per_batch))
         rates["tutorial"].append(characters_per_second(tutorial, arguments.batches, per_batch))
-    print(f"input pipeline alone, batch {train.batch_size} x seq {train.seq_length}, "
-          f"median of {arguments.rounds} rounds of {arguments.batches} batches")
+    print(
+        f"input pipeline alone, batch {train.batch_size} x seq {train.seq_length}, "
+        f"median of {arguments.rounds} rounds of {arguments.batches} batches"
+    )
     print(f"{'pipeline':<10} {'chars/s':>14}")
     for name, values in rates.items():
         print(f"{name:<10} {statistics.median(values):>14,.0f}")

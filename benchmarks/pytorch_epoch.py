@@ -54,8 +54,12 @@ def main():
     model = CharLSTM(len(vocabulary))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.006)
     for batch in range(len(starts) // BATCH_SIZE):
-        windows = np.stack([train_ids[start : start + SEQ_LENGTH + 1]
-                            for start in starts[batch * BATCH_SIZE : (batch + 1) * BATCH_SIZE]])
+        windows = np.stack(
+            [
+                train_ids[start : start + SEQ_LENGTH + 1]
+                for start in starts[batch * BATCH_SIZE : (batch + 1) * BATCH_SIZE]
+            ]
+        )
         inputs, targets = torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=arguments.precision == "bfloat16"):
             logits = model(inputs)

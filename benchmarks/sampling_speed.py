@@ -44,9 +44,16 @@ def make_model(directory):
     tokenizer = CharTokenizer.fit(text)
     model_config = ModelConfig(cell="lstm", layers=2, units=256)
     directory.mkdir(parents=True)
-    write_settings(directory, model=model_config, tokenizer_config=TokenizerConfig(), train=TrainConfig(),
-                   corpus_config=CorpusConfig(sources=("random",)), corpus_summary={}, tokenizer=tokenizer,
-                   versions={})
+    write_settings(
+        directory,
+        model=model_config,
+        tokenizer_config=TokenizerConfig(),
+        train=TrainConfig(),
+        corpus_config=CorpusConfig(sources=("random",)),
+        corpus_summary={},
+        tokenizer=tokenizer,
+        versions={},
+    )
     build_model(model_config, tokenizer.vocabulary_size).save(directory / MODEL_FILE)
     return directory
 
@@ -130,17 +137,25 @@ def main():
         goal = GOALS.get(key)
         unit = "" if "(s)" in key or "ratio" in key else " chars/s"
         shown = f"{value:,.3f}" if value < 10 else f"{value:,.0f}"
-        print(f"{key + unit:<38} {shown:>12} {'' if goal is None else format(goal, ','):>10}"
-              f"{'' if goal is None else ('  met' if (value <= goal if 'ratio' in key else value >= goal) else '  MISSED')}")
+        met = None if goal is None else (value <= goal if "ratio" in key else value >= goal)
+        verdict = "" if met is None else ("  met" if met else "  MISSED")
+        print(f"{key + unit:<38} {shown:>12} {'' if goal is None else format(goal, ','):>10}{verdict}")
     print("\nbaselines, in this process (chars/s):")
     for key, value in baselines.items():
         print(f"{key:<38} {value:>12,.0f}")
     print("\nratios, textgen / baseline:")
-    print(f"one stream vs tutorial loop            {medians['one stream'] / baselines['tutorial loop, 1 stream']:>11,.0f}x")
-    print(f"one stream vs stateful step            "
-          f"{medians['one stream'] / baselines['stateful tf.function step, 1 stream']:>11,.1f}x")
-    print(f"64 streams vs stateful step, 64        "
-          f"{medians['64 streams'] / baselines['stateful tf.function step, 64 streams']:>11,.1f}x")
+    print(
+        f"one stream vs tutorial loop            "
+        f"{medians['one stream'] / baselines['tutorial loop, 1 stream']:>11,.0f}x"
+    )
+    print(
+        f"one stream vs stateful step            "
+        f"{medians['one stream'] / baselines['stateful tf.function step, 1 stream']:>11,.1f}x"
+    )
+    print(
+        f"64 streams vs stateful step, 64        "
+        f"{medians['64 streams'] / baselines['stateful tf.function step, 64 streams']:>11,.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -20,15 +20,16 @@ CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / 
 
 
 def textgen(*arguments, cwd):
-    return subprocess.run([sys.executable, "-m", "textgen", *arguments], cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "textgen", *arguments], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def held_out_loss(budget, extra, corpus):
     with tempfile.TemporaryDirectory() as scratch:
         text = corpus.read_text(encoding="utf-8")
         heldout = Path(scratch) / "heldout.txt"
-        heldout.write_text(text[len(text) - round(len(text) * 0.1):], encoding="utf-8")
+        heldout.write_text(text[len(text) - round(len(text) * 0.1) :], encoding="utf-8")
         textgen("train", str(corpus), "--name", "run", "--time-budget", budget, *extra, cwd=scratch)
         metrics = json.loads(textgen("evaluate", "saved_models/run", str(heldout), "--format", "json", cwd=scratch))
         report = json.loads(textgen("info", "saved_models/run", "--format", "json", cwd=scratch))
@@ -44,8 +45,7 @@ def main():
     extra = [option for option in arguments.extra if option != "--"]
     corpus = arguments.corpus.resolve()  # textgen runs in a scratch directory
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    print(f"textgen train {corpus.name} {' '.join(extra) or '(defaults)'}; "
-          f"textgen evaluate on the last 10%")
+    print(f"textgen train {corpus.name} {' '.join(extra) or '(defaults)'}; textgen evaluate on the last 10%")
     print(f"{'budget':>8} {'nats/char':>10} {'steps':>7}")
     for budget in arguments.budgets.split(","):
         loss, steps = held_out_loss(budget, extra, corpus)

@@ -14,7 +14,6 @@ textgen dependency.
 """
 
 import argparse
-import dataclasses
 import os
 import statistics
 import tempfile
@@ -41,9 +40,18 @@ def textgen_rate(corpus_path, cell, units, precision, steps):
     with tempfile.TemporaryDirectory() as scratch:
         sliced = Path(scratch) / "slice.txt"
         sliced.write_text(corpus_path.read_text(encoding="utf-8")[: int(characters / 0.9)], encoding="utf-8")
-        result = textgen.train(sliced, root=Path(scratch), echo=lambda line: None, cell=cell, layers=LAYERS,
-                               units=units, seq_length=SEQ_LENGTH, batch_size=BATCH_SIZE, epochs=2,
-                               precision=PRECISIONS[precision])
+        result = textgen.train(
+            sliced,
+            root=Path(scratch),
+            echo=lambda line: None,
+            cell=cell,
+            layers=LAYERS,
+            units=units,
+            seq_length=SEQ_LENGTH,
+            batch_size=BATCH_SIZE,
+            epochs=2,
+            precision=PRECISIONS[precision],
+        )
     return result.epochs[-1]["characters_per_second"]
 
 
@@ -116,16 +124,23 @@ def main():
 
     torch.set_num_threads(os.cpu_count())
     text, _ = prepare_training_text(CorpusConfig(sources=(str(CORPUS),)), TokenizerConfig(), TrainConfig())
-    rows = [(cell, int(units), precision) for cell in arguments.cells.split(",")
-            for units in arguments.units.split(",") for precision in arguments.precisions.split(",")]
+    rows = [
+        (cell, int(units), precision)
+        for cell in arguments.cells.split(",")
+        for units in arguments.units.split(",")
+        for precision in arguments.precisions.split(",")
+    ]
     rates = {row: {"textgen": [], "pytorch": []} for row in rows}
     for _ in range(arguments.rounds):  # alternate, so drift on a shared machine hits both
         for row in rows:
             rates[row]["textgen"].append(textgen_rate(CORPUS, *row, arguments.steps))
-            rates[row]["pytorch"].append(pytorch_rate(text.train_ids, text.tokenizer.vocabulary_size, *row,
-                                                      arguments.steps))
-    print(f"training throughput, {LAYERS} layers, seq {SEQ_LENGTH}, batch {BATCH_SIZE}, chars/s, "
-          f"median of {arguments.rounds} rounds of {arguments.steps} steps")
+            rates[row]["pytorch"].append(
+                pytorch_rate(text.train_ids, text.tokenizer.vocabulary_size, *row, arguments.steps)
+            )
+    print(
+        f"training throughput, {LAYERS} layers, seq {SEQ_LENGTH}, batch {BATCH_SIZE}, chars/s, "
+        f"median of {arguments.rounds} rounds of {arguments.steps} steps"
+    )
     print(f"{'cell':<11} {'units':>5} {'precision':<9} {'textgen':>9} {'pytorch':>9} {'ratio':>6}")
     for row in rows:
         ours, theirs = (statistics.median(rates[row][name]) for name in ("textgen", "pytorch"))

@@ -26,11 +26,32 @@ from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
 CORPUS = BENCHMARKS.parent.parent / "shared" / "corpora" / "tiny_shakespeare.txt"
-MODEL_OPTIONS = ["--cell", "lstm", "--layers", "2", "--units", "256", "--seq-length", "100",
-                 "--batch-size", "64", "--epochs", "1"]
+MODEL_OPTIONS = [
+    "--cell",
+    "lstm",
+    "--layers",
+    "2",
+    "--units",
+    "256",
+    "--seq-length",
+    "100",
+    "--batch-size",
+    "64",
+    "--epochs",
+    "1",
+]
 RUNS = {
-    "textgen float32": ["-m", "textgen", "train", str(CORPUS), "--name", "run", *MODEL_OPTIONS,
-                        "--precision", "float32"],
+    "textgen float32": [
+        "-m",
+        "textgen",
+        "train",
+        str(CORPUS),
+        "--name",
+        "run",
+        *MODEL_OPTIONS,
+        "--precision",
+        "float32",
+    ],
     "textgen auto": ["-m", "textgen", "train", str(CORPUS), "--name", "run", *MODEL_OPTIONS, "--precision", "auto"],
     "pytorch float32": [str(BENCHMARKS / "pytorch_epoch.py"), str(CORPUS), "model.pt"],
     "pytorch bfloat16": [str(BENCHMARKS / "pytorch_epoch.py"), str(CORPUS), "model.pt", "--precision", "bfloat16"],
@@ -54,8 +75,9 @@ def main():
         for name, run_arguments in RUNS.items():
             seconds[name].append(wall_seconds(run_arguments))
     baseline = statistics.median(seconds["pytorch float32"])
-    print(f"one epoch of {CORPUS.name}, LSTM 2x256, seq 100, batch 64, whole process; "
-          f"median of {arguments.rounds} rounds")
+    print(
+        f"one epoch of {CORPUS.name}, LSTM 2x256, seq 100, batch 64, whole process; median of {arguments.rounds} rounds"
+    )
     print(f"{'run':<17} {'seconds':>8} {'each round':>20} {'vs pytorch float32':>19}")
     for name, times in seconds.items():
         each = ", ".join(f"{value:.1f}" for value in times)

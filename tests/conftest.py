@@ -36,8 +36,17 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-TINY_MODEL = dict(cell="lstm", layers=2, units=24, embedding_dim=8, seq_length=32, batch_size=16, epochs=2,
-                  learning_rate=1e-2, precision="float32")
+TINY_MODEL = dict(
+    cell="lstm",
+    layers=2,
+    units=24,
+    embedding_dim=8,
+    seq_length=32,
+    batch_size=16,
+    epochs=2,
+    learning_rate=1e-2,
+    precision="float32",
+)
 
 
 def quiet(line):
@@ -64,7 +73,18 @@ def tiny_word_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_words")
     corpus_path = root / "words.txt"
     corpus_path.write_text(make_text(lines=200), encoding="utf-8")
-    result = textgen.train(corpus_path, name="words", root=root / "saved_models", echo=quiet, level="word",
-                           seq_length=10, batch_size=8, epochs=1, units=8, embedding_dim=4, layers=1,
-                           precision="float32")
+    result = textgen.train(
+        corpus_path,
+        name="words",
+        root=root / "saved_models",
+        echo=quiet,
+        level="word",
+        seq_length=10,
+        batch_size=8,
+        epochs=1,
+        units=8,
+        embedding_dim=4,
+        layers=1,
+        precision="float32",
+    )
     return result.directory, corpus_path

@@ -6,10 +6,9 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from conftest import make_text
 
 from textgen.cli import main
-
-from conftest import make_text
 
 
 def run(*args):
@@ -59,11 +58,31 @@ def test_help_lists_commands():
 
 def test_train_help_lists_the_contract_options():
     result = run("train", "--help")
-    for option in ("--name", "--level", "--cell", "--layers", "--units", "--embedding-dim", "--dropout",
-                   "--seq-length", "--batch-size", "--epochs", "--learning-rate", "--lr-schedule", "--precision",
-                   "--time-budget", "--stateful / --stateless",
-                   "--validation-fraction", "--seed", "--max-vocab", "--min-count", "--lowercase", "--encoding",
-                   "--errors", "--overwrite"):
+    for option in (
+        "--name",
+        "--level",
+        "--cell",
+        "--layers",
+        "--units",
+        "--embedding-dim",
+        "--dropout",
+        "--seq-length",
+        "--batch-size",
+        "--epochs",
+        "--learning-rate",
+        "--lr-schedule",
+        "--precision",
+        "--time-budget",
+        "--stateful / --stateless",
+        "--validation-fraction",
+        "--seed",
+        "--max-vocab",
+        "--min-count",
+        "--lowercase",
+        "--encoding",
+        "--errors",
+        "--overwrite",
+    ):
         assert option in result.output
 
 
@@ -139,8 +158,27 @@ def test_sample_evaluate_info(tiny_model):
 def test_train_then_sample_end_to_end(in_tmp):
     corpus = in_tmp / "poems.txt"
     corpus.write_text(make_text(lines=600))
-    result = run("train", corpus, "--units", 32, "--embedding-dim", 8, "--seq-length", 40, "--batch-size", 16,
-                 "--time-budget", "4s", "--epochs", 1000, "--level", "word", "--precision", "auto", "--stateful")
+    result = run(
+        "train",
+        corpus,
+        "--units",
+        32,
+        "--embedding-dim",
+        8,
+        "--seq-length",
+        40,
+        "--batch-size",
+        16,
+        "--time-budget",
+        "4s",
+        "--epochs",
+        1000,
+        "--level",
+        "word",
+        "--precision",
+        "auto",
+        "--stateful",
+    )
     assert result.exit_code == 0, result.output
     assert "time budget of 4s reached" in result.output
     # Not a terminal: no live progress bar (one ANSI-coloured line per step), just textgen's line per epoch.
@@ -150,8 +188,14 @@ def test_train_then_sample_end_to_end(in_tmp):
     assert json.loads((directory / "config.json").read_text())["train"]["stateful"] is True
     names = {p.name for p in directory.iterdir()}
     backups = {name for name in names if name.startswith("backup-") and name.endswith(".weights.h5")}
-    assert len(backups) == 1 and names - backups == {"config.json", "tokenizer.json", "model.keras",
-                                                     "metrics.json", "logs", "backup.json"}
+    assert len(backups) == 1 and names - backups == {
+        "config.json",
+        "tokenizer.json",
+        "model.keras",
+        "metrics.json",
+        "logs",
+        "backup.json",
+    }
     sample = run("sample", "--length", 30, "--seed", 2)  # the newest model, by default
     assert sample.exit_code == 0 and "<unk>" not in sample.output and len(sample.output) > 30
     again = run("train", corpus, "--time-budget", "1s")
@@ -177,8 +221,26 @@ def test_bad_sampling_strategy_options(tiny_model, options, message):
 
 def test_sample_json_and_beams_and_stop(tiny_model):
     directory, _ = tiny_model
-    result = run("sample", directory, "--format", "json", "--num-samples", 2, "--length", 30, "--seed", 3,
-                 "--top-k", 5, "--top-p", 0.9, "--temperature", 0.7, "--prompt", "The")
+    result = run(
+        "sample",
+        directory,
+        "--format",
+        "json",
+        "--num-samples",
+        2,
+        "--length",
+        30,
+        "--seed",
+        3,
+        "--top-k",
+        5,
+        "--top-p",
+        0.9,
+        "--temperature",
+        0.7,
+        "--prompt",
+        "The",
+    )
     lines = [json.loads(line) for line in result.output.splitlines()]
     assert len(lines) == 2 and all(line["text"].startswith("The") for line in lines)
     assert lines[0]["strategy"] == "random" and lines[0]["settings"]["top_k"] == 5
@@ -204,9 +266,27 @@ def test_sigterm_stops_a_real_run_cleanly(in_tmp):
     corpus = in_tmp / "long.txt"
     corpus.write_text(make_text(lines=3000))
     process = subprocess.Popen(
-        [sys.executable, "-m", "textgen", "train", str(corpus), "--units", "16", "--seq-length", "20",
-         "--batch-size", "4", "--epochs", "50", "--precision", "float32"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=in_tmp,
+        [
+            sys.executable,
+            "-m",
+            "textgen",
+            "train",
+            str(corpus),
+            "--units",
+            "16",
+            "--seq-length",
+            "20",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "50",
+            "--precision",
+            "float32",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=in_tmp,
     )
     for line in process.stdout:  # wait until training runs
         if "watch it learn" in line:
@@ -231,10 +311,29 @@ def test_sigkill_then_resume_continues_from_the_backup(in_tmp):
 
     corpus = in_tmp / "long.txt"
     corpus.write_text(make_text(lines=3000))
-    command = [sys.executable, "-m", "textgen", "train", str(corpus), "--name", "run", "--units", "16",
-               "--seq-length", "20", "--batch-size", "4", "--precision", "float32"]
-    process = subprocess.Popen(command + ["--epochs", "20", "--checkpoint-every", "20"], cwd=in_tmp,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "textgen",
+        "train",
+        str(corpus),
+        "--name",
+        "run",
+        "--units",
+        "16",
+        "--seq-length",
+        "20",
+        "--batch-size",
+        "4",
+        "--precision",
+        "float32",
+    ]
+    process = subprocess.Popen(
+        command + ["--epochs", "20", "--checkpoint-every", "20"],
+        cwd=in_tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     backup = in_tmp / "saved_models" / "run" / "backup.json"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not (backup.exists() and json.loads(backup.read_text())["global_step"] >= 60):
@@ -263,8 +362,7 @@ def test_resume_bad_inputs(in_tmp, tiny_model):
     shutil.copytree(tiny_model[0], in_tmp / "saved_models" / "tiny")
     other = in_tmp / "other.txt"
     other.write_text(make_text(lines=50, seed=9))
-    assert_clean_failure(run("train", other, "--resume", "--name", "tiny", "--time-budget", "1s"),
-                         "not the text")
+    assert_clean_failure(run("train", other, "--resume", "--name", "tiny", "--time-budget", "1s"), "not the text")
     (in_tmp / "saved_models" / "tiny" / "backup.json").unlink()
     assert_clean_failure(run("train", corpus, "--resume", "--name", "tiny"), "no training backup")
 
@@ -276,13 +374,28 @@ def test_fine_tune_from_a_model(in_tmp, tiny_model):
     refused = run("train", new_text, "--from", base)
     assert_clean_failure(refused, "characters of the corpus are not in the model's vocabulary: 'Ω'")
     assert "--drop-unknown" in refused.output and not (in_tmp / "saved_models").exists()
-    result = run("train", new_text, "--from", base, "--drop-unknown", "--epochs", 1, "--seq-length", 32,
-                 "--batch-size", 8, "--precision", "float32")
+    result = run(
+        "train",
+        new_text,
+        "--from",
+        base,
+        "--drop-unknown",
+        "--epochs",
+        1,
+        "--seq-length",
+        32,
+        "--batch-size",
+        8,
+        "--precision",
+        "float32",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(run("info", "saved_models/more", "--format", "json").output)
     assert report["from"] == str(base) and report["model"]["units"] == 24  # the base's network
-    assert report["tokenizer"]["vocabulary_size"] == json.loads(
-        run("info", base, "--format", "json").output)["tokenizer"]["vocabulary_size"]
+    assert (
+        report["tokenizer"]["vocabulary_size"]
+        == json.loads(run("info", base, "--format", "json").output)["tokenizer"]["vocabulary_size"]
+    )
     # It starts where the base model is: its first epoch beats the base's own first epoch (from scratch).
     base_metrics = json.loads((base / "metrics.json").read_text())
     assert report["metrics"][0]["val_loss"] < base_metrics[0]["val_loss"]

@@ -1,9 +1,15 @@
-import pytest
-
 import dataclasses
 
+import pytest
+
 from textgen.config import (
-    TRAINING_SETTINGS, CorpusConfig, ModelConfig, SamplingConfig, TokenizerConfig, TrainConfig, parse_duration,
+    TRAINING_SETTINGS,
+    CorpusConfig,
+    ModelConfig,
+    SamplingConfig,
+    TokenizerConfig,
+    TrainConfig,
+    parse_duration,
     training_configs,
 )
 from textgen.errors import TextgenError
@@ -93,7 +99,8 @@ def test_epochs_default_to_about_a_fixed_number_of_steps():
 def test_config_json_written_before_the_renames_still_reads():
     # config.json files of textgen before settings were spelled as their flags.
     assert ModelConfig.from_dict({"cell": "gru", "num_layers": 3, "dropout_rate": 0.2}) == ModelConfig(
-        cell="gru", layers=3, dropout=0.2)
+        cell="gru", layers=3, dropout=0.2
+    )
     assert TrainConfig.from_dict({"learning_rate_schedule": "linear"}).lr_schedule == "linear"
     assert "num_layers" not in ModelConfig().to_dict()  # only the new spelling is written
 

@@ -3,8 +3,8 @@ import pytest
 
 from textgen.errors import TextgenError
 from textgen.generation.generator import load
-from textgen.generation.stop_strings import StopScanner
 from textgen.generation.probabilities import log_softmax
+from textgen.generation.stop_strings import StopScanner
 
 
 def test_same_seed_same_text_and_prompt_first(tiny_model):
@@ -100,14 +100,15 @@ def test_keras_engine_matches_numpy_engine(tiny_model):
     logits, _ = keras_generator.engine.run(tokens, keras_generator.engine.initial_state(2))
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
     assert keras_generator.generate("The", length=40, temperature=0) == numpy_generator.generate(
-        "The", length=40, temperature=0)
+        "The", length=40, temperature=0
+    )
 
 
 def test_word_level_prompt_with_unknown_words_warns(tiny_word_model):
     generator = load(tiny_word_model[0])
     with pytest.warns(UserWarning, match="not in the model's vocabulary, read as <unk>: 'zebra'"):
         result = generator.generate("the zebra", length=10, seed=1)
-    assert result.startswith("the zebra") and "<unk>" not in result[len("the zebra"):]
+    assert result.startswith("the zebra") and "<unk>" not in result[len("the zebra") :]
 
 
 def test_textgen_load_takes_an_engine(tiny_model):
@@ -130,8 +131,9 @@ def test_beam_search_on_the_keras_engine_equals_numpy(tiny_model):
     numpy_beams = load(directory, engine="numpy").sample(**options)
     keras_beams = load(directory, engine="keras").sample(**options)
     assert [beam.text for beam in keras_beams] == [beam.text for beam in numpy_beams]
-    np.testing.assert_allclose([beam.log_probability for beam in keras_beams],
-                               [beam.log_probability for beam in numpy_beams], rtol=1e-4)
+    np.testing.assert_allclose(
+        [beam.log_probability for beam in keras_beams], [beam.log_probability for beam in numpy_beams], rtol=1e-4
+    )
 
 
 def test_stream_refuses_beams(tiny_model):

@@ -20,11 +20,12 @@ print("LOADED " + json.dumps(loaded))
 
 
 def loaded_modules(*arguments, cwd=None):
-    result = subprocess.run([sys.executable, "-c", PROBE, *map(str, arguments)], capture_output=True, text=True,
-                            cwd=cwd, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *map(str, arguments)], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("LOADED ")]
     assert lines, result.stdout + result.stderr
-    return json.loads(lines[-1][len("LOADED "):]), result.stdout
+    return json.loads(lines[-1][len("LOADED ") :]), result.stdout
 
 
 def test_help_imports_no_tensorflow():

@@ -69,6 +69,7 @@ def test_the_readme_defaults_are_the_commands_defaults(command):
 
 @pytest.mark.parametrize("command", ["evaluate", "info"])
 def test_the_readme_headings_name_the_format_option(command):
-    heading = next(line for line in README.read_text(encoding="utf-8").splitlines()
-                   if line.startswith(f"### `textgen {command}"))
+    heading = next(
+        line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith(f"### `textgen {command}")
+    )
     assert set(re.findall(r"--[a-z-]+", heading)) == set(command_options(command))

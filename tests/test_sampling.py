@@ -5,11 +5,11 @@ import itertools
 import numpy as np
 import pytest
 
+from textgen.config import SamplingConfig
+from textgen.errors import TextgenError
 from textgen.generation import strategies as sampling
 from textgen.generation.beam_search import beam_search
 from textgen.generation.probabilities import log_softmax
-from textgen.config import SamplingConfig
-from textgen.errors import TextgenError
 
 
 def peaked(batch, vocabulary, winners):
@@ -64,8 +64,9 @@ def test_top_k_with_ties_keeps_exactly_k():
     assert np.isfinite(processed).sum() == 2 and set(np.flatnonzero(np.isfinite(processed[0]))) <= {1, 2, 3}
 
 
-@pytest.mark.parametrize("p, kept", [(0.4, {2}), (0.6, {2, 5}), (0.8, {2, 5, 1}), (0.9, {2, 5, 1, 4}),
-                                     (1.0, {0, 1, 2, 3, 4, 5})])
+@pytest.mark.parametrize(
+    "p, kept", [(0.4, {2}), (0.6, {2, 5}), (0.8, {2, 5, 1}), (0.9, {2, 5, 1, 4}), (1.0, {0, 1, 2, 3, 4, 5})]
+)
 def test_top_p_keeps_the_minimal_set_reaching_p(p, kept):
     probabilities = np.exp(log_softmax(LOGITS[np.newaxis]))[0]  # .057 .154 .420 .021 .094 .255
     processed = sampling.get("top_p", p).process(LOGITS[np.newaxis].copy())
@@ -144,8 +145,15 @@ def test_beam_search_equals_exhaustive_search(seed):
     table, first = rng.normal(0, 2, (vocabulary, vocabulary)), rng.normal(0, 2, vocabulary)
     engine = MarkovEngine(table)
     # Length 2 with beam width = vocabulary keeps every prefix: beam search is exact.
-    beams = beam_search(engine, first[np.newaxis], engine.initial_state(1), beam_width=vocabulary, length=2,
-                        length_penalty=0.0, num_return=vocabulary)
+    beams = beam_search(
+        engine,
+        first[np.newaxis],
+        engine.initial_state(1),
+        beam_width=vocabulary,
+        length=2,
+        length_penalty=0.0,
+        num_return=vocabulary,
+    )
     best = exhaustive(table, first, 2)[:vocabulary]
     assert [beam.tokens for beam in beams] == [sequence for _, sequence in best]
     np.testing.assert_allclose([beam.log_probability for beam in beams], [total for total, _ in best])
@@ -179,8 +187,17 @@ def test_beam_stops_at_stop_text_and_length_penalty_ranks():
     table = np.log(np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.34, 0.33, 0.33]]))
     engine = MarkovEngine(table)
     decode = "ab!".__getitem__
-    beams = beam_search(engine, table[[0]], engine.initial_state(1), beam_width=3, length=6, num_return=3,
-                        decode=decode, stop=("!",), length_penalty=0.0)
+    beams = beam_search(
+        engine,
+        table[[0]],
+        engine.initial_state(1),
+        beam_width=3,
+        length=6,
+        num_return=3,
+        decode=decode,
+        stop=("!",),
+        length_penalty=0.0,
+    )
     assert all(beam.tokens[-1] == 2 for beam in beams if beam.finished)
     assert any(beam.finished for beam in beams)
     assert beams[0].log_probability == max(beam.log_probability for beam in beams)

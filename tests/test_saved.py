@@ -8,8 +8,13 @@ import pytest
 from textgen.errors import TextgenError
 from textgen.generation.numpy_engine import NumpyEngine
 from textgen.saved.atomic import atomic_write, write_json
-from textgen.saved.directory import (check_model_name, check_new_model_directory, default_model_name,
-                                     new_model_directory, newest_model_directory)
+from textgen.saved.directory import (
+    check_model_name,
+    check_new_model_directory,
+    default_model_name,
+    new_model_directory,
+    newest_model_directory,
+)
 from textgen.saved.keras_archive import read_keras_archive
 from textgen.saved.saved_model import describe, load_saved_model
 
@@ -22,15 +27,25 @@ class KeepTrainedModel(keras.callbacks.Callback):
 
 
 def test_the_saved_model_computes_what_the_trained_model_computed(tmp_path):
-    import textgen
-
     from conftest import make_text, quiet
+
+    import textgen
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(make_text(lines=200))
     keeper = KeepTrainedModel()
-    result = textgen.train(corpus, root=tmp_path, echo=quiet, callbacks=[keeper], epochs=1, seq_length=20,
-                           batch_size=8, units=8, embedding_dim=4, precision="float32")
+    result = textgen.train(
+        corpus,
+        root=tmp_path,
+        echo=quiet,
+        callbacks=[keeper],
+        epochs=1,
+        seq_length=20,
+        batch_size=8,
+        units=8,
+        embedding_dim=4,
+        precision="float32",
+    )
     saved = load_saved_model(result.directory)
     tokens = saved.tokenizer.encode("The river keeps")[np.newaxis]  # (1, time)
     expected = np.asarray(keeper.trained(tokens))  # the model in memory, before it was ever read back
@@ -133,3 +148,89 @@ def test_newest_model_directory(tmp_path):
         (tmp_path / name / "model.keras").write_text("x")
         os.utime(tmp_path / name / "model.keras", (1000 + index, 1000 + index))
     assert newest_model_directory(tmp_path).name == "new"
+
+
+def save_keras_model(model, directory, source):
+    """A copy of the model directory ``source`` whose model.keras is ``model``."""
+    import shutil
+
+    shutil.copytree(source, directory)
+    model.save(directory / "model.keras")
+    return directory
+
+
+def test_an_archive_with_a_layer_textgen_does_not_build_is_refused(tiny_model, tmp_path):
+    inputs = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.Embedding(20, 4)(inputs)
+    hidden = keras.layers.LayerNormalization()(hidden)  # a real Keras layer, but not one of ours
+    outputs = keras.layers.Dense(20)(keras.layers.LSTM(4, return_sequences=True)(hidden))
+    directory = save_keras_model(keras.Model(inputs, outputs), tmp_path / "strange", tiny_model[0])
+    with pytest.raises(TextgenError, match="contains layers textgen does not build: LayerNormalization"):
+        load_saved_model(directory).read_weights()
+
+
+def test_weights_that_do_not_fit_the_vocabulary_are_refused(tiny_model, tmp_path):
+    from textgen.config import ModelConfig
+    from textgen.model import build_model
+
+    vocabulary_size = load_saved_model(tiny_model[0]).tokenizer.vocabulary_size
+    model = build_model(ModelConfig(units=4, embedding_dim=4), vocabulary_size + 3)
+    directory = save_keras_model(model, tmp_path / "other", tiny_model[0])
+    with pytest.raises(TextgenError, match=f"model has {vocabulary_size + 3} outputs but the tokenizer"):
+        load_saved_model(directory).read_weights()
+
+
+def network_layers(units=3, vocabulary=5, embedding_dim=2):
+    """KerasLayers of a well-formed 1-layer GRU network, to break one thing at a time."""
+    from textgen.saved.keras_archive import KerasLayer
+
+    zeros = np.zeros
+    return [
+        KerasLayer("InputLayer", []),
+        KerasLayer("Embedding", [zeros((vocabulary, embedding_dim))]),
+        KerasLayer("GRU", [zeros((embedding_dim, 3 * units)), zeros((units, 3 * units)), zeros((2, 3 * units))]),
+        KerasLayer("Dense", [zeros((units, vocabulary)), zeros(vocabulary)]),
+    ]
+
+
+def test_the_network_checks_every_shape():
+    from textgen.saved.keras_archive import Network
+
+    assert Network.from_layers(network_layers()).vocabulary_size == 5
+    broken = {
+        "the embedding and the output layer disagree": lambda layers: layers[3].weights.__setitem__(1, np.zeros(6)),
+        r"recurrent layer 1 \(GRU\) has wrong shapes": lambda layers: layers[2].weights.__setitem__(
+            2, np.zeros(9)
+        ),  # a reset_after=False bias
+        "does not fit the last recurrent layer": lambda layers: layers[3].weights.__setitem__(0, np.zeros((4, 5))),
+        "NaN or infinite": lambda layers: layers[1].weights[0].__setitem__((0, 0), np.nan),
+        "not numbers": lambda layers: layers[1].weights.__setitem__(0, np.array([["a", "b"]] * 5)),
+        "does not have one embedding": lambda layers: layers.pop(1),
+        "does not have 3 arrays": lambda layers: layers[2].weights.pop(),
+    }
+    for message, damage in broken.items():
+        layers = network_layers()
+        damage(layers)
+        with pytest.raises(TextgenError, match=message):
+            Network.from_layers(layers)
+
+
+def test_a_corrupt_tokenizer_or_config_is_one_clear_error(tiny_model, tmp_path):
+    import shutil
+
+    cases = {
+        "tokenizer.json": ({"format_version": 1, "kind": "char", "vocabulary": "abc"}, "no valid vocabulary"),
+        "config.json": (
+            {"format_version": 1, "model": {"units": "many"}, "tokenizer": {}, "train": {}},
+            "units must be an integer",
+        ),
+    }
+    for name, (content, message) in cases.items():
+        directory = tmp_path / name
+        shutil.copytree(tiny_model[0], directory)
+        (directory / name).write_text(json.dumps(content))
+        with pytest.raises(TextgenError, match=message):
+            load_saved_model(directory)
+    (directory / "config.json").write_text(json.dumps({"format_version": 1, "model": [], "tokenizer": {}, "train": {}}))
+    with pytest.raises(TextgenError, match="ModelConfig must be a JSON object"):
+        load_saved_model(directory)

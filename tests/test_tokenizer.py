@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from textgen.config import TokenizerConfig
-from textgen.errors import TextgenError
 from textgen.data.tokenizer import CharTokenizer, WordTokenizer, fit_tokenizer, tokenizer_from_dict
+from textgen.errors import TextgenError
 
 MIXED = "床前明月光，疑是地上霜。\nA cat 🐈 sat; the 猫 sat too! 👩‍👩‍👧\n"
 

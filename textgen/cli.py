@@ -14,8 +14,8 @@ import sys
 import click
 
 from textgen.config import TRAINING_SETTINGS, SamplingConfig, parse_duration
-from textgen.settings import flag_name, rule_of
 from textgen.errors import TextgenError
+from textgen.settings import flag_name, rule_of
 
 # The shell's convention: 128 + the signal's number.
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -69,8 +69,11 @@ def settings_options(*config_classes):
 
 def _given(context, values):
     """The options the user typed, without click's defaults: the library fills in the rest."""
-    return {name: value for name, value in values.items()
-            if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    return {
+        name: value
+        for name, value in values.items()
+        if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
 
 
 class TextgenGroup(click.Group):
@@ -108,8 +111,16 @@ def train(context, corpus, name, overwrite, resume, base, drop_unknown, **settin
 
     # Keras's live progress bar on a terminal only: written to a file or a pipe it
     # prints a new line with ANSI colour codes every step; textgen's line per epoch suffices.
-    result = train_model(corpus, name=name, overwrite=overwrite, resume=resume, base=base,
-                         drop_unknown=drop_unknown, progress_bar=sys.stdout.isatty(), **_given(context, settings))
+    result = train_model(
+        corpus,
+        name=name,
+        overwrite=overwrite,
+        resume=resume,
+        base=base,
+        drop_unknown=drop_unknown,
+        progress_bar=sys.stdout.isatty(),
+        **_given(context, settings),
+    )
     if not resume:
         click.echo(f"sample from it: textgen sample {result.directory}")
     if result.stopped_by_signal:
@@ -117,8 +128,9 @@ def train(context, corpus, name, overwrite, resume, base, drop_unknown, **settin
 
 
 def _format_option():
-    return click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-                        show_default=True)
+    return click.option(
+        "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
+    )
 
 
 @main.command()
@@ -139,10 +151,20 @@ def sample(model, output_format, **options):
     samples = generator.sample(settings)
     for index, result in enumerate(samples, start=1):
         if output_format == "json":
-            click.echo(json.dumps({"text": settings.prompt + result.text, "prompt": settings.prompt,
-                                   "strategy": settings.strategy, "settings": _reported(settings),
-                                   "log_probability": result.log_probability, "tokens": result.tokens,
-                                   "stopped": result.stopped}, ensure_ascii=False))
+            click.echo(
+                json.dumps(
+                    {
+                        "text": settings.prompt + result.text,
+                        "prompt": settings.prompt,
+                        "strategy": settings.strategy,
+                        "settings": _reported(settings),
+                        "log_probability": result.log_probability,
+                        "tokens": result.tokens,
+                        "stopped": result.stopped,
+                    },
+                    ensure_ascii=False,
+                )
+            )
         else:
             click.echo(f"--- sample {index} of {len(samples)} (log-probability {result.log_probability:.2f}) ---")
             click.echo(settings.prompt + result.text)
@@ -180,8 +202,9 @@ def evaluate(model, files, output_format):
 
     generator = load(model)
     saved = generator.saved_model
-    metrics = evaluate_files(generator, files, encoding=saved.corpus_setting("encoding"),
-                             errors=saved.corpus_setting("errors"))
+    metrics = evaluate_files(
+        generator, files, encoding=saved.corpus_setting("encoding"), errors=saved.corpus_setting("errors")
+    )
     if output_format == "json":
         click.echo(json.dumps(metrics))
         return
@@ -212,11 +235,14 @@ def info(model, output_format):
     for run in sorted({epoch.get("run", 1) for epoch in report["metrics"]}):
         epochs = [epoch for epoch in report["metrics"] if epoch.get("run", 1) == run]
         best = min(epoch.get("val_loss", epoch["loss"]) for epoch in epochs)
-        click.echo(f"run {run}: {len(epochs)} epoch(s) to global step {epochs[-1]['global_step']:,}, "
-                   f"best loss {best:.4f}")
+        click.echo(
+            f"run {run}: {len(epochs)} epoch(s) to global step {epochs[-1]['global_step']:,}, best loss {best:.4f}"
+        )
     for epoch in report["metrics"]:
         prefix = "val_" if "val_loss" in epoch else ""
         held_out = f", val_loss {epoch['val_loss']:.4f}" if prefix else ""
-        click.echo(f"epoch {epoch['epoch']}: loss {epoch['loss']:.4f}{held_out}, "
-                   f"{epoch[prefix + 'bits_per_character']:.3f} bits/char, "
-                   f"{epoch['characters_per_second']:,.0f} chars/s, global_step {epoch['global_step']:,}")
+        click.echo(
+            f"epoch {epoch['epoch']}: loss {epoch['loss']:.4f}{held_out}, "
+            f"{epoch[prefix + 'bits_per_character']:.3f} bits/char, "
+            f"{epoch['characters_per_second']:,.0f} chars/s, global_step {epoch['global_step']:,}"
+        )

@@ -15,7 +15,7 @@ config.json); unknown keys fail rather than being silently ignored.
 import dataclasses
 import os
 import re
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 from textgen.cells import CELLS
 from textgen.errors import TextgenError
@@ -47,7 +47,7 @@ class TokenizerConfig(Settings):
     """How text becomes tokens: characters or words, and how the vocabulary is capped."""
 
     level: str = setting("char", "Characters, or words + punctuation + whitespace runs.", choices=("char", "word"))
-    max_vocab: Optional[int] = setting(None, "Keep only the N most frequent tokens.", integer=(2, None), optional=True)
+    max_vocab: int | None = setting(None, "Keep only the N most frequent tokens.", integer=(2, None), optional=True)
     min_count: int = setting(1, "Drop tokens seen fewer than N times.", integer=(1, None))
     lowercase: bool = setting(False, "Lowercase the text before tokenizing.", boolean=True)
 
@@ -77,7 +77,9 @@ class CorpusConfig(Settings):
         if not sources:
             raise TextgenError("no corpus given: name a file, directory, glob or built-in corpus")
         if not all(isinstance(source, str) and source for source in sources):
-            raise TextgenError(f"a corpus source must be a file name, directory, glob or built-in corpus; got {sources!r}")
+            raise TextgenError(
+                f"a corpus source must be a file name, directory, glob or built-in corpus; got {sources!r}"
+            )
         object.__setattr__(self, "sources", sources)
         _check_encoding(self.encoding)
 
@@ -105,31 +107,48 @@ class TrainConfig(Settings):
 
     # 50, not the classic 100: twice the optimizer steps per minute. benchmarks/RESULTS.md:
     # 1.57 vs 1.71 nats/char at 95 s, 1.469 vs 1.455 at 10 minutes.
-    seq_length: int = setting(50, "Tokens per training window (backpropagation through time).",
-                              integer=(1, 100_000))
+    seq_length: int = setting(50, "Tokens per training window (backpropagation through time).", integer=(1, 100_000))
     batch_size: int = setting(64, "Windows per step.", integer=(1, 1_000_000))
-    epochs: Optional[int] = setting(None, "Passes over the training text.", integer=(1, None), optional=True,
-                                    default_help=f"enough for about {AUTO_EPOCH_STEPS:,} steps")
+    epochs: int | None = setting(
+        None,
+        "Passes over the training text.",
+        integer=(1, None),
+        optional=True,
+        default_help=f"enough for about {AUTO_EPOCH_STEPS:,} steps",
+    )
     # benchmarks/RESULTS.md: better than 3e-3 at 95 s and at 10 min.
     learning_rate: float = setting(6e-3, "Adam's peak learning rate.", interval="(0, 10]")
     # The peak, then down to zero over the last 20% (RESULTS.md).
-    lr_schedule: str = setting("cooldown", "How the learning rate falls to zero by the end of the run "
-                               "(the epochs or the time budget).", choices=("constant", "cooldown", "linear", "cosine"))
+    lr_schedule: str = setting(
+        "cooldown",
+        "How the learning rate falls to zero by the end of the run (the epochs or the time budget).",
+        choices=("constant", "cooldown", "linear", "cosine"),
+    )
     # Stateful: row i of each batch continues row i of the batch before, and the
     # RNN state is carried over. benchmarks/RESULTS.md: better at 95 s (1.514 vs
     # 1.552 nats/char), worse at 10 minutes (1.480 vs 1.462), so off by default.
-    stateful: bool = setting(False, "Carry the RNN state from each window to the next one in the text, or start "
-                             "every window from zeros.", boolean=True, negative_flag="--stateless")
+    stateful: bool = setting(
+        False,
+        "Carry the RNN state from each window to the next one in the text, or start every window from zeros.",
+        boolean=True,
+        negative_flag="--stateless",
+    )
     # The global norm of all gradients together, as in PyTorch's clip_grad_norm_.
     clip_norm: float = setting(1.0, "Clip the gradients' global norm to this.", interval="(0, inf)", option=False)
-    precision: str = setting("auto", "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bfloat16, "
-                             "else float32.", choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"))
-    time_budget: Optional[float] = setting(None, "Stop after this long, e.g. 90s, 10m, 1h.", interval="(0, inf)",
-                                           optional=True, parse=parse_duration)
-    patience: Optional[int] = setting(None, "Stop after N epochs without a better validation loss.",
-                                      integer=(1, None), optional=True)
-    checkpoint_every: Optional[int] = setting(None, "Write a resumable backup every N steps (and always at the end).",
-                                              integer=(1, None), optional=True)
+    precision: str = setting(
+        "auto",
+        "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bfloat16, else float32.",
+        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+    )
+    time_budget: float | None = setting(
+        None, "Stop after this long, e.g. 90s, 10m, 1h.", interval="(0, inf)", optional=True, parse=parse_duration
+    )
+    patience: int | None = setting(
+        None, "Stop after N epochs without a better validation loss.", integer=(1, None), optional=True
+    )
+    checkpoint_every: int | None = setting(
+        None, "Write a resumable backup every N steps (and always at the end).", integer=(1, None), optional=True
+    )
     seed: int = setting(0, "Same seed, same run.", integer=(0, 2**31 - 1))
 
     def epochs_for(self, steps_per_epoch):
@@ -153,9 +172,10 @@ class SamplingConfig(Settings):
     """
 
     temperature: float = setting(1.0, "0 = greedy; lower is safer, higher is wilder.", interval="[0, 100]")
-    top_k: Optional[int] = setting(None, "Sample only from the K likeliest tokens.", integer=(1, None), optional=True)
-    top_p: Optional[float] = setting(None, "Sample only from the likeliest tokens whose probability reaches P.",
-                                     interval="(0, 1]", optional=True)
+    top_k: int | None = setting(None, "Sample only from the K likeliest tokens.", integer=(1, None), optional=True)
+    top_p: float | None = setting(
+        None, "Sample only from the likeliest tokens whose probability reaches P.", interval="(0, 1]", optional=True
+    )
     beam_width: int = setting(1, "Above 1: beam search instead of sampling.", integer=(1, 4096))
     length_penalty: float = setting(1.0, "Beams rank by log-probability / length ** this.", interval="[0, 10]")
     num_return: int = setting(1, "How many of the best beams to print.", integer=(1, None))
@@ -163,9 +183,12 @@ class SamplingConfig(Settings):
     prompt: str = setting("", "Text to start from (printed first).")
     stop: tuple = setting((), "End a sample at this text (not printed); repeatable.")
     num_samples: int = setting(1, "Samples written together in one batch.", integer=(1, 100_000))
-    seed: Optional[int] = setting(None, "Same seed, same text.", integer=(0, 2**32 - 1), optional=True)
-    engine: str = setting("auto", "numpy: instant start; keras: compiled TensorFlow step, for GPUs and big batches; "
-                          "auto: numpy.", choices=("auto", "numpy", "keras"))
+    seed: int | None = setting(None, "Same seed, same text.", integer=(0, 2**32 - 1), optional=True)
+    engine: str = setting(
+        "auto",
+        "numpy: instant start; keras: compiled TensorFlow step, for GPUs and big batches; auto: numpy.",
+        choices=("auto", "numpy", "keras"),
+    )
 
     def check(self):
         if isinstance(self.stop, str):  # one stop string on its own
@@ -198,5 +221,6 @@ def training_configs(settings):
     unknown = sorted(set(settings) - set(owners))
     if unknown:
         raise TextgenError(f"unknown setting {unknown[0]!r}; the settings are {', '.join(sorted(owners))}")
-    return {cls: cls(**{key: value for key, value in settings.items() if owners[key] is cls})
-            for cls in TRAINING_SETTINGS}
+    return {
+        cls: cls(**{key: value for key, value in settings.items() if owners[key] is cls}) for cls in TRAINING_SETTINGS
+    }

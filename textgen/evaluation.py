@@ -14,8 +14,8 @@ import numpy as np
 from textgen.config import CorpusConfig
 from textgen.data.corpus import read_corpus
 from textgen.errors import TextgenError
-from textgen.metrics import loss_metrics
 from textgen.generation.probabilities import log_softmax
+from textgen.metrics import loss_metrics
 
 # Logits held in memory at once while scoring (tokens x vocabulary floats).
 _LOGITS_PER_CHUNK = 1 << 21
@@ -51,6 +51,9 @@ def evaluate_text(generator, text):
 
 def evaluate_files(generator, paths, *, encoding="utf-8", errors="strict"):
     """Metrics for files read (and joined) exactly as a training corpus is."""
-    corpus = read_corpus(CorpusConfig(sources=tuple(str(path) for path in paths), encoding=encoding,
-                                      errors=errors, validation_fraction=0.0))
+    corpus = read_corpus(
+        CorpusConfig(
+            sources=tuple(str(path) for path in paths), encoding=encoding, errors=errors, validation_fraction=0.0
+        )
+    )
     return evaluate_text(generator, corpus.text)

@@ -36,7 +36,10 @@ def build_model(config, vocabulary_size, *, precision="float32", stateful_batch_
     layer_class = getattr(keras.layers, CELLS[config.cell].keras_layer)  # --cell lstm -> keras.layers.LSTM
     for index in range(config.layers):
         hidden = layer_class(
-            config.units, return_sequences=True, stateful=stateful_batch_size is not None, dtype=precision,
+            config.units,
+            return_sequences=True,
+            stateful=stateful_batch_size is not None,
+            dtype=precision,
             name=f"{config.cell}_{index + 1}",
         )(hidden)  # (batch, time, units)
         if config.dropout > 0:

@@ -25,11 +25,7 @@ def _python_stdlib_files():
     """The installed Python's standard-library source, less its test suites (~12 MB of code)."""
     root = Path(sysconfig.get_paths()["stdlib"])
     skipped = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
-    return [
-        path
-        for path in sorted(root.rglob("*.py"))
-        if not skipped.intersection(path.relative_to(root).parts[:-1])
-    ]
+    return [path for path in sorted(root.rglob("*.py")) if not skipped.intersection(path.relative_to(root).parts[:-1])]
 
 
 # Built-in corpora: a name -> a function listing its files. Every machine with

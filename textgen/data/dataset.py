@@ -68,8 +68,9 @@ def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, state
             f"{seq_length + 1} tokens; lower --seq-length or --batch-size, or add text"
         )
     corpus = tf.constant(np.asarray(ids, dtype=np.int32))  # (tokens,), stored once
-    layout = dict(token_count=len(ids), seq_length=seq_length, batch_size=batch_size, steps=steps, seed=seed,
-                  stateful=stateful)
+    layout = dict(
+        token_count=len(ids), seq_length=seq_length, batch_size=batch_size, steps=steps, seed=seed, stateful=stateful
+    )
     dataset = (
         tf.data.Dataset.random(seed=seed)  # each element starts one epoch: its own offset and order
         .flat_map(lambda random_value: tf.data.Dataset.from_tensor_slices(_epoch_batches(random_value, **layout)))

@@ -11,9 +11,9 @@ import dataclasses
 import numpy as np
 
 from textgen.data.corpus import read_corpus, split_train_validation
-from textgen.errors import TextgenError
 from textgen.data.tokenizer import fit_tokenizer
 from textgen.data.windows import steps_per_epoch, training_windows, validation_windows
+from textgen.errors import TextgenError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,13 +44,16 @@ def _known_text(corpus, tokenizer, drop_unknown):
     if not drop_unknown:
         shown = ", ".join(repr(character) for character in unknown[:10])
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        raise TextgenError(f"{len(unknown)} characters of the corpus are not in the model's vocabulary: "
-                           f"{shown}{more}; pass --drop-unknown to leave them out")
+        raise TextgenError(
+            f"{len(unknown)} characters of the corpus are not in the model's vocabulary: "
+            f"{shown}{more}; pass --drop-unknown to leave them out"
+        )
     return dataclasses.replace(corpus, text=corpus.text.translate({ord(character): None for character in unknown}))
 
 
-def prepare_training_text(corpus_config, tokenizer_config, train_config, *, tokenizer=None, drop_unknown=False,
-                          resolved=None):
+def prepare_training_text(
+    corpus_config, tokenizer_config, train_config, *, tokenizer=None, drop_unknown=False, resolved=None
+):
     """Read, tokenize and split the corpus; raise ``TextgenError`` if it cannot train.
 
     A ``tokenizer`` given (a resumed or fine-tuned run's) is used as it is

@@ -69,16 +69,28 @@ class _StopWatch:
         """(candidates,) bool: True where the candidate's text contains a stop string."""
         if not self.stop:
             return np.zeros(len(tokens), dtype=bool)
-        self.tails = [(self.tails[parent] + self.decode(token))[-self.tail_length :]
-                      for parent, token in zip(parents, tokens)]
+        self.tails = [
+            (self.tails[parent] + self.decode(token))[-self.tail_length :] for parent, token in zip(parents, tokens)
+        ]
         return np.array([any(text in tail for text in self.stop) for tail in self.tails], dtype=bool)
 
     def keep(self, alive):
         self.tails = [tail for tail, keep in zip(self.tails, alive) if keep]
 
 
-def beam_search(engine, logits, state, *, beam_width, length, length_penalty=1.0, num_return=1,
-                decode=None, stop=(), masked_token=None):
+def beam_search(
+    engine,
+    logits,
+    state,
+    *,
+    beam_width,
+    length,
+    length_penalty=1.0,
+    num_return=1,
+    decode=None,
+    stop=(),
+    masked_token=None,
+):
     """The ``num_return`` best continuations of a primed state.
 
     Args:
@@ -104,8 +116,7 @@ def beam_search(engine, logits, state, *, beam_width, length, length_penalty=1.0
         parents, tokens, candidate_totals = _best_candidates(totals, logits, beam_width, masked_token)
         history.append((parents, tokens))
         done = watch.finished(parents, tokens)
-        finished += [Beam(_trace_back(history, position), float(candidate_totals[position]), True)
-                     for position in np.flatnonzero(done)]
+        finished += [Beam(_trace_back(history, at), float(candidate_totals[at]), True) for at in np.flatnonzero(done)]
         alive = ~done
         totals = candidate_totals[alive]
         if not alive.any():

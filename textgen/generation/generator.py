@@ -77,8 +77,10 @@ class Generator:
 
     def _check(self, settings):
         if settings.beam_width > self.tokenizer.vocabulary_size:
-            raise TextgenError(f"beam-width {settings.beam_width} is larger than the vocabulary "
-                               f"({self.tokenizer.vocabulary_size} tokens)")
+            raise TextgenError(
+                f"beam-width {settings.beam_width} is larger than the vocabulary "
+                f"({self.tokenizer.vocabulary_size} tokens)"
+            )
 
     def _token_steps(self, settings):
         """Random or greedy sampling, one step at a time, of ``num_samples`` streams in one batch.
@@ -89,8 +91,9 @@ class Generator:
         self._check(settings)
         sampler, rng = strategy_for(settings), np.random.default_rng(settings.seed)
         if not sampler.stepwise:
-            raise TextgenError(f"the {sampler.name} strategy writes whole samples, not one token at a time; "
-                               f"use sample()")
+            raise TextgenError(
+                f"the {sampler.name} strategy writes whole samples, not one token at a time; use sample()"
+            )
         logits, state = self._prime(settings.prompt, settings.num_samples)
         rows = np.arange(settings.num_samples)
         unknown = self.tokenizer.unknown_id
@@ -116,8 +119,10 @@ class Generator:
             yield [scanner.feed(vocabulary[token]) for scanner, token in zip(scanners, tokens)]
         yield [scanner.flush() for scanner in scanners]  # held-back text that never became a stop
         totals = np.reshape(step_log_probabilities, (-1, settings.num_samples))  # (steps, num_samples)
-        return [Sample(scanner.text, float(totals[: scanner.steps, index].sum()), scanner.steps, scanner.stopped)
-                for index, scanner in enumerate(scanners)]
+        return [
+            Sample(scanner.text, float(totals[: scanner.steps, index].sum()), scanner.steps, scanner.stopped)
+            for index, scanner in enumerate(scanners)
+        ]
 
     def _sample_batch(self, settings):
         """Sampling without stop strings: tokens collected as arrays, decoded once at the end."""
@@ -126,15 +131,20 @@ class Generator:
             return [Sample("", 0.0, 0, False) for _ in range(settings.num_samples)]
         tokens = np.stack([step[0] for step in steps], axis=1)  # (num_samples, length)
         totals = np.sum([step[1] for step in steps], axis=0)  # (num_samples,)
-        return [Sample(self.tokenizer.decode(row), float(total), len(row), False)
-                for row, total in zip(tokens, totals)]
+        return [Sample(self.tokenizer.decode(row), float(total), len(row), False) for row, total in zip(tokens, totals)]
 
     def _beams(self, strategy, settings):
         self._check(settings)
         logits, state = self._prime(settings.prompt, 1)
-        beams = strategy.search(self.engine, logits, state, length=settings.length,
-                                decode=lambda token: self.tokenizer.vocabulary[token], stop=settings.stop,
-                                masked_token=self.tokenizer.unknown_id)
+        beams = strategy.search(
+            self.engine,
+            logits,
+            state,
+            length=settings.length,
+            decode=lambda token: self.tokenizer.vocabulary[token],
+            stop=settings.stop,
+            masked_token=self.tokenizer.unknown_id,
+        )
         samples = []
         for beam in beams:
             text, stopped = cut_at_stop(self.tokenizer.decode(beam.tokens), settings.stop)

@@ -30,8 +30,11 @@ class KerasEngine:
         self.embedding = tf.constant(network.embedding)  # (vocabulary, embedding_dim)
         self.output_kernel = tf.constant(network.output_kernel)  # (units, vocabulary)
         self.output_bias = tf.constant(network.output_bias)  # (vocabulary,)
-        state_specs = [tf.TensorSpec((None, cell.units), tf.float32)
-                       for cell, count in zip(self.cells, self.state_counts) for _ in range(count)]
+        state_specs = [
+            tf.TensorSpec((None, cell.units), tf.float32)
+            for cell, count in zip(self.cells, self.state_counts)
+            for _ in range(count)
+        ]
         self._compiled_step = tf.function(
             self._step, input_signature=[tf.TensorSpec((None,), tf.int32), state_specs], reduce_retracing=True
         )
@@ -51,8 +54,10 @@ class KerasEngine:
 
     def initial_state(self, batch_size):
         """Zero states: one tuple of (batch, units) arrays per layer, as in the NumPy engine."""
-        return [tuple(np.zeros((batch_size, cell.units), np.float32) for _ in range(count))
-                for cell, count in zip(self.cells, self.state_counts)]
+        return [
+            tuple(np.zeros((batch_size, cell.units), np.float32) for _ in range(count))
+            for cell, count in zip(self.cells, self.state_counts)
+        ]
 
     def step(self, tokens, state):
         """tokens (batch,) -> logits (batch, vocabulary) and the next state, as NumPy arrays."""

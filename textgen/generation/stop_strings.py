@@ -34,8 +34,15 @@ class StopScanner:
             self.stopped = True
             released, self.pending = self.pending[: min(found)], ""
         else:
-            hold = max((size for text in self.stop for size in range(len(text) - 1, 0, -1)
-                        if self.pending.endswith(text[:size])), default=0)
+            hold = max(
+                (
+                    size
+                    for text in self.stop
+                    for size in range(len(text) - 1, 0, -1)
+                    if self.pending.endswith(text[:size])
+                ),
+                default=0,
+            )
             cut = len(self.pending) - hold
             released, self.pending = self.pending[:cut], self.pending[cut:]
         self.released.append(released)

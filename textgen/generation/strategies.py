@@ -158,8 +158,15 @@ class BeamSearch:
 
     def search(self, engine, logits, state, **options):
         """The best beams from a primed state; ``options`` as ``beam_search.beam_search`` takes them."""
-        return beam_search(engine, logits, state, beam_width=self.beam_width, length_penalty=self.length_penalty,
-                           num_return=self.num_return, **options)
+        return beam_search(
+            engine,
+            logits,
+            state,
+            beam_width=self.beam_width,
+            length_penalty=self.length_penalty,
+            num_return=self.num_return,
+            **options,
+        )
 
 
 STRATEGIES = {strategy.name: strategy for strategy in (GreedySampler, RandomSampler, BeamSearch)}

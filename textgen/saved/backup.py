@@ -36,8 +36,10 @@ def read_backup(directory):
     """The state written by ``write_backup``; a clear error when there is none to resume."""
     path = Path(directory) / BACKUP_FILE
     if not path.is_file():
-        raise TextgenError(f"no training backup in {directory} to resume from (it is written at the end of a run "
-                           f"and every --checkpoint-every steps)")
+        raise TextgenError(
+            f"no training backup in {directory} to resume from (it is written at the end of a run "
+            f"and every --checkpoint-every steps)"
+        )
     state = read_json(path)
     weights = state.get("weights", "") if isinstance(state, dict) else ""
     if not isinstance(weights, str) or not BACKUP_WEIGHTS.match(weights) or not (Path(directory) / weights).is_file():

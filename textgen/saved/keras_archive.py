@@ -130,7 +130,9 @@ class Network:
         if len(embedding) != 1 or len(output) != 1 or not recurrent:
             raise TextgenError(f"{source} does not have one embedding, recurrent layers and one output layer")
         if len(embedding[0]) != 1 or len(output[0]) != 2:
-            raise TextgenError(f"{source} has malformed weights: the embedding or the output layer has the wrong arrays")
+            raise TextgenError(
+                f"{source} has malformed weights: the embedding or the output layer has the wrong arrays"
+            )
         network = cls(embedding[0][0], tuple(recurrent), *output[0])
         network._check_shapes(source)
         return network
@@ -145,19 +147,28 @@ class Network:
             if not condition:
                 raise TextgenError(f"{source} has malformed weights: {what}")
 
-        require(self.embedding.ndim == 2 and self.output_kernel.ndim == 2 and self.output_bias.ndim == 1,
-                "the embedding or the output layer has arrays of the wrong rank")
+        require(
+            self.embedding.ndim == 2 and self.output_kernel.ndim == 2 and self.output_bias.ndim == 1,
+            "the embedding or the output layer has arrays of the wrong rank",
+        )
         vocabulary_size, width = self.embedding.shape  # each layer's input width, from the embedding on
-        require(self.output_kernel.shape[1] == vocabulary_size == self.output_bias.shape[0] > 0,
-                "the embedding and the output layer disagree on the vocabulary size")
+        require(
+            self.output_kernel.shape[1] == vocabulary_size == self.output_bias.shape[0] > 0,
+            "the embedding and the output layer disagree on the vocabulary size",
+        )
         for index, (kind, arrays) in enumerate(self.recurrent, start=1):
             require(len(arrays) == 3, f"recurrent layer {index} does not have 3 arrays")
             kernel, recurrent_kernel, bias = arrays
             units = recurrent_kernel.shape[0] if recurrent_kernel.ndim == 2 else 0
             columns = kind.gates * units  # (input, gates * units) kernels, gate blocks side by side
             bias_shape = (columns,) if kind.bias_rows == 1 else (kind.bias_rows, columns)
-            require(units > 0 and kernel.shape == (width, columns) and recurrent_kernel.shape == (units, columns)
-                    and bias.shape == bias_shape, f"recurrent layer {index} ({kind.keras_layer}) has wrong shapes")
+            require(
+                units > 0
+                and kernel.shape == (width, columns)
+                and recurrent_kernel.shape == (units, columns)
+                and bias.shape == bias_shape,
+                f"recurrent layer {index} ({kind.keras_layer}) has wrong shapes",
+            )
             width = units
         require(self.output_kernel.shape[0] == width, "the output layer does not fit the last recurrent layer")
         require(all(np.isfinite(array).all() for array in self.arrays), "NaN or infinite values")

@@ -47,13 +47,16 @@ class SavedModel:
         layers, global_step = read_keras_archive(self.model_path)
         network = Network.from_layers(layers, source=str(self.model_path))
         if network.vocabulary_size != self.tokenizer.vocabulary_size:
-            raise TextgenError(f"{self.directory}: model has {network.vocabulary_size} outputs but the tokenizer "
-                               f"has {self.tokenizer.vocabulary_size} tokens (mismatched files?)")
+            raise TextgenError(
+                f"{self.directory}: model has {network.vocabulary_size} outputs but the tokenizer "
+                f"has {self.tokenizer.vocabulary_size} tokens (mismatched files?)"
+            )
         return network, global_step
 
 
-def write_settings(directory, *, model, tokenizer_config, train, corpus_config, corpus_summary, tokenizer, versions,
-                   base=None):
+def write_settings(
+    directory, *, model, tokenizer_config, train, corpus_config, corpus_summary, tokenizer, versions, base=None
+):
     """config.json (every setting of the run) and tokenizer.json; ``base``: the model fine-tuned from."""
     write_json(
         Path(directory) / CONFIG_FILE,
@@ -113,7 +116,10 @@ def describe(saved_model):
     return {
         "directory": str(saved_model.directory),
         "model": saved_model.model.to_dict(),
-        "tokenizer": {**saved_model.tokenizer_config.to_dict(), "vocabulary_size": saved_model.tokenizer.vocabulary_size},
+        "tokenizer": {
+            **saved_model.tokenizer_config.to_dict(),
+            "vocabulary_size": saved_model.tokenizer.vocabulary_size,
+        },
         "train": saved_model.train.to_dict(),
         "corpus": saved_model.corpus,
         "from": saved_model.base,

@@ -167,11 +167,11 @@ class BestModel(keras.callbacks.Callback):
 class EpochLog(keras.callbacks.Callback):
     """Each epoch's record: appended to the run's history, written to metrics.json, printed as one line."""
 
-    def __init__(self, directory, state, *, echo=functools.partial(print, flush=True)):
+    def __init__(self, directory, state, *, echo=None):
         super().__init__()
         self.directory = directory
         self.state = state  # the run's RunState: history, run, last_saved_epoch
-        self.echo = echo
+        self.echo = echo or functools.partial(print, flush=True)
         self.pending = None  # the last epoch's line, not printed yet
 
     def on_epoch_begin(self, epoch, logs=None):

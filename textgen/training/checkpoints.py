@@ -38,13 +38,22 @@ class RunState:
         # A run that finished its schedule (its budget or its steps ran out) and is
         # resumed for more training gets a whole new one, not a learning rate of zero.
         progress = backup.get("schedule_progress", 0.0)
-        return cls(global_step=backup["global_step"], best_loss=backup.get("best_loss", math.inf),
-                   history=list(backup.get("history", [])), run=backup.get("run", 0) + 1,
-                   schedule_progress=progress if progress < 1.0 else 0.0)
+        return cls(
+            global_step=backup["global_step"],
+            best_loss=backup.get("best_loss", math.inf),
+            history=list(backup.get("history", [])),
+            run=backup.get("run", 0) + 1,
+            schedule_progress=progress if progress < 1.0 else 0.0,
+        )
 
     def to_backup(self, global_step):
-        return {"global_step": global_step, "best_loss": self.best_loss, "history": self.history, "run": self.run,
-                "schedule_progress": self.schedule_progress}
+        return {
+            "global_step": global_step,
+            "best_loss": self.best_loss,
+            "history": self.history,
+            "run": self.run,
+            "schedule_progress": self.schedule_progress,
+        }
 
 
 def restore(directory, model):

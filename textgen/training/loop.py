@@ -21,8 +21,15 @@ from textgen.model import build_model, compile_for_training
 from textgen.saved.layout import LOGS_DIRECTORY, MODEL_FILE, SAMPLES_LOGS
 from textgen.saved.saved_model import write_settings
 from textgen.training import cpu_threads
-from textgen.training.callbacks import (BestModel, EpochLog, EpochMetrics, PlainModel, SignalStop, TextSamples,
-                                        TimeBudget)
+from textgen.training.callbacks import (
+    BestModel,
+    EpochLog,
+    EpochMetrics,
+    PlainModel,
+    SignalStop,
+    TextSamples,
+    TimeBudget,
+)
 from textgen.training.checkpoints import Backup, RunState, fit_segments, restore
 from textgen.training.plan import TrainingResult
 from textgen.training.precision import cpu_flags, resolve_precision
@@ -50,8 +57,9 @@ def _compiled_models(plan, precision):
     vocabulary_size, train_config = plan.text.tokenizer.vocabulary_size, plan.train
     batch_size = train_config.batch_size if train_config.stateful else None
     model = build_model(plan.model, vocabulary_size, precision=precision, stateful_batch_size=batch_size)
-    compile_for_training(model, learning_rate=train_config.learning_rate, clip_norm=train_config.clip_norm,
-                         precision=precision)
+    compile_for_training(
+        model, learning_rate=train_config.learning_rate, clip_norm=train_config.clip_norm, precision=precision
+    )
     if not train_config.stateful:
         return model, model
     plain_model = build_model(plan.model, vocabulary_size, precision=precision)
@@ -68,12 +76,23 @@ def _start(plan, model):
     """
     if plan.resume:
         return restore(plan.directory, model)
-    versions = {"textgen": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
-                "python": platform.python_version()}
-    write_settings(plan.directory, model=plan.model, tokenizer_config=plan.tokenizer, train=plan.train,
-                   corpus_config=plan.corpus, corpus_summary=plan.text.corpus.describe(),
-                   tokenizer=plan.text.tokenizer, versions=versions,
-                   base=None if plan.base is None else plan.base.directory)
+    versions = {
+        "textgen": __version__,
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "python": platform.python_version(),
+    }
+    write_settings(
+        plan.directory,
+        model=plan.model,
+        tokenizer_config=plan.tokenizer,
+        train=plan.train,
+        corpus_config=plan.corpus,
+        corpus_summary=plan.text.corpus.describe(),
+        tokenizer=plan.text.tokenizer,
+        versions=versions,
+        base=None if plan.base is None else plan.base.directory,
+    )
     if plan.base is not None:
         network, _ = plan.base.read_weights()  # checked arrays only: no code from the file runs
         model.set_weights(network.arrays)
@@ -82,24 +101,32 @@ def _start(plan, model):
 
 def _announce(plan, model, precision, state, *, epochs, steps_per_epoch, echo):
     text, config = plan.text, plan.model
-    echo(f"training a {config.layers}x{config.units} {config.cell} ({model.count_params():,} parameters, "
-         f"{text.tokenizer.vocabulary_size} tokens, {precision}) on {len(text.train_ids):,} tokens; "
-         f"{epochs} epochs of {steps_per_epoch} steps")
+    echo(
+        f"training a {config.layers}x{config.units} {config.cell} ({model.count_params():,} parameters, "
+        f"{text.tokenizer.vocabulary_size} tokens, {precision}) on {len(text.train_ids):,} tokens; "
+        f"{epochs} epochs of {steps_per_epoch} steps"
+    )
     if plan.resume:
         epoch, within = divmod(state.global_step, steps_per_epoch)
         echo(f"resuming at global step {state.global_step:,}: epoch {epoch + 1}, step {within}")
     if text.tokenizer.vocabulary_size > LARGE_VOCABULARY and plan.tokenizer.max_vocab is None:
         # The output layer costs vocabulary x units per token; past ~10k tokens it dominates each step.
-        echo(f"note: {text.tokenizer.vocabulary_size:,} tokens make the output layer the slowest part; "
-             f"--max-vocab {LARGE_VOCABULARY} or --min-count 2 trains faster")
+        echo(
+            f"note: {text.tokenizer.vocabulary_size:,} tokens make the output layer the slowest part; "
+            f"--max-vocab {LARGE_VOCABULARY} or --min-count 2 trains faster"
+        )
     echo(f"watch it learn: tensorboard --logdir {plan.directory / LOGS_DIRECTORY}")
 
 
 def _validation_data(plan):
     if not len(plan.text.validation_ids):
         return None
-    return validation_dataset(plan.text.validation_ids, seq_length=plan.train.seq_length,
-                              batch_size=plan.train.batch_size, max_windows=MAX_VALIDATION_WINDOWS)
+    return validation_dataset(
+        plan.text.validation_ids,
+        seq_length=plan.train.seq_length,
+        batch_size=plan.train.batch_size,
+        max_windows=MAX_VALIDATION_WINDOWS,
+    )
 
 
 def _callbacks(plan, plain_model, state, *, budget, interruption, steps_per_epoch, echo):
@@ -111,10 +138,17 @@ def _callbacks(plan, plain_model, state, *, budget, interruption, steps_per_epoc
         budget,
         interruption,
         PlainModel(plain_model, validation_data),  # puts val_loss in the logs, for everything below
-        LearningRateDecay(train_config.lr_schedule, train_config.learning_rate, state=state,
-                          total_steps=train_config.total_steps(steps_per_epoch), time_budget=train_config.time_budget),
-        EpochMetrics(characters_per_token=text.characters_per_token,
-                     characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token),
+        LearningRateDecay(
+            train_config.lr_schedule,
+            train_config.learning_rate,
+            state=state,
+            total_steps=train_config.total_steps(steps_per_epoch),
+            time_budget=train_config.time_budget,
+        ),
+        EpochMetrics(
+            characters_per_token=text.characters_per_token,
+            characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
+        ),
         BestModel(directory, plain_model, state),
         EpochLog(directory, state, echo=echo),
         keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
@@ -148,15 +182,28 @@ def fit(plan, *, echo=None, progress_bar=False, callbacks=()):
     epochs = plan.train.epochs_for(steps_per_epoch)
     _announce(plan, model, precision, state, epochs=epochs, steps_per_epoch=steps_per_epoch, echo=echo)
     budget, interruption = TimeBudget(plan.train.time_budget), SignalStop()
-    ours = _callbacks(plan, plain_model, state, budget=budget, interruption=interruption,
-                      steps_per_epoch=steps_per_epoch, echo=echo)
+    ours = _callbacks(
+        plan, plain_model, state, budget=budget, interruption=interruption, steps_per_epoch=steps_per_epoch, echo=echo
+    )
     for initial_epoch, end_epoch, steps, skip in fit_segments(state.global_step, steps_per_epoch, epochs):
-        train_data, _ = training_dataset(plan.text.train_ids, seq_length=plan.train.seq_length,
-                                         batch_size=plan.train.batch_size, seed=plan.train.seed,
-                                         skip_batches=skip, stateful=plan.train.stateful)
+        train_data, _ = training_dataset(
+            plan.text.train_ids,
+            seq_length=plan.train.seq_length,
+            batch_size=plan.train.batch_size,
+            seed=plan.train.seed,
+            skip_batches=skip,
+            stateful=plan.train.stateful,
+        )
         # shuffle=False: the dataset orders its own windows. Validation: PlainModel.
-        model.fit(train_data, steps_per_epoch=steps, initial_epoch=initial_epoch, epochs=end_epoch,
-                  callbacks=[*callbacks, *ours], shuffle=False, verbose=1 if progress_bar else 0)
+        model.fit(
+            train_data,
+            steps_per_epoch=steps,
+            initial_epoch=initial_epoch,
+            epochs=end_epoch,
+            callbacks=[*callbacks, *ours],
+            shuffle=False,
+            verbose=1 if progress_bar else 0,
+        )
         if model.stop_training:  # time budget, signal, NaN or patience
             break
     return _report(plan, state, precision, budget=budget, interruption=interruption, echo=echo)
@@ -164,8 +211,9 @@ def fit(plan, *, echo=None, progress_bar=False, callbacks=()):
 
 def _report(plan, state, precision, *, budget, interruption, echo):
     if not (plan.directory / MODEL_FILE).exists():
-        raise TextgenError("training diverged (the loss became NaN) before any model was saved; "
-                           "try a lower --learning-rate")
+        raise TextgenError(
+            "training diverged (the loss became NaN) before any model was saved; try a lower --learning-rate"
+        )
     if state.history and not math.isfinite(state.history[-1]["loss"]):
         echo(f"stopped: the loss became NaN in epoch {state.history[-1]['epoch']}; kept the last good model")
     if interruption.received:
@@ -173,5 +221,6 @@ def _report(plan, state, precision, *, budget, interruption, echo):
     elif budget.expired:
         echo(f"time budget of {plan.train.time_budget:g}s reached")
     echo(f"saved the best model (loss {state.best_loss:.4f}) to {plan.directory}")
-    return TrainingResult(plan.directory, precision, state.best_loss, state.history, budget.expired,
-                          interruption.received)
+    return TrainingResult(
+        plan.directory, precision, state.best_loss, state.history, budget.expired, interruption.received
+    )

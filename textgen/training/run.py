@@ -22,8 +22,7 @@ from textgen.data.corpus import resolve_sources
 from textgen.data.training_text import prepare_training_text
 from textgen.errors import TextgenError
 from textgen.saved.backup import read_backup
-from textgen.saved.directory import (check_model_name, check_new_model_directory, default_model_name,
-                                     new_model_directory)
+from textgen.saved.directory import check_model_name, check_new_model_directory, default_model_name, new_model_directory
 from textgen.saved.layout import SAVED_MODELS_DIRECTORY
 from textgen.saved.saved_model import load_saved_model
 from textgen.training.plan import RunPlan
@@ -32,8 +31,20 @@ from textgen.training.plan import RunPlan
 RESUMABLE_SETTINGS = ("epochs", "time_budget", "checkpoint_every")
 
 
-def train(corpus, *, name=None, overwrite=False, resume=False, base=None, drop_unknown=False,
-          root=SAVED_MODELS_DIRECTORY, echo=None, progress_bar=False, callbacks=(), **settings):
+def train(
+    corpus,
+    *,
+    name=None,
+    overwrite=False,
+    resume=False,
+    base=None,
+    drop_unknown=False,
+    root=SAVED_MODELS_DIRECTORY,
+    echo=None,
+    progress_bar=False,
+    callbacks=(),
+    **settings,
+):
     """Train a model on ``corpus`` and save it under ``root``/NAME.
 
     Args:
@@ -57,17 +68,18 @@ def train(corpus, *, name=None, overwrite=False, resume=False, base=None, drop_u
     if "sources" in settings:
         raise TextgenError("name the corpus as train()'s first argument, not as sources=")
     sources = (corpus,) if isinstance(corpus, (str, os.PathLike)) else tuple(corpus)
-    options = dict(echo=echo, progress_bar=progress_bar, callbacks=callbacks)
     if resume:
         plan = _resume_plan(sources, name=name, root=root, settings=settings)
-        from textgen.training.loop import fit  # TensorFlow loads here, after the input is checked
+    else:
+        plan = _new_plan(
+            sources, name=name, overwrite=overwrite, root=root, base=base, drop_unknown=drop_unknown, settings=settings
+        )
+    from textgen.training.loop import fit  # TensorFlow loads here, after every input is checked
 
+    options = dict(echo=echo, progress_bar=progress_bar, callbacks=callbacks)
+    if resume:  # the directory and its backup are there already
         return fit(plan, **options)
-    plan = _new_plan(sources, name=name, overwrite=overwrite, root=root, base=base, drop_unknown=drop_unknown,
-                     settings=settings)
-    from textgen.training.loop import fit
-
-    with new_model_directory(plan.directory):
+    with new_model_directory(plan.directory):  # nothing left behind if the run fails before saving
         return fit(plan, **options)
 
 
@@ -82,8 +94,9 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
         network_fields = {field.name for cls in (ModelConfig, TokenizerConfig) for field in dataclasses.fields(cls)}
         network_settings = sorted(set(settings) & network_fields)
         if network_settings:
-            raise TextgenError(f"--from takes the network and vocabulary from {base}; leave out "
-                               f"{_flags(network_settings)}")
+            raise TextgenError(
+                f"--from takes the network and vocabulary from {base}; leave out {_flags(network_settings)}"
+            )
         base_model = load_saved_model(base)
         base_model.read_weights()  # a broken base fails now, before the corpus is read
         configs[ModelConfig], configs[TokenizerConfig] = base_model.model, base_model.tokenizer_config
@@ -92,11 +105,22 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
     resolved = resolve_sources(configs[CorpusConfig].sources)
     directory = check_new_model_directory(root, name or default_model_name(resolved[1]), overwrite=overwrite)
     text, train_config = prepare_training_text(
-        configs[CorpusConfig], configs[TokenizerConfig], configs[TrainConfig], resolved=resolved,
-        tokenizer=base_model.tokenizer if base_model else None, drop_unknown=drop_unknown,
+        configs[CorpusConfig],
+        configs[TokenizerConfig],
+        configs[TrainConfig],
+        resolved=resolved,
+        tokenizer=base_model.tokenizer if base_model else None,
+        drop_unknown=drop_unknown,
     )
-    return RunPlan(directory, text, configs[ModelConfig], configs[TokenizerConfig], train_config,
-                   configs[CorpusConfig], base=base_model)
+    return RunPlan(
+        directory,
+        text,
+        configs[ModelConfig],
+        configs[TokenizerConfig],
+        train_config,
+        configs[CorpusConfig],
+        base=base_model,
+    )
 
 
 def _resume_plan(sources, *, name, root, settings):
@@ -105,21 +129,27 @@ def _resume_plan(sources, *, name, root, settings):
         raise TextgenError("--resume needs --name: the run to continue, under ./saved_models")
     fixed = sorted(set(settings) - set(RESUMABLE_SETTINGS))
     if fixed:
-        raise TextgenError(f"--resume continues with the saved run's settings; only {_flags(RESUMABLE_SETTINGS)} "
-                           f"may be given, not {_flags(fixed)}")
+        raise TextgenError(
+            f"--resume continues with the saved run's settings; only {_flags(RESUMABLE_SETTINGS)} "
+            f"may be given, not {_flags(fixed)}"
+        )
     directory = Path(root) / check_model_name(name)
     saved = load_saved_model(directory, require_weights=False)
     read_backup(directory)  # fail now, before the corpus is read, if there is nothing to resume
-    corpus_config = CorpusConfig(sources=sources, **{key: saved.corpus_setting(key)
-                                                     for key in ("encoding", "errors", "validation_fraction")})
+    corpus_config = CorpusConfig(
+        sources=sources, **{key: saved.corpus_setting(key) for key in ("encoding", "errors", "validation_fraction")}
+    )
     train_config = dataclasses.replace(
-        saved.train, time_budget=settings.get("time_budget"),
+        saved.train,
+        time_budget=settings.get("time_budget"),
         epochs=settings.get("epochs") if settings.get("epochs") is not None else saved.train.epochs,
         checkpoint_every=settings.get("checkpoint_every") or saved.train.checkpoint_every,
     )
-    text, train_config = prepare_training_text(corpus_config, saved.tokenizer_config, train_config,
-                                               tokenizer=saved.tokenizer)
+    text, train_config = prepare_training_text(
+        corpus_config, saved.tokenizer_config, train_config, tokenizer=saved.tokenizer
+    )
     if text.corpus.sha256 != saved.corpus.get("sha256"):
-        raise TextgenError(f"the corpus is not the text {directory} was trained on (its sha256 differs); "
-                           f"resume with the same files")
+        raise TextgenError(
+            f"the corpus is not the text {directory} was trained on (its sha256 differs); resume with the same files"
+        )
     return RunPlan(directory, text, saved.model, saved.tokenizer_config, train_config, corpus_config, resume=True)

@@ -56,8 +56,9 @@ def forward(parameters, inputs, targets):
     loss = 0.0
     for t in range(steps):
         x = parameters["embedding"][inputs[:, t]]  # (B, D)
-        hidden[t + 1] = np.tanh(x @ parameters["kernel"] + hidden[t] @ parameters["recurrent_kernel"]
-                                + parameters["bias"])
+        hidden[t + 1] = np.tanh(
+            x @ parameters["kernel"] + hidden[t] @ parameters["recurrent_kernel"] + parameters["bias"]
+        )
         logits = hidden[t + 1] @ parameters["output_kernel"] + parameters["output_bias"]  # (B, K)
         logits -= logits.max(axis=1, keepdims=True)  # stable softmax
         p = np.exp(logits)
