@@ -36,55 +36,47 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-TINY_MODEL = dict(
-    cell="lstm",
-    layers=2,
-    units=24,
-    embedding_dim=8,
-    seq_length=32,
-    batch_size=16,
-    epochs=2,
-    learning_rate=1e-2,
-    precision="float32",
-)
-
-
 def quiet(line):
     """An ``echo`` that prints nothing: tests read results, not progress lines."""
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A tiny char-level LSTM trained for a few seconds: (model directory, corpus path)."""
+# A network that trains in a second or two; every test that trains starts from these settings.
+SMALL = dict(units=8, embedding_dim=4, layers=1, seq_length=20, batch_size=8, epochs=1, precision="float32")
+
+
+def train_small(corpus, root, **settings):
+    """``textgen.train`` on ``corpus`` with SMALL's settings (``settings`` override them), quietly."""
     import textgen
 
-    root = tmp_path_factory.mktemp("tiny")
-    corpus_path = root / "corpus.txt"
-    corpus_path.write_text(make_text(lines=300), encoding="utf-8")
-    result = textgen.train(corpus_path, name="tiny", root=root / "saved_models", echo=quiet, **TINY_MODEL)
+    return textgen.train(corpus, root=root, **{"echo": quiet, **SMALL, **settings})
+
+
+def trained_fixture(tmp_path_factory, name, lines, **settings):
+    root = tmp_path_factory.mktemp(name)
+    corpus_path = root / f"{name}.txt"
+    corpus_path.write_text(make_text(lines=lines), encoding="utf-8")
+    result = train_small(corpus_path, root / "saved_models", **settings)
     return result.directory, corpus_path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny char-level 2-layer LSTM trained for a few seconds: (model directory, corpus path)."""
+    return trained_fixture(
+        tmp_path_factory,
+        "tiny",
+        300,
+        layers=2,
+        units=24,
+        embedding_dim=8,
+        seq_length=32,
+        batch_size=16,
+        epochs=2,
+        learning_rate=1e-2,
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_word_model(tmp_path_factory):
     """A tiny word-level LSTM: (model directory, corpus path)."""
-    import textgen
-
-    root = tmp_path_factory.mktemp("tiny_words")
-    corpus_path = root / "words.txt"
-    corpus_path.write_text(make_text(lines=200), encoding="utf-8")
-    result = textgen.train(
-        corpus_path,
-        name="words",
-        root=root / "saved_models",
-        echo=quiet,
-        level="word",
-        seq_length=10,
-        batch_size=8,
-        epochs=1,
-        units=8,
-        embedding_dim=4,
-        layers=1,
-        precision="float32",
-    )
-    return result.directory, corpus_path
+    return trained_fixture(tmp_path_factory, "words", 200, level="word", seq_length=10)

@@ -15,6 +15,17 @@ def run(*args):
     return CliRunner().invoke(main, [str(arg) for arg in args])
 
 
+# A network that trains fast, as a real `textgen train` process is given it.
+SMALL_NETWORK = "--units 16 --seq-length 20 --batch-size 4 --precision float32"
+
+
+def textgen_command(*words):
+    """A `python -m textgen ...` command line; a str word may hold several space-separated arguments, a path is one."""
+    import sys
+
+    return [sys.executable, "-m", "textgen", *(p for w in words for p in (w.split(" ") if isinstance(w, str) else [w]))]
+
+
 def assert_clean_failure(result, message, code=1):
     assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -260,34 +271,12 @@ def test_sample_json_and_beams_and_stop(tiny_model):
 def test_sigterm_stops_a_real_run_cleanly(in_tmp):
     import signal
     import subprocess
-    import sys
     import time
 
     corpus = in_tmp / "long.txt"
     corpus.write_text(make_text(lines=3000))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "textgen",
-            "train",
-            str(corpus),
-            "--units",
-            "16",
-            "--seq-length",
-            "20",
-            "--batch-size",
-            "4",
-            "--epochs",
-            "50",
-            "--precision",
-            "float32",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=in_tmp,
-    )
+    command = textgen_command("train", corpus, "--epochs 50", SMALL_NETWORK)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=in_tmp)
     for line in process.stdout:  # wait until training runs
         if "watch it learn" in line:
             break
@@ -306,34 +295,12 @@ def test_sigterm_stops_a_real_run_cleanly(in_tmp):
 def test_sigkill_then_resume_continues_from_the_backup(in_tmp):
     import signal
     import subprocess
-    import sys
     import time
 
     corpus = in_tmp / "long.txt"
     corpus.write_text(make_text(lines=3000))
-    command = [
-        sys.executable,
-        "-m",
-        "textgen",
-        "train",
-        str(corpus),
-        "--name",
-        "run",
-        "--units",
-        "16",
-        "--seq-length",
-        "20",
-        "--batch-size",
-        "4",
-        "--precision",
-        "float32",
-    ]
-    process = subprocess.Popen(
-        command + ["--epochs", "20", "--checkpoint-every", "20"],
-        cwd=in_tmp,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = textgen_command("train", corpus, "--name run --epochs 20 --checkpoint-every 20", SMALL_NETWORK)
+    process = subprocess.Popen(command, cwd=in_tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backup = in_tmp / "saved_models" / "run" / "backup.json"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not (backup.exists() and json.loads(backup.read_text())["global_step"] >= 60):

@@ -27,25 +27,12 @@ class KeepTrainedModel(keras.callbacks.Callback):
 
 
 def test_the_saved_model_computes_what_the_trained_model_computed(tmp_path):
-    from conftest import make_text, quiet
-
-    import textgen
+    from conftest import make_text, train_small
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(make_text(lines=200))
     keeper = KeepTrainedModel()
-    result = textgen.train(
-        corpus,
-        root=tmp_path,
-        echo=quiet,
-        callbacks=[keeper],
-        epochs=1,
-        seq_length=20,
-        batch_size=8,
-        units=8,
-        embedding_dim=4,
-        precision="float32",
-    )
+    result = train_small(corpus, tmp_path, callbacks=[keeper])
     saved = load_saved_model(result.directory)
     tokens = saved.tokenizer.encode("The river keeps")[np.newaxis]  # (1, time)
     expected = np.asarray(keeper.trained(tokens))  # the model in memory, before it was ever read back

@@ -8,15 +8,13 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from conftest import make_text, quiet
+from conftest import make_text, quiet, train_small
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import textgen
 from textgen.generation.generator import load
 from textgen.training.checkpoints import RunState, fit_segments
 from textgen.training.schedule import COOLDOWN_FRACTION, LearningRateDecay, schedule_factor
-
-SMALL = dict(units=8, embedding_dim=4, layers=1, precision="float32")
 
 
 def corpus_file(tmp_path, lines, seed=0, name="text.txt"):
@@ -59,9 +57,7 @@ def test_metrics_json_has_every_epoch(tiny_model):
 
 def test_time_budget_stops_mid_epoch_and_keeps_the_model(tmp_path):
     corpus = corpus_file(tmp_path, 3000)
-    result = textgen.train(
-        corpus, root=tmp_path, echo=quiet, seq_length=20, batch_size=4, epochs=3, time_budget="1s", **SMALL
-    )
+    result = train_small(corpus, tmp_path, batch_size=4, epochs=3, time_budget="1s")
     steps_per_epoch = (len(corpus.read_text()) * 9 // 10 - 20) // 20 // 4
     assert result.stopped_by_time_budget and result.directory == tmp_path / "text"
     assert len(result.epochs) == 1 and 0 < result.epochs[0]["steps"] < steps_per_epoch
@@ -72,19 +68,7 @@ def test_a_large_word_vocabulary_gets_a_hint(tmp_path):
     corpus = tmp_path / "many_words.txt"
     corpus.write_text(" ".join(f"w{index}" for index in range(10_500)) + "\n")
     lines = []
-    textgen.train(
-        corpus,
-        root=tmp_path,
-        echo=lines.append,
-        level="word",
-        seq_length=50,
-        batch_size=16,
-        epochs=1,
-        units=4,
-        embedding_dim=4,
-        layers=1,
-        precision="float32",
-    )
+    train_small(corpus, tmp_path, echo=lines.append, level="word", seq_length=50, batch_size=16, units=4)
     assert any(line.startswith("note: 10,503 tokens") and "--max-vocab 10000" in line for line in lines), lines
 
 
@@ -108,18 +92,7 @@ class Interrupt(keras.callbacks.Callback):
 
 def test_sigint_stops_cleanly_and_keeps_the_model(tmp_path):
     corpus = corpus_file(tmp_path, 2000)
-    result = textgen.train(
-        corpus,
-        root=tmp_path,
-        echo=quiet,
-        callbacks=[Interrupt()],
-        seq_length=20,
-        batch_size=4,
-        epochs=5,
-        units=8,
-        embedding_dim=4,
-        precision="float32",
-    )
+    result = train_small(corpus, tmp_path, callbacks=[Interrupt()], batch_size=4, epochs=5)
     assert result.stopped_by_signal == "SIGINT"
     assert len(result.epochs) == 1 and result.epochs[0]["steps"] == 3
     assert (result.directory / "model.keras").is_file()
@@ -136,9 +109,8 @@ def test_fit_segments_finish_the_partial_epoch_first():
 @pytest.mark.parametrize("stateful", [False, True])
 def test_resume_continues_from_the_backup_at_the_same_step(tmp_path, stateful):
     corpus = corpus_file(tmp_path, 400)
-    settings = dict(seq_length=20, batch_size=4, stateful=stateful, **SMALL)
-    first = textgen.train(
-        corpus, name="run", root=tmp_path, echo=quiet, epochs=2, time_budget=0.5, checkpoint_every=5, **settings
+    first = train_small(
+        corpus, tmp_path, name="run", batch_size=4, stateful=stateful, epochs=2, time_budget=0.5, checkpoint_every=5
     )
     directory = first.directory
     backup = json.loads((directory / "backup.json").read_text())
@@ -173,18 +145,7 @@ class Poison(keras.callbacks.Callback):
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_model(tmp_path):
     corpus, lines = corpus_file(tmp_path, 300), []
-    result = textgen.train(
-        corpus,
-        root=tmp_path,
-        echo=lines.append,
-        callbacks=[Poison()],
-        seq_length=20,
-        batch_size=8,
-        epochs=3,
-        units=8,
-        embedding_dim=4,
-        precision="float32",
-    )
+    result = train_small(corpus, tmp_path, echo=lines.append, callbacks=[Poison()], epochs=3)
     assert any("the loss became NaN in epoch 2; kept the last good model" in line for line in lines), lines
     generator = load(result.directory)  # the epoch-1 model, whole (its weights pass every check) and usable
     assert np.isfinite(generator.engine.output_kernel).all()
@@ -204,17 +165,7 @@ class Frozen(keras.callbacks.Callback):
 
 def test_patience_stops_after_epochs_without_improvement(tmp_path):
     corpus = corpus_file(tmp_path, 300)
-    result = textgen.train(
-        corpus,
-        root=tmp_path,
-        echo=quiet,
-        callbacks=[Frozen()],
-        patience=2,
-        epochs=20,
-        seq_length=20,
-        batch_size=8,
-        **SMALL,
-    )
+    result = train_small(corpus, tmp_path, callbacks=[Frozen()], patience=2, epochs=20)
     # Epoch 1 sets the best loss; epochs 2 and 3 do not beat it; patience 2 stops there.
     assert [record["epoch"] for record in result.epochs] == [1, 2, 3]
     assert [record["saved"] for record in result.epochs] == [True, False, False]
@@ -258,19 +209,7 @@ def test_schedule_progress_follows_the_clock_and_never_goes_back():
 
 def test_a_stateful_run_validates_and_saves_the_plain_model(tmp_path):
     corpus = corpus_file(tmp_path, 200, name="corpus.txt")
-    result = textgen.train(
-        corpus,
-        name="stateful",
-        root=tmp_path,
-        echo=quiet,
-        seq_length=20,
-        batch_size=8,
-        epochs=2,
-        stateful=True,
-        units=8,
-        embedding_dim=4,
-        precision="float32",
-    )
+    result = train_small(corpus, tmp_path, name="stateful", epochs=2, stateful=True, layers=2)
     directory = result.directory
     assert [epoch["val_loss"] > 0 for epoch in result.epochs] == [True, True]
     assert json.loads((directory / "config.json").read_text())["train"]["stateful"]
