@@ -201,3 +201,27 @@ def test_beam_stops_at_stop_text_and_length_penalty_ranks():
     assert all(beam.tokens[-1] == 2 for beam in beams if beam.finished)
     assert any(beam.finished for beam in beams)
     assert beams[0].log_probability == max(beam.log_probability for beam in beams)
+
+
+def test_the_length_penalty_decides_between_a_short_likely_beam_and_a_long_steady_one():
+    # Tokens "a", "b", "!". "!" first (p 0.5) ends a beam at once: total -0.69 over 1 token. "aaaaaa"
+    # (p 0.45, then 0.82 each) totals -1.79 over 6 tokens, -0.30 per token.
+    first = np.log([[0.45, 0.05, 0.5]])
+    table = np.log([[0.82, 0.08, 0.1], [1 / 3, 1 / 3, 1 / 3], [1 / 3, 1 / 3, 1 / 3]])
+    engine = MarkovEngine(table)
+
+    def best(length_penalty):
+        return beam_search(
+            engine,
+            first,
+            engine.initial_state(1),
+            beam_width=3,
+            length=6,
+            decode="ab!".__getitem__,
+            stop=("!",),
+            length_penalty=length_penalty,
+        )[0]
+
+    assert best(0.0).tokens == [2] and best(0.0).finished  # pure log-probability: the short beam
+    assert best(1.0).tokens == [0] * 6 and not best(1.0).finished  # per token: the long one
+    np.testing.assert_allclose(best(1.0).log_probability, np.log(0.45) + 5 * np.log(0.82))

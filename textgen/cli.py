@@ -140,12 +140,13 @@ def _format_option():
 def sample(model, output_format, **options):
     """Write text from MODEL (default: the newest model under ./saved_models)."""
     from textgen.generation.generator import load
+    from textgen.generation.strategies import strategy_for
 
     settings = SamplingConfig(**options)
     generator = load(model, engine=settings.engine)
     for message in generator.prompt_warnings(settings.prompt):
         click.echo(f"Warning: {message}", err=True)
-    if output_format == "text" and settings.num_samples == 1 and settings.strategy != "beam":
+    if output_format == "text" and settings.num_samples == 1 and strategy_for(settings).stepwise:
         _stream(settings.prompt, (pieces[0] for pieces in generator.iterate(settings)))
         return
     samples = generator.sample(settings)

@@ -1,8 +1,10 @@
-"""A model directory read and checked as a whole, and its settings written.
+"""A model directory read and checked as a whole; its files written.
 
 ``load_saved_model`` validates config.json and tokenizer.json (versions,
 types, every setting) before anything uses them; ``SavedModel.read_weights``
-validates ``model.keras`` against them. Nothing here imports TensorFlow.
+validates ``model.keras`` against them. ``write_settings``, ``write_model`` and
+``write_metrics`` are how training writes the directory (the backup pair:
+backup.py). Nothing here imports TensorFlow.
 """
 
 import dataclasses
@@ -11,7 +13,7 @@ from pathlib import Path
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
 from textgen.data.tokenizer import tokenizer_from_dict
 from textgen.errors import TextgenError
-from textgen.saved.atomic import read_json, write_json
+from textgen.saved.atomic import atomic_write, read_json, write_json
 from textgen.saved.backup import backup_global_step
 from textgen.saved.keras_archive import Network, read_keras_archive
 from textgen.saved.layout import CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, MODEL_FILE, TOKENIZER_FILE
@@ -72,6 +74,16 @@ def write_settings(
     )
     # One line: a 3,600-character vocabulary is 3,600 lines when indented.
     write_json(Path(directory) / TOKENIZER_FILE, {"format_version": FORMAT_VERSION, **tokenizer.to_dict()}, indent=None)
+
+
+def write_model(directory, model):
+    """model.keras: the Keras archive of ``model`` (weights and optimizer state), whole or not at all."""
+    atomic_write(Path(directory) / MODEL_FILE, model.save)
+
+
+def write_metrics(directory, history):
+    """metrics.json: one record per epoch, of every run of the model."""
+    write_json(Path(directory) / METRICS_FILE, history)
 
 
 def _check_version(path, data):

@@ -22,8 +22,7 @@ import keras
 import tensorflow as tf
 
 from textgen.metrics import loss_metrics
-from textgen.saved.atomic import atomic_write, write_json
-from textgen.saved.layout import METRICS_FILE, MODEL_FILE
+from textgen.saved.saved_model import write_metrics, write_model
 
 
 class PlainModel(keras.callbacks.Callback):
@@ -160,7 +159,7 @@ class BestModel(keras.callbacks.Callback):
         loss = judged_loss(logs or {})
         if loss < self.state.best_loss:
             self.state.best_loss = loss
-            atomic_write(self.directory / MODEL_FILE, self.plain_model.save)
+            write_model(self.directory, self.plain_model)
             self.state.last_saved_epoch = epoch + 1
 
 
@@ -183,7 +182,7 @@ class EpochLog(keras.callbacks.Callback):
         record["steps"] = int(record.get("steps", 0))
         record["saved"] = self.state.last_saved_epoch == epoch + 1
         self.state.history.append(record)
-        write_json(self.directory / METRICS_FILE, self.state.history)
+        write_metrics(self.directory, self.state.history)
         # Printed at the next epoch's start (or training's end): Keras's progress
         # bar, which runs after this callback, has not finished its line yet.
         self.pending = self.summary(record)
