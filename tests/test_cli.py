@@ -330,8 +330,20 @@ def test_resume_bad_inputs(in_tmp, tiny_model):
     other = in_tmp / "other.txt"
     other.write_text(make_text(lines=50, seed=9))
     assert_clean_failure(run("train", other, "--resume", "--name", "tiny", "--time-budget", "1s"), "not the text")
+    refused = run("train", corpus, "--resume", "--name", "tiny", "--units", 512, "--seed", 0)
+    assert_clean_failure(refused, "only --epochs, --time-budget, --checkpoint-every may be given, not --seed, --units")
     (in_tmp / "saved_models" / "tiny" / "backup.json").unlink()
     assert_clean_failure(run("train", corpus, "--resume", "--name", "tiny"), "no training backup")
+
+
+def test_settings_that_would_be_ignored_are_refused(in_tmp, tiny_model):
+    corpus = in_tmp / "notes.txt"
+    corpus.write_text(make_text())
+    with_network = run("train", corpus, "--from", tiny_model[0], "--units", 64, "--level", "word")
+    assert_clean_failure(with_network, "--from takes the network and vocabulary from")
+    assert "leave out --level, --units" in with_network.output
+    assert_clean_failure(run("train", corpus, "--drop-unknown"), "--drop-unknown only applies with --from MODEL")
+    assert not (in_tmp / "saved_models").exists()
 
 
 def test_fine_tune_from_a_model(in_tmp, tiny_model):

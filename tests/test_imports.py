@@ -52,3 +52,17 @@ def test_a_bad_corpus_fails_before_tensorflow_loads(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     loaded, _ = loaded_modules("train", tmp_path / "empty.txt", cwd=tmp_path)
     assert loaded == []
+
+
+def test_importing_textgen_does_not_touch_the_umask():
+    # Reading the umask means setting it; a library must not do that behind its caller's back.
+    probe = (
+        "import os\n"
+        "calls = []\n"
+        "real = os.umask\n"
+        "os.umask = lambda mask: calls.append(mask) or real(mask)\n"
+        "import textgen.cli, textgen.saved.atomic, textgen.saved.saved_model, textgen.generation.generator\n"
+        "print('UMASK CALLS', calls)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "UMASK CALLS []" in result.stdout, result.stdout + result.stderr

@@ -101,7 +101,12 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
         atomic_write(path, failing)
     assert json.loads(path.read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["metrics.json"]
-    assert oct(path.stat().st_mode & 0o777) != "0o600"
+    previous = os.umask(0o027)  # the user's umask decides a new file's permissions, as for any file
+    try:
+        write_json(tmp_path / "shared.json", {})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o640
 
 
 def test_failed_overwrite_restores_the_old_model(tmp_path):

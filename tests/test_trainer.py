@@ -219,3 +219,16 @@ def test_a_stateful_run_validates_and_saves_the_plain_model(tmp_path):
     assert layers[0]["config"]["batch_shape"] == [None, None]
     model = keras.models.load_model(directory / "model.keras")  # our own file, written just now
     assert tuple(model(np.zeros((5, 3), np.int32)).shape)[:2] == (5, 3)  # trained at batch 8
+
+
+def test_the_library_refuses_what_it_does_not_know(tmp_path):
+    from textgen.errors import TextgenError
+
+    corpus = corpus_file(tmp_path, 50)
+    with pytest.raises(TextgenError, match="unknown setting 'colour'"):
+        textgen.train(corpus, root=tmp_path, colour="red")
+    with pytest.raises(TextgenError, match="units must be an integer >= 1"):
+        textgen.train(corpus, root=tmp_path, units=0)
+    with pytest.raises(TextgenError, match="name the corpus as train"):
+        textgen.train(corpus, root=tmp_path, sources=("x",))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["text.txt"]  # nothing written

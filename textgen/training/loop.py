@@ -93,9 +93,8 @@ def _start(plan, model):
         versions=versions,
         base=None if plan.base is None else plan.base.directory,
     )
-    if plan.base is not None:
-        network, _ = plan.base.read_weights()  # checked arrays only: no code from the file runs
-        model.set_weights(network.arrays)
+    if plan.base_network is not None:  # checked arrays only: no code from the base's files runs
+        model.set_weights(plan.base_network.arrays)
     return RunState()
 
 

@@ -19,6 +19,7 @@ class RunPlan:
     corpus: object  # config.CorpusConfig
     resume: bool = False  # continue from the directory's backup
     base: object = None  # a saved.saved_model.SavedModel to fine-tune (its weights fit ``model``)
+    base_network: object = None  # the base's weights, read and checked (saved.keras_archive.Network)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -89,7 +89,7 @@ def _flags(names):
 
 def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
     configs = training_configs({**settings, "sources": sources})
-    base_model = None
+    base_model = base_network = None
     if base is not None:  # fine-tuning: the network and vocabulary are the base model's
         network_fields = {field.name for cls in (ModelConfig, TokenizerConfig) for field in dataclasses.fields(cls)}
         network_settings = sorted(set(settings) & network_fields)
@@ -98,7 +98,7 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
                 f"--from takes the network and vocabulary from {base}; leave out {_flags(network_settings)}"
             )
         base_model = load_saved_model(base)
-        base_model.read_weights()  # a broken base fails now, before the corpus is read
+        base_network, _ = base_model.read_weights()  # a broken base fails now, before the corpus is read
         configs[ModelConfig], configs[TokenizerConfig] = base_model.model, base_model.tokenizer_config
     elif drop_unknown:
         raise TextgenError("--drop-unknown only applies with --from MODEL")
@@ -120,6 +120,7 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
         train_config,
         configs[CorpusConfig],
         base=base_model,
+        base_network=base_network,
     )
 
 
