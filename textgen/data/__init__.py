@@ -1,0 +1,1 @@
+"""Text in, token ids out: corpus sources, tokenizers, the window arithmetic and the tf.data pipeline."""

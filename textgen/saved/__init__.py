@@ -1,0 +1,1 @@
+"""The saved-model directory: its layout, atomic writes, complete validation and the safe archive reader."""
