@@ -86,7 +86,8 @@ def test_beam_search_through_the_generator(tiny_model):
     beams = generator.sample(prompt="The", length=12, beam_width=4, num_return=3)
     assert len(beams) == 3 and [b.log_probability for b in beams] == sorted([b.log_probability for b in beams])[::-1]
     greedy = generator.sample(prompt="The", length=12, temperature=0)[0]
-    assert beams[0].log_probability >= greedy.log_probability - 1e-9  # equal when greedy is best (sums' rounding)
+    # Equal when greedy is best; the two sums round differently (float32 logits, float64 sums).
+    assert beams[0].log_probability >= greedy.log_probability * (1 + 1e-7)
     assert len(beams[0].text) == 12 and beams[0].tokens == 12
     with pytest.raises(TextgenError, match="larger than the vocabulary"):
         generator.sample(beam_width=1000)

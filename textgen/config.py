@@ -133,6 +133,12 @@ class TrainConfig(Settings):
         boolean=True,
         negative_flag="--stateless",
     )
+    kernel: str = setting(
+        "auto",
+        "The recurrent layers' training kernel: onednn (one fused oneDNN call per layer and sequence, float32 on a "
+        "CPU), keras (Keras's loop of ops per step), or auto (onednn where it can run).",
+        choices=("auto", "onednn", "keras"),
+    )
     # The global norm of all gradients together, as in PyTorch's clip_grad_norm_.
     clip_norm: float = setting(1.0, "Clip the gradients' global norm to this.", interval="(0, inf)", option=False)
     precision: str = setting(

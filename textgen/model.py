@@ -16,7 +16,7 @@ import keras
 from textgen.cells import CELLS
 
 
-def build_model(config, vocabulary_size, *, precision="float32", stateful_batch_size=None):
+def build_model(config, vocabulary_size, *, precision="float32", stateful_batch_size=None, layer_class=None):
     """A Keras model from token ids (batch, time) to float32 logits (batch, time, vocabulary_size).
 
     Args:
@@ -27,13 +27,15 @@ def build_model(config, vocabulary_size, *, precision="float32", stateful_batch_
             recurrent layer then starts a batch from the state the previous batch
             ended in (until ``reset_state()``). None builds the plain model, the
             one that is saved: any batch size, every call starts from zeros.
+        layer_class: the recurrent layer class (default: Keras's, by the cell
+            registry); training passes the fused ones (training/fused_rnn.py).
     """
     # (batch, time); a stateful model needs its batch size to size the stored state.
     tokens = keras.Input(shape=(None,), batch_size=stateful_batch_size, dtype="int32", name="tokens")
     hidden = keras.layers.Embedding(vocabulary_size, config.embedding_dim, dtype=precision, name="embedding")(
         tokens
     )  # (batch, time, embedding_dim)
-    layer_class = getattr(keras.layers, CELLS[config.cell].keras_layer)  # --cell lstm -> keras.layers.LSTM
+    layer_class = layer_class or getattr(keras.layers, CELLS[config.cell].keras_layer)  # lstm -> keras.layers.LSTM
     for index in range(config.layers):
         hidden = layer_class(
             config.units,

@@ -34,8 +34,14 @@ def threads_per_operation(cores):
     return max(1, cores // CONCURRENT_OPERATIONS)
 
 
-def configure_for_training(cores=None):
+def configure_for_training(cores=None, *, fused_kernel=False):
     """Set TensorFlow's CPU thread pools for training, where still possible.
+
+    With the fused recurrent kernel (training/fused_rnn.py) most of each step
+    is oneDNN's, on its own OpenMP threads over every core; TensorFlow then gets
+    one thread, since a second one waiting for work only competed with oneDNN's
+    (benchmarks/RESULTS.md: 2x256 LSTM, seq 100, 2 cores: 292 ms per step with
+    one TensorFlow thread, 311 with 2 per operation, 537 with 2 side by side).
 
     Returns:
         (threads per operation, concurrent operations) as set, or None where
@@ -44,10 +50,11 @@ def configure_for_training(cores=None):
     """
     if "TF_NUM_INTRAOP_THREADS" in os.environ or "TF_NUM_INTEROP_THREADS" in os.environ:
         return None
-    per_operation = threads_per_operation(cores or available_cores())
+    per_operation = 1 if fused_kernel else threads_per_operation(cores or available_cores())
+    concurrent = 1 if fused_kernel else CONCURRENT_OPERATIONS
     try:
         tf.config.threading.set_intra_op_parallelism_threads(per_operation)
-        tf.config.threading.set_inter_op_parallelism_threads(CONCURRENT_OPERATIONS)
+        tf.config.threading.set_inter_op_parallelism_threads(concurrent)
     except RuntimeError:  # "... cannot be modified after initialization"
         return None
-    return per_operation, CONCURRENT_OPERATIONS
+    return per_operation, concurrent

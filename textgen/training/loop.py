@@ -31,6 +31,7 @@ from textgen.training.callbacks import (
     TimeBudget,
 )
 from textgen.training.checkpoints import Backup, RunState, fit_segments, restore
+from textgen.training.fused_rnn import FUSED_LAYERS, choose_kernel
 from textgen.training.plan import TrainingResult
 from textgen.training.precision import cpu_flags, resolve_precision
 from textgen.training.schedule import LearningRateDecay
@@ -43,24 +44,35 @@ MAX_VALIDATION_WINDOWS = 512
 LARGE_VOCABULARY = 10_000
 
 
-def _prepare_hardware(train_config):
-    """CPU thread pools, the dtype policy name and the seeds; returns the precision."""
+def _prepare_hardware(train_config, echo):
+    """CPU thread pools, the dtype policy, the recurrent kernel and the seeds; returns (precision, kernel)."""
     gpu_available = bool(tf.config.list_physical_devices("GPU"))
-    if not gpu_available:
-        cpu_threads.configure_for_training()  # before the first operation fixes the thread pools
+    precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
+    kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpu_available)
+    if note:
+        echo(note)
+    if not gpu_available:  # before the first operation fixes the thread pools
+        cpu_threads.configure_for_training(fused_kernel=kernel == "onednn")
     keras.utils.set_random_seed(train_config.seed)
-    return resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
+    return precision, kernel
 
 
-def _compiled_models(plan, precision):
-    """The model to train and the plain model that is validated and saved: the same one unless stateful."""
+def _compiled_models(plan, precision, kernel):
+    """The model to train and the plain model that is validated and saved.
+
+    They are one model unless training is stateful (a fixed batch and a carried
+    state) or runs the fused layers (training/fused_rnn.py): then the plain
+    model is a twin made of Keras's own layers, with the same weights.
+    """
     vocabulary_size, train_config = plan.text.tokenizer.vocabulary_size, plan.train
     batch_size = train_config.batch_size if train_config.stateful else None
-    model = build_model(plan.model, vocabulary_size, precision=precision, stateful_batch_size=batch_size)
+    layer_class = FUSED_LAYERS[plan.model.cell] if kernel == "onednn" else None
+    model = build_model(plan.model, vocabulary_size, precision=precision, stateful_batch_size=batch_size,
+                        layer_class=layer_class)  # fmt: skip
     compile_for_training(
         model, learning_rate=train_config.learning_rate, clip_norm=train_config.clip_norm, precision=precision
     )
-    if not train_config.stateful:
+    if not train_config.stateful and layer_class is None:
         return model, model
     plain_model = build_model(plan.model, vocabulary_size, precision=precision)
     # The training optimizer too, never stepped here: model.keras keeps Adam's state, as before.
@@ -98,11 +110,11 @@ def _start(plan, model):
     return RunState()
 
 
-def _announce(plan, model, precision, state, *, epochs, steps_per_epoch, echo):
+def _announce(plan, model, precision, kernel, state, *, epochs, steps_per_epoch, echo):
     text, config = plan.text, plan.model
     echo(
         f"training a {config.layers}x{config.units} {config.cell} ({model.count_params():,} parameters, "
-        f"{text.tokenizer.vocabulary_size} tokens, {precision}) on {len(text.train_ids):,} tokens; "
+        f"{text.tokenizer.vocabulary_size} tokens, {precision}, {kernel} kernel) on {len(text.train_ids):,} tokens; "
         f"{epochs} epochs of {steps_per_epoch} steps"
     )
     if plan.resume:
@@ -174,12 +186,12 @@ def fit(plan, *, echo=None, progress_bar=False, callbacks=()):
         A ``TrainingResult``.
     """
     echo = echo or functools.partial(print, flush=True)
-    precision = _prepare_hardware(plan.train)
-    model, plain_model = _compiled_models(plan, precision)
+    precision, kernel = _prepare_hardware(plan.train, echo)
+    model, plain_model = _compiled_models(plan, precision, kernel)
     state = _start(plan, model)
     steps_per_epoch = plan.text.steps_per_epoch(plan.train)
     epochs = plan.train.epochs_for(steps_per_epoch)
-    _announce(plan, model, precision, state, epochs=epochs, steps_per_epoch=steps_per_epoch, echo=echo)
+    _announce(plan, model, precision, kernel, state, epochs=epochs, steps_per_epoch=steps_per_epoch, echo=echo)
     budget, interruption = TimeBudget(plan.train.time_budget), SignalStop()
     ours = _callbacks(
         plan, plain_model, state, budget=budget, interruption=interruption, steps_per_epoch=steps_per_epoch, echo=echo
@@ -205,10 +217,10 @@ def fit(plan, *, echo=None, progress_bar=False, callbacks=()):
         )
         if model.stop_training:  # time budget, signal, NaN or patience
             break
-    return _report(plan, state, precision, budget=budget, interruption=interruption, echo=echo)
+    return _report(plan, state, precision, kernel, budget=budget, interruption=interruption, echo=echo)
 
 
-def _report(plan, state, precision, *, budget, interruption, echo):
+def _report(plan, state, precision, kernel, *, budget, interruption, echo):
     if not (plan.directory / MODEL_FILE).exists():
         raise TextgenError(
             "training diverged (the loss became NaN) before any model was saved; try a lower --learning-rate"
@@ -221,5 +233,5 @@ def _report(plan, state, precision, *, budget, interruption, echo):
         echo(f"time budget of {plan.train.time_budget:g}s reached")
     echo(f"saved the best model (loss {state.best_loss:.4f}) to {plan.directory}")
     return TrainingResult(
-        plan.directory, precision, state.best_loss, state.history, budget.expired, interruption.received
+        plan.directory, precision, state.best_loss, state.history, budget.expired, interruption.received, kernel
     )

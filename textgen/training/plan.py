@@ -32,3 +32,4 @@ class TrainingResult:
     epochs: list  # metrics.json: one record per epoch, of every run of this model
     stopped_by_time_budget: bool
     stopped_by_signal: str = None  # "SIGINT" or "SIGTERM" when a signal ended the run
+    kernel: str = "keras"  # the recurrent layers' training kernel: "onednn" or "keras"

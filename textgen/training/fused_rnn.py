@@ -1,0 +1,233 @@
+"""Recurrent layers that train through oneDNN's fused kernel on a CPU (training/onednn.py).
+
+``LSTM``, ``GRU`` and ``SimpleRNN`` here are Keras's own layers with one
+change: in training, on float32, a whole sequence goes through one oneDNN call
+forward and one backward (a TensorFlow op with a custom gradient), instead of
+Keras's loop of small ops per time step. Everything else is Keras's: the
+weights (same variables, same layout, same names, so weight files and
+backups are interchangeable with the plain layers), statefulness, inference.
+
+    forward   x (batch, time, input), h0 [, c0] (batch, units) -> outputs (batch, time, units), hT [, cT]
+    backward  d outputs, d hT [, d cT] -> d x, d h0 [, d c0], d kernel, d recurrent_kernel, d bias
+
+The forward pass leaves a workspace (what the backward pass needs: every
+gate of every step) with the layer's ``FusedKernel``, which its backward pass
+reads; Keras trains one batch at a time, forward then backward, so each layer
+has one workspace. The saved model stays a plain Keras model: training builds
+a plain twin and copies the weights into it (training/callbacks.PlainModel).
+"""
+
+import threading
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from textgen.training.onednn import BIAS_GATES, GATES, OneDNN, RecurrentPrimitive, load_library
+
+_ONEDNN = None  # the engine and stream, made once per process
+_ONEDNN_LOCK = threading.Lock()
+
+
+def onednn_status():
+    """(OneDNN or None, the reason it is missing)."""
+    global _ONEDNN
+    with _ONEDNN_LOCK:
+        if _ONEDNN is None:
+            library, reason = load_library()
+            if library is None:
+                return None, reason
+            _ONEDNN = OneDNN(library)
+    return _ONEDNN, None
+
+
+def _to_onednn_bias(cell, bias):
+    """Keras's bias -> oneDNN's: GRU (2, 3 units) rows for x W and h U -> u, r, c~ of x W + the h U of c~."""
+    if cell != "gru":
+        return np.ascontiguousarray(bias)
+    input_bias, recurrent_bias = np.split(bias, 2, axis=0)  # each (1, 3 * units): z, r, h parts
+    units = bias.shape[1] // 3
+    summed = input_bias[0, : 2 * units] + recurrent_bias[0, : 2 * units]  # z and r just add up
+    return np.ascontiguousarray(np.concatenate([summed, input_bias[0, 2 * units :], recurrent_bias[0, 2 * units :]]))
+
+
+def _to_keras_bias_gradient(cell, gradient):
+    """oneDNN's bias gradient -> Keras's layout (the inverse of _to_onednn_bias, for gradients)."""
+    if cell != "gru":
+        return gradient
+    units = gradient.shape[0] // 4
+    update_reset, candidate, recurrent_candidate = (
+        gradient[: 2 * units],
+        gradient[2 * units : 3 * units],
+        gradient[3 * units :],
+    )
+    return np.stack([np.concatenate([update_reset, candidate]), np.concatenate([update_reset, recurrent_candidate])])
+
+
+def time_major(sequences):
+    """(batch, time, channels) <-> (time, batch, channels), as a new C-contiguous float32 array."""
+    return np.ascontiguousarray(np.swapaxes(sequences, 0, 1), dtype=np.float32)
+
+
+class FusedKernel:
+    """One layer's oneDNN primitives (per input shape) and the buffers its last forward pass left."""
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.primitives = {}  # (batch, time, input_dim, units) -> RecurrentPrimitive
+        self.saved = None  # the last forward pass's arrays, for its backward pass
+        self.lock = threading.Lock()
+
+    def _primitive(self, batch, time, input_dim, units):
+        key = (batch, time, input_dim, units)
+        if key not in self.primitives:
+            onednn, _ = onednn_status()
+            self.primitives[key] = RecurrentPrimitive(onednn, self.cell, batch=batch, time=time,
+                                                      input_dim=input_dim, units=units)  # fmt: skip
+        return self.primitives[key]
+
+    def forward(self, inputs, kernel, recurrent_kernel, bias, *initial_state):
+        """(outputs, final states...) of the sequence; keeps what the backward pass needs."""
+        batch, time, input_dim = inputs.shape
+        units = recurrent_kernel.shape[0]
+        with self.lock:
+            primitive = self._primitive(batch, time, input_dim, units)
+            # Copies of the inputs: the backward pass reads them after this op has returned, when
+            # TensorFlow may have reused the memory of the arrays it lent to this call.
+            arrays = {
+                "src_layer": time_major(inputs), "src_iter": np.array(initial_state[0], np.float32),
+                "weights_layer": primitive.pad(kernel), "weights_iter": primitive.pad(recurrent_kernel),
+                "bias": np.array(_to_onednn_bias(self.cell, bias), np.float32),
+                "dst_layer": np.empty((time, batch, units), np.float32),
+                "dst_iter": np.empty((batch, units), np.float32),
+                "workspace": self._workspace(primitive.workspace_bytes),
+            }  # fmt: skip
+            if self.cell == "lstm":
+                arrays["src_iter_c"] = np.array(initial_state[1], np.float32)
+                arrays["dst_iter_c"] = np.empty((batch, units), np.float32)
+            primitive.forward(arrays)
+            self.saved = (primitive, arrays)
+        states = [arrays["dst_iter"]] + ([arrays["dst_iter_c"]] if self.cell == "lstm" else [])
+        return [time_major(arrays["dst_layer"]), *states]  # batch first again
+
+    def _workspace(self, size):
+        # Kept from one batch to the next: allocating ~100 MB per step cost a third of the step in page faults.
+        if self.saved is None or self.saved[1]["workspace"].size != size:
+            return np.empty(size, np.uint8)
+        return self.saved[1]["workspace"]
+
+    def backward(self, output_gradient, *state_gradients):
+        """Gradients of the inputs, initial states, kernel, recurrent kernel and bias (Keras's layouts)."""
+        with self.lock:
+            primitive, forward = self.saved
+            time, batch, input_dim = forward["src_layer"].shape
+            units = forward["dst_iter"].shape[1]
+            gate_columns = GATES[self.cell] * units
+            arrays = dict(forward)
+            arrays.update({
+                # The backward primitive reads the kernels as (gates * units, input): Keras's kernel, transposed.
+                "weights_layer": primitive.pad(forward["weights_layer"][:, :gate_columns].T),
+                "weights_iter": primitive.pad(forward["weights_iter"][:, :gate_columns].T),
+                "diff_dst_layer": time_major(output_gradient),
+                "diff_dst_iter": np.ascontiguousarray(state_gradients[0]),
+                "diff_src_layer": np.empty((time, batch, input_dim), np.float32),
+                "diff_src_iter": np.empty((batch, units), np.float32),
+                # oneDNN adds the weight gradients to what these hold.
+                "diff_weights_layer": np.zeros(forward["weights_layer"].shape, np.float32),  # padded like them
+                "diff_weights_iter": np.zeros(forward["weights_iter"].shape, np.float32),
+                "diff_bias": np.zeros(BIAS_GATES[self.cell] * units, np.float32),
+            })  # fmt: skip
+            if self.cell == "lstm":
+                arrays["diff_dst_iter_c"] = np.ascontiguousarray(state_gradients[1])
+                arrays["diff_src_iter_c"] = np.empty((batch, units), np.float32)
+            primitive.backward(arrays)
+        state_gradients = [arrays["diff_src_iter"]] + ([arrays["diff_src_iter_c"]] if self.cell == "lstm" else [])
+        weight_gradients = [np.ascontiguousarray(arrays[name][:, :gate_columns])
+                            for name in ("diff_weights_layer", "diff_weights_iter")]  # fmt: skip
+        return [
+            time_major(arrays["diff_src_layer"]),  # batch first again
+            *weight_gradients,
+            _to_keras_bias_gradient(self.cell, arrays["diff_bias"]),
+            *state_gradients,
+        ]
+
+
+def fused_sequence(kernel_object, inputs, kernel, recurrent_kernel, bias, initial_state):
+    """The fused forward pass as a TensorFlow op whose gradient is the fused backward pass."""
+
+    @tf.custom_gradient
+    def run(inputs, kernel, recurrent_kernel, bias, *initial_state):
+        outputs = tf.numpy_function(kernel_object.forward, [inputs, kernel, recurrent_kernel, bias, *initial_state],
+                                    [tf.float32] * (1 + len(initial_state)), stateful=True)  # fmt: skip
+        outputs[0].set_shape(inputs.shape[:2].concatenate(recurrent_kernel.shape[:1]))
+        for state, initial in zip(outputs[1:], initial_state):
+            state.set_shape(initial.shape)
+
+        def gradient(*upstream):
+            upstream = [tf.zeros_like(output) if grad is None else grad for grad, output in zip(upstream, outputs)]
+            grads = tf.numpy_function(kernel_object.backward, upstream,
+                                      [tf.float32] * (4 + len(initial_state)), stateful=True)  # fmt: skip
+            for grad, like in zip(grads, [inputs, kernel, recurrent_kernel, bias, *initial_state]):
+                grad.set_shape(like.shape)
+            return grads
+
+        return outputs, gradient
+
+    return run(inputs, kernel, recurrent_kernel, bias, *initial_state)
+
+
+class _Fused:
+    """What the three layers share: inner_loop takes the fused path when it can."""
+
+    cell_name = None
+
+    def fused_kernel(self):
+        if getattr(self, "_fused_kernel", None) is None:
+            self._fused_kernel = FusedKernel(self.cell_name)
+        return self._fused_kernel
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not training or mask is not None or sequences.dtype != tf.float32 or self.go_backwards:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
+        # Read the variables here, outside the custom gradient: their gradients flow through the reads.
+        weights = [tf.convert_to_tensor(variable) for variable in (self.cell.kernel, self.cell.recurrent_kernel,
+                                                                     self.cell.bias)]  # fmt: skip
+        outputs, *final_states = fused_sequence(self.fused_kernel(), sequences, *weights, list(states))
+        return outputs[:, -1], outputs, final_states
+
+
+# Named as Keras's layers on purpose: Keras names a layer's weights after its class,
+# so these layers' weight files (backups) are the plain layers' weight files.
+class LSTM(_Fused, keras.layers.LSTM):
+    cell_name = "lstm"
+
+
+class GRU(_Fused, keras.layers.GRU):
+    cell_name = "gru"
+
+
+class SimpleRNN(_Fused, keras.layers.SimpleRNN):
+    cell_name = "simple_rnn"
+
+
+FUSED_LAYERS = {layer.cell_name: layer for layer in (LSTM, GRU, SimpleRNN)}
+
+
+def choose_kernel(requested, *, precision, gpu_available):
+    """Whether training uses the fused layers, and a line saying why not where a user may wonder.
+
+    Returns:
+        ("onednn" or "keras", note or None).
+    """
+    if requested == "keras":
+        return "keras", None
+    if gpu_available:  # Keras's layers run cuDNN's fused kernel there
+        return "keras", None if requested == "auto" else "the oneDNN kernel is for CPUs; on a GPU training uses cuDNN"
+    if precision != "float32":
+        note = f"the oneDNN kernel trains in float32; this run is {precision}, so it uses Keras's layers"
+        return "keras", None if requested == "auto" else note
+    onednn, reason = onednn_status()
+    if onednn is None:
+        return "keras", f"note: oneDNN's fused kernel is not available ({reason}); training uses Keras's layers"
+    return "onednn", None

@@ -1,0 +1,244 @@
+"""oneDNN's fused recurrent primitives, called through its C API with ctypes.
+
+PyTorch trains an LSTM on a CPU with one call per layer to oneDNN's RNN
+primitive: the whole sequence, every time step's gate math fused into JIT-
+compiled kernels, and a workspace that keeps what the backward pass needs.
+TensorFlow exposes no such kernel, so Keras runs a loop of small ops per time
+step. This module calls the same primitive from the ``onednn-cpu-gomp``
+package (oneDNN 3.2's ``libdnnl.so``), for the three cells textgen builds:
+
+    lstm        dnnl_lstm        gates i, f, c~, o: Keras's order and layout
+    gru         dnnl_lbr_gru     "linear before reset": Keras's reset_after=True GRU
+    simple_rnn  dnnl_vanilla_rnn with tanh
+
+Arrays are float32 NumPy arrays: sequences time-major (``tnc``: the backward
+pass ran 20% faster than on batch-first ``ntc``), kernels in Keras's layout
+with rows padded (``padded_row``). ``fused_rnn.py`` makes the two calls a
+TensorFlow op with a gradient.
+"""
+
+import ctypes
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# Values of oneDNN 3.2's enums and #defines (dnnl_types.h), printed by a C probe compiled
+# against the onednn-devel-cpu-gomp headers.
+_F32, _CPU, _IN_ORDER = 3, 1, 1
+_TNC, _LDNC, _LDGO = 4, 5, 5  # format tags: tnc = (time, batch, channels) in memory; kernels: strides
+_FORWARD_TRAINING, _BACKWARD, _LEFT_TO_RIGHT, _TANH = 64, 128, 1, 33
+_QUERY_WORKSPACE, _QUERY_SCRATCHPAD = 135, 136
+# The scratchpad (temporary memory) is ours, passed in with each call: oneDNN's default keeps
+# it per thread, sized when the primitive is made, and TensorFlow may run the backward pass on
+# another thread than the one that made it (that crashed).
+_SCRATCHPAD_MODE_USER = 1
+_ARGUMENTS = {
+    "src_layer": 1, "src_iter": 2, "src_iter_c": 3, "dst_layer": 17, "dst_iter": 18, "dst_iter_c": 19,
+    "weights_layer": 33, "weights_iter": 34, "bias": 41, "workspace": 64,
+    "diff_src_layer": 129, "diff_src_iter": 130, "diff_src_iter_c": 131, "diff_dst_layer": 145,
+    "diff_dst_iter": 146, "diff_dst_iter_c": 147, "diff_weights_layer": 161, "diff_weights_iter": 162,
+    "diff_bias": 169, "scratchpad": 80,
+}  # fmt: skip
+# Gate blocks in each cell's weights, and in its oneDNN bias (lbr_gru has one more: the h U bias of c~).
+GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
+BIAS_GATES = {"lstm": 4, "gru": 4, "simple_rnn": 1}
+
+
+class _ExecArgument(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_int), ("memory", ctypes.c_void_p)]
+
+
+def _library_paths():
+    """Where pip puts libdnnl.so.3: the environment's lib/ (the wheel installs it there)."""
+    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix]):
+        yield Path(prefix) / "lib" / "libdnnl.so.3"
+
+
+def load_library():
+    """The oneDNN library, or None with the reason (another OS, the package missing, an unloadable file)."""
+    if not sys.platform.startswith("linux"):
+        return None, f"oneDNN's CPU package is built for Linux, not {sys.platform}"
+    for path in _library_paths():
+        if path.is_file():
+            try:
+                return ctypes.CDLL(str(path)), None
+            except OSError as error:
+                return None, f"cannot load {path}: {error}"
+    return None, "the onednn-cpu-gomp package is not installed"
+
+
+class OneDNN:
+    """The engine, stream and the calls textgen needs, checked: every call's status must be success."""
+
+    def __init__(self, library):
+        self.library = library
+        for name in ("dnnl_primitive_desc_query_md",):
+            getattr(library, name).restype = ctypes.c_void_p
+        library.dnnl_memory_desc_get_size.restype = ctypes.c_size_t
+        self.engine, self.stream, self.attributes = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
+        self.check(library.dnnl_primitive_attr_create(ctypes.byref(self.attributes)), "primitive_attr_create")
+        mode = library.dnnl_primitive_attr_set_scratchpad_mode(self.attributes, _SCRATCHPAD_MODE_USER)
+        self.check(mode, "set_scratchpad_mode")
+        self.check(library.dnnl_engine_create(ctypes.byref(self.engine), _CPU, 0), "engine_create")
+        self.check(library.dnnl_stream_create(ctypes.byref(self.stream), self.engine, _IN_ORDER), "stream_create")
+
+    @staticmethod
+    def check(status, what):
+        if status != 0:
+            raise RuntimeError(f"oneDNN {what} failed with status {status}")
+
+    def memory_desc(self, dims, layout):
+        """A float32 memory descriptor: ``layout`` is a format tag, or the strides of each dimension."""
+        descriptor = ctypes.c_void_p()
+        shape = (ctypes.c_int64 * len(dims))(*dims)
+        if isinstance(layout, tuple):
+            strides = (ctypes.c_int64 * len(dims))(*layout)
+            status = self.library.dnnl_memory_desc_create_with_strides(ctypes.byref(descriptor), len(dims), shape,
+                                                                       _F32, strides)  # fmt: skip
+        else:
+            status = self.library.dnnl_memory_desc_create_with_tag(ctypes.byref(descriptor), len(dims), shape, _F32,
+                                                                   layout)  # fmt: skip
+        self.check(status, "memory_desc_create")
+        return descriptor
+
+    def memory(self, descriptor):
+        memory = ctypes.c_void_p()
+        self.check(
+            self.library.dnnl_memory_create(ctypes.byref(memory), descriptor, self.engine, None), "memory_create"
+        )
+        return memory
+
+    def primitive(self, descriptor):
+        primitive = ctypes.c_void_p()
+        self.check(self.library.dnnl_primitive_create(ctypes.byref(primitive), descriptor), "primitive_create")
+        return primitive
+
+    def execute(self, primitive, memories, arrays):
+        """Run ``primitive`` on NumPy arrays: {argument name: array}, each bound to its memory object."""
+        arguments = (_ExecArgument * len(arrays))()
+        for index, (name, array) in enumerate(arrays.items()):
+            assert array.flags.c_contiguous, name
+            self.check(
+                self.library.dnnl_memory_set_data_handle(memories[name], array.ctypes.data_as(ctypes.c_void_p)),
+                "memory_set_data_handle",
+            )
+            arguments[index] = _ExecArgument(_ARGUMENTS[name], memories[name])
+        self.check(self.library.dnnl_primitive_execute(primitive, self.stream, len(arrays), arguments), "execute")
+        self.check(self.library.dnnl_stream_wait(self.stream), "stream_wait")
+
+
+def padded_row(length):
+    """A row length for weight matrices that avoids 4K aliasing, as oneDNN picks it for itself.
+
+    Rows of 1,024 floats start every 4 KB, so the same cache sets serve every row and
+    evict each other; 16 floats more per row (oneDNN's own rule: lengths that are
+    multiples of 256 get 16 more) made PyTorch's identical LSTM primitive ~12% faster.
+    """
+    row = -(-length // 16) * 16
+    return row + 16 if row % 256 == 0 else row
+
+
+class RecurrentPrimitive:
+    """One layer's forward-training and backward primitives for fixed shapes.
+
+    Arrays, all float32 and C-contiguous, in oneDNN's names:
+        src_layer (time, batch, input)     dst_layer (time, batch, units)
+        src_iter, src_iter_c, dst_iter, dst_iter_c (batch, units): initial and final h (and c, LSTM)
+        weights_layer (input, gates * units), weights_iter (units, gates * units): Keras's kernels
+        bias (bias_gates * units,)
+    """
+
+    def __init__(self, onednn, cell, *, batch, time, input_dim, units):
+        self.onednn, self.cell = onednn, cell
+        gates, bias_gates = GATES[cell], BIAS_GATES[cell]
+        shapes = {
+            "src_layer": ((time, batch, input_dim), _TNC), "dst_layer": ((time, batch, units), _TNC),
+            "src_iter": ((1, 1, batch, units), _LDNC), "dst_iter": ((1, 1, batch, units), _LDNC),
+            "weights_layer": ((1, 1, input_dim, gates, units), self._ldigo(input_dim, gates, units)),
+            "weights_iter": ((1, 1, units, gates, units), self._ldigo(units, gates, units)),
+            "bias": ((1, 1, bias_gates, units), _LDGO),
+        }  # fmt: skip
+        if cell == "lstm":
+            shapes["src_iter_c"], shapes["dst_iter_c"] = shapes["src_iter"], shapes["dst_iter"]
+        shapes.update({f"diff_{name}": shape for name, shape in list(shapes.items())})
+        # The backward pass reads the kernels transposed, (gates * units, input): Keras's kernel.T.
+        shapes["backward_weights_layer"] = ((1, 1, input_dim, gates, units), self._ldgoi(input_dim, gates, units))
+        shapes["backward_weights_iter"] = ((1, 1, units, gates, units), self._ldgoi(units, gates, units))
+        self.descriptors = {name: onednn.memory_desc(dims, tag) for name, (dims, tag) in shapes.items()}
+        self.forward_descriptor = self._create(_FORWARD_TRAINING)
+        self.backward_descriptor = self._create(_BACKWARD, hint=self.forward_descriptor)
+        self.forward_primitive = onednn.primitive(self.forward_descriptor)
+        self.backward_primitive = onednn.primitive(self.backward_descriptor)
+        query = onednn.library.dnnl_primitive_desc_query_md
+        workspace = ctypes.c_void_p(query(self.forward_descriptor, _QUERY_WORKSPACE, 0))
+        scratchpads = [
+            ctypes.c_void_p(query(pd, _QUERY_SCRATCHPAD, 0))
+            for pd in (self.forward_descriptor, self.backward_descriptor)
+        ]
+        self.workspace_bytes = onednn.library.dnnl_memory_desc_get_size(workspace)
+        sizes = [onednn.library.dnnl_memory_desc_get_size(scratchpad) for scratchpad in scratchpads]
+        self.scratchpad = np.empty(max(sizes + [1]), np.uint8)
+        # One memory object per argument, each with the descriptor its primitive expects.
+        self.forward_memories = {name: onednn.memory(descriptor) for name, descriptor in self.descriptors.items()
+                                 if not name.startswith("backward_")}  # fmt: skip
+        self.forward_memories["workspace"] = onednn.memory(workspace)
+        self.backward_memories = dict(self.forward_memories)
+        for name in ("weights_layer", "weights_iter"):
+            self.backward_memories[name] = onednn.memory(self.descriptors[f"backward_{name}"])
+        self.forward_memories["scratchpad"] = onednn.memory(scratchpads[0])
+        self.backward_memories["scratchpad"] = onednn.memory(scratchpads[1])
+
+    @staticmethod
+    def _ldigo(inputs, gates, units):
+        """Strides of a kernel (1, 1, inputs, gates, units) stored as Keras's (inputs, gates * units), rows padded."""
+        row = padded_row(gates * units)
+        return (inputs * row, inputs * row, row, units, 1)
+
+    @staticmethod
+    def _ldgoi(inputs, gates, units):
+        """Strides of the same kernel stored transposed, (gates * units, inputs), rows padded."""
+        row = padded_row(inputs)
+        return (gates * units * row, gates * units * row, 1, units * row, row)
+
+    @staticmethod
+    def pad(matrix):
+        """``matrix`` (rows, columns) copied into rows of padded_row(columns) floats."""
+        padded = np.zeros((matrix.shape[0], padded_row(matrix.shape[1])), np.float32)
+        padded[:, : matrix.shape[1]] = matrix
+        return padded
+
+    def _create(self, prop_kind, hint=None):
+        library, d, none = self.onednn.library, self.descriptors, None
+        descriptor = ctypes.c_void_p()
+        forward = [d["src_layer"], d["src_iter"]] + ([d["src_iter_c"]] if self.cell == "lstm" else [])
+        prefix = "backward_" if prop_kind == _BACKWARD else ""
+        weights = [d[f"{prefix}weights_layer"], d[f"{prefix}weights_iter"]]
+        weights += [none, none] if self.cell == "lstm" else []  # no peephole, no projection
+        outputs = [d["dst_layer"], d["dst_iter"]] + ([d["dst_iter_c"]] if self.cell == "lstm" else [])
+        arguments = forward + weights + [d["bias"]] + outputs
+        if prop_kind == _BACKWARD:
+            diff = [d[f"diff_{name}"] for name in ("src_layer", "src_iter")]
+            diff += [d["diff_src_iter_c"]] if self.cell == "lstm" else []
+            diff += [d["diff_weights_layer"], d["diff_weights_iter"]] + ([none, none] if self.cell == "lstm" else [])
+            diff += [d["diff_bias"], d["diff_dst_layer"], d["diff_dst_iter"]]
+            diff += [d["diff_dst_iter_c"]] if self.cell == "lstm" else []
+            arguments += diff
+        name = {"lstm": "lstm", "gru": "lbr_gru", "simple_rnn": "vanilla_rnn"}[self.cell]
+        function = getattr(library, f"dnnl_{name}_{'backward' if hint else 'forward'}_primitive_desc_create")
+        head = [ctypes.byref(descriptor), self.onednn.engine, prop_kind]
+        head += [_TANH] if self.cell == "simple_rnn" else []
+        tail = [0] + ([ctypes.c_float(0.0), ctypes.c_float(0.0)] if self.cell == "simple_rnn" else [])
+        tail += [hint] if hint else []
+        self.onednn.check(
+            function(*head, _LEFT_TO_RIGHT, *arguments, *tail, self.onednn.attributes), f"{name} primitive_desc_create"
+        )
+        return descriptor
+
+    def forward(self, arrays):
+        """The forward pass: ``arrays`` holds the inputs, the outputs and a workspace of workspace_bytes."""
+        self.onednn.execute(self.forward_primitive, self.forward_memories, {**arrays, "scratchpad": self.scratchpad})
+
+    def backward(self, arrays):
+        """The backward pass: the forward's arrays (kernels transposed), diff_dst_* and zeroed diff weights."""
+        self.onednn.execute(self.backward_primitive, self.backward_memories, {**arrays, "scratchpad": self.scratchpad})
