@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe_cpu
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 CORPUS = REPOSITORY.parent / "shared" / "corpora" / "tiny_shakespeare.txt"
 
@@ -66,9 +68,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--budget", default="40s", help="each training run's --time-budget")
     options = parser.parse_args()
-    cpu = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    flags = sorted(set(re.findall(r"\b(avx2|avx512f|avx512_bf16|amx_bf16)\b", Path("/proc/cpuinfo").read_text())))
-    print(f"{cpu.split(':', 1)[1].strip()}; flags: {' '.join(flags)}")
+    print(describe_cpu())
     with tempfile.TemporaryDirectory() as scratch:
         worktree = Path(scratch) / "before"
         subprocess.run(

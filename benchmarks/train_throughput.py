@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from machine import describe_cpu  # noqa: E402
 
 import textgen  # noqa: E402
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
@@ -33,7 +34,7 @@ SEQ_LENGTH, BATCH_SIZE, LAYERS = 100, 64, 2
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
-def textgen_rate(corpus_path, cell, units, precision, steps):
+def textgen_rate(corpus_path, cell, units, precision, kernel, steps):
     """chars/s of textgen's second epoch (the first one traces and compiles)."""
     # A corpus slice holding `steps` batches per epoch, plus a small validation tail.
     characters = steps * BATCH_SIZE * SEQ_LENGTH + SEQ_LENGTH
@@ -51,11 +52,12 @@ def textgen_rate(corpus_path, cell, units, precision, steps):
             batch_size=BATCH_SIZE,
             epochs=2,
             precision=PRECISIONS[precision],
+            kernel=kernel,
         )
     return result.epochs[-1]["characters_per_second"]
 
 
-def pytorch_rate(ids, vocabulary_size, cell, units, precision, steps):
+def pytorch_rate(ids, vocabulary_size, cell, units, precision, kernel, steps):
     """chars/s of the same architecture in PyTorch, after a few warm-up steps."""
     import torch
 
@@ -119,16 +121,19 @@ def main():
     parser.add_argument("--cells", default="simple_rnn,lstm,gru")
     parser.add_argument("--units", default="256,512")
     parser.add_argument("--precisions", default="float32,bfloat16")
+    parser.add_argument("--kernels", default="onednn,keras", help="textgen's --kernel for each row")
     arguments = parser.parse_args()
     import torch
 
     torch.set_num_threads(os.cpu_count())
     text, _ = prepare_training_text(CorpusConfig(sources=(str(CORPUS),)), TokenizerConfig(), TrainConfig())
+    print(describe_cpu())
     rows = [
-        (cell, int(units), precision)
+        (cell, int(units), precision, kernel)
         for cell in arguments.cells.split(",")
         for units in arguments.units.split(",")
         for precision in arguments.precisions.split(",")
+        for kernel in arguments.kernels.split(",")
     ]
     rates = {row: {"textgen": [], "pytorch": []} for row in rows}
     for _ in range(arguments.rounds):  # alternate, so drift on a shared machine hits both
@@ -141,10 +146,10 @@ def main():
         f"training throughput, {LAYERS} layers, seq {SEQ_LENGTH}, batch {BATCH_SIZE}, chars/s, "
         f"median of {arguments.rounds} rounds of {arguments.steps} steps"
     )
-    print(f"{'cell':<11} {'units':>5} {'precision':<9} {'textgen':>9} {'pytorch':>9} {'ratio':>6}")
+    print(f"{'cell':<11} {'units':>5} {'precision':<9} {'kernel':<7} {'textgen':>9} {'pytorch':>9} {'ratio':>6}")
     for row in rows:
         ours, theirs = (statistics.median(rates[row][name]) for name in ("textgen", "pytorch"))
-        print(f"{row[0]:<11} {row[1]:>5} {row[2]:<9} {ours:>9,.0f} {theirs:>9,.0f} {ours / theirs:>5.2f}x")
+        print(f"{row[0]:<11} {row[1]:>5} {row[2]:<9} {row[3]:<7} {ours:>9,.0f} {theirs:>9,.0f} {ours / theirs:>5.2f}x")
     print(f"input pipeline alone: {pipeline_rate(text.train_ids):,.0f} chars/s")
 
 
