@@ -37,11 +37,12 @@ def threads_per_operation(cores):
 def configure_for_training(cores=None, *, fused_kernel=False):
     """Set TensorFlow's CPU thread pools for training, where still possible.
 
-    With the fused recurrent kernel (training/fused_rnn.py) most of each step
-    is oneDNN's, on its own OpenMP threads over every core; TensorFlow then gets
-    one thread, since a second one waiting for work only competed with oneDNN's
-    (benchmarks/RESULTS.md: 2x256 LSTM, seq 100, 2 cores: 292 ms per step with
-    one TensorFlow thread, 311 with 2 per operation, 537 with 2 side by side).
+    With the fused recurrent kernel (training/fused_rnn.py) the recurrent
+    layers run on oneDNN's own OpenMP threads over every core; TensorFlow then
+    runs one operation at a time, since a second one waiting for work only
+    competed with oneDNN's (2x256 LSTM, seq 100, 2 cores: 537 ms per step with
+    two side by side, 292-311 with one), and gives each operation every core,
+    for the output layer of a large vocabulary (benchmarks/RESULTS.md).
 
     Returns:
         (threads per operation, concurrent operations) as set, or None where
@@ -50,7 +51,8 @@ def configure_for_training(cores=None, *, fused_kernel=False):
     """
     if "TF_NUM_INTRAOP_THREADS" in os.environ or "TF_NUM_INTEROP_THREADS" in os.environ:
         return None
-    per_operation = 1 if fused_kernel else threads_per_operation(cores or available_cores())
+    cores = cores or available_cores()
+    per_operation = cores if fused_kernel else threads_per_operation(cores)
     concurrent = 1 if fused_kernel else CONCURRENT_OPERATIONS
     try:
         tf.config.threading.set_intra_op_parallelism_threads(per_operation)
