@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe_cpu
+
 BENCHMARKS = Path(__file__).resolve().parent
 CORPUS = BENCHMARKS.parent.parent / "shared" / "corpora" / "tiny_shakespeare.txt"
 MODEL_OPTIONS = [
@@ -68,11 +70,14 @@ def wall_seconds(arguments):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--runs", default=",".join(RUNS), help="which rows, comma-separated (all by default)")
     arguments = parser.parse_args()
+    print(describe_cpu())
+    runs = {name: RUNS[name] for name in arguments.runs.split(",")}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    seconds = {name: [] for name in RUNS}
+    seconds = {name: [] for name in runs}
     for _ in range(arguments.rounds):  # alternate, so drift on a shared machine hits every row
-        for name, run_arguments in RUNS.items():
+        for name, run_arguments in runs.items():
             seconds[name].append(wall_seconds(run_arguments))
     baseline = statistics.median(seconds["pytorch float32"])
     print(
