@@ -18,33 +18,31 @@ def test_the_users_environment_wins(monkeypatch):
     assert cpu_threads.configure_for_training(cores=4) is None
 
 
-def test_sets_the_pools_in_a_fresh_process_and_leaves_a_running_runtime_alone():
-    # A fresh interpreter: this test session's TensorFlow runtime is already running.
+def in_a_fresh_process(lines):
+    """Print lines of a fresh interpreter that configures the pools (this session's runtime already runs)."""
     script = (
         "import os; os.environ.pop('TF_NUM_INTRAOP_THREADS', None); os.environ.pop('TF_NUM_INTEROP_THREADS', None)\n"
         "import tensorflow as tf\n"
         "from textgen.training import cpu_threads\n"
-        "print(cpu_threads.configure_for_training(cores=4))\n"
-        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
-        "tf.config.threading.get_inter_op_parallelism_threads())\n"
-        "tf.constant(1.0) + 1.0  # the runtime starts; its pools are fixed now\n"
-        "print(cpu_threads.configure_for_training(cores=8))\n"
-        "print(tf.config.threading.get_intra_op_parallelism_threads())\n"
+        "pools = lambda: (tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads())\n" + lines
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.split("\n")[:4] == ["(2, 2)", "2 2", "None", "2"]
+    return completed.stdout.split("\n")
+
+
+def test_sets_the_pools_in_a_fresh_process_and_leaves_a_running_runtime_alone():
+    printed = in_a_fresh_process(
+        "print(cpu_threads.configure_for_training(cores=4)); print(pools())\n"
+        "tf.constant(1.0) + 1.0  # the runtime starts; its pools are fixed now\n"
+        "print(cpu_threads.configure_for_training(cores=8)); print(pools())\n"
+    )
+    assert printed[:4] == ["(2, 2)", "(2, 2)", "None", "(2, 2)"]
 
 
 def test_with_the_fused_kernel_one_operation_at_a_time_on_every_core():
-    script = (
-        "import os; os.environ.pop('TF_NUM_INTRAOP_THREADS', None); os.environ.pop('TF_NUM_INTEROP_THREADS', None)\n"
-        "import tensorflow as tf\n"
-        "from textgen.training import cpu_threads\n"
-        "print(cpu_threads.configure_for_training(cores=4, fused_kernel=True))\n"
-        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
-        "tf.config.threading.get_inter_op_parallelism_threads())\n"
+    printed = in_a_fresh_process(
+        "print(cpu_threads.configure_for_training(cores=4, fused_kernel=True)); print(pools())\n"
     )
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.split("\n")[:2] == ["(4, 1)", "4 1"]
+    assert printed[:2] == ["(4, 1)", "(4, 1)"]
