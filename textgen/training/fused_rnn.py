@@ -107,7 +107,8 @@ class FusedKernel:
                 arrays["dst_iter_c"] = np.empty((batch, units), np.float32)
             primitive.forward(arrays)
             self.saved = (primitive, arrays)
-        states = [arrays["dst_iter"]] + ([arrays["dst_iter_c"]] if self.cell == "lstm" else [])
+        # Copies go to TensorFlow, which may reuse an output's memory; the backward pass reads these.
+        states = [arrays["dst_iter"].copy()] + ([arrays["dst_iter_c"].copy()] if self.cell == "lstm" else [])
         return [time_major(arrays["dst_layer"]), *states]  # batch first again
 
     def _workspace(self, size):
