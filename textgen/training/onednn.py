@@ -73,8 +73,8 @@ class OneDNN:
 
     def __init__(self, library):
         self.library = library
-        for name in ("dnnl_primitive_desc_query_md",):
-            getattr(library, name).restype = ctypes.c_void_p
+        # Two calls return a pointer or a size, not a status: ctypes must know, or it truncates them to int.
+        library.dnnl_primitive_desc_query_md.restype = ctypes.c_void_p
         library.dnnl_memory_desc_get_size.restype = ctypes.c_size_t
         self.engine, self.stream, self.attributes = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
         self.check(library.dnnl_primitive_attr_create(ctypes.byref(self.attributes)), "primitive_attr_create")
