@@ -6,17 +6,18 @@ import pytest
 from textgen.config import ModelConfig
 from textgen.generation.numpy_engine import NumpyEngine
 from textgen.model import build_model
-from textgen.saved.keras_archive import Network, read_keras_archive
+from textgen.saved.keras_archive import Network, expected_weights, read_keras_archive
 
 
 def random_keras_model(cell, tmp_path, vocabulary_size=13):
-    model = build_model(ModelConfig(cell=cell, layers=2, units=6, embedding_dim=5, dropout=0.3), vocabulary_size)
+    config = ModelConfig(cell=cell, layers=2, units=6, embedding_dim=5, dropout=0.3)
+    model = build_model(config, vocabulary_size)
     rng = np.random.default_rng(0)
     # Random weights everywhere (biases too), large enough that every gate matters.
     model.set_weights([rng.normal(0, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
     path = tmp_path / "model.keras"
     model.save(path)
-    layers, _ = read_keras_archive(path)
+    layers, _ = read_keras_archive(path, expected_weights(config, vocabulary_size))
     return model, NumpyEngine(Network.from_layers(layers))
 
 

@@ -5,6 +5,7 @@ What goes into a backup and how a run resumes from it is training's business
 a kill at any moment leaves a consistent one.
 """
 
+import math
 from pathlib import Path
 
 from textgen.errors import TextgenError
@@ -12,7 +13,7 @@ from textgen.saved.atomic import atomic_write, read_json, write_json
 from textgen.saved.layout import BACKUP_FILE, BACKUP_WEIGHTS, backup_weights_name
 
 
-def write_backup(directory, save_weights, state):
+def write_backup(directory, save_weights, state, *, expected_bytes=None):
     """Weights (with optimizer state) first, then backup.json pointing at them.
 
     backup.json switches atomically from the previous complete weights file to
@@ -22,18 +23,41 @@ def write_backup(directory, save_weights, state):
         directory: the model directory.
         save_weights: writes the weights to the path it is given (``model.save_weights``).
         state: a JSON-ready dict with at least ``global_step``.
+        expected_bytes: about how large the weights file will be (checked against the free space).
     """
     directory = Path(directory)
     weights = backup_weights_name(state["global_step"])
-    atomic_write(directory / weights, save_weights)
+    atomic_write(directory / weights, save_weights, expected_bytes=expected_bytes)
     previous = read_backup(directory) if (directory / BACKUP_FILE).exists() else None
     write_json(directory / BACKUP_FILE, {**state, "weights": weights})
     if previous and previous["weights"] != weights:
         (directory / previous["weights"]).unlink(missing_ok=True)
 
 
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
+
+
+def check_history(records, path):
+    """Epoch records (metrics.json, a backup's history): a list of {name: number}, counts as counts."""
+    if not isinstance(records, list):
+        raise TextgenError(f"{path} is malformed: the epochs' metrics are not a list")
+    for record in records:
+        if not isinstance(record, dict) or not all(
+            isinstance(key, str) and (_is_number(value) or isinstance(value, bool)) for key, value in record.items()
+        ):
+            raise TextgenError(f"{path} is malformed: an epoch's metrics are not names and numbers")
+        if not all(_is_count(record.get(key, 1)) for key in ("run", "epoch", "global_step", "steps")):
+            raise TextgenError(f"{path} is malformed: an epoch's run, epoch or step is not a count")
+    return records
+
+
 def read_backup(directory):
-    """The state written by ``write_backup``; a clear error when there is none to resume."""
+    """The state written by ``write_backup``, every field checked; a clear error when there is none to resume."""
     path = Path(directory) / BACKUP_FILE
     if not path.is_file():
         raise TextgenError(
@@ -41,17 +65,43 @@ def read_backup(directory):
             f"and every --checkpoint-every steps)"
         )
     state = read_json(path)
-    weights = state.get("weights", "") if isinstance(state, dict) else ""
-    if not isinstance(weights, str) or not BACKUP_WEIGHTS.match(weights) or not (Path(directory) / weights).is_file():
+    if not isinstance(state, dict):
+        raise TextgenError(f"{path} is malformed: not an object")
+    weights = state.get("weights", "")
+    if (
+        not isinstance(weights, str)
+        or not BACKUP_WEIGHTS.fullmatch(weights)
+        or not (Path(directory) / weights).is_file()
+    ):
         raise TextgenError(f"{path} names no backup weights file that exists")
-    if not isinstance(state.get("global_step"), int) or state["global_step"] < 0:
+    if not _is_count(state.get("global_step")):
         raise TextgenError(f"{path} has no valid global_step")
+    best_loss, progress = state.get("best_loss", math.inf), state.get("schedule_progress", 0.0)
+    if not (_is_number(best_loss) and not math.isnan(best_loss) and _is_count(state.get("run", 0))):
+        raise TextgenError(f"{path} is malformed: best_loss or run is not a number")
+    if not (_is_number(progress) and 0 <= progress <= 1):
+        raise TextgenError(f"{path} is malformed: schedule_progress is not between 0 and 1")
+    check_history(state.get("history", []), path)
     return state
+
+
+def check_backup_weights(directory, state, expected):
+    """The backup's weights file is safe to hand to Keras: plain arrays, none larger than ``expected`` allows."""
+    import h5py  # numpy-only HDF5 reader, loaded only when a backup is read
+
+    from textgen.saved.keras_archive import check_weights_file
+
+    path = Path(directory) / state["weights"]
+    try:
+        with h5py.File(path, "r") as file:
+            check_weights_file(file, expected, source=path)
+    except TextgenError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, ArithmeticError):  # h5py on damaged bytes
+        raise TextgenError(f"{path} is not a readable weights file (corrupt or partial?)") from None
 
 
 def backup_global_step(directory):
     """The global step of the directory's backup, or 0 when it has none."""
     path = Path(directory) / BACKUP_FILE
-    state = read_json(path) if path.is_file() else {}
-    step = state.get("global_step", 0) if isinstance(state, dict) else 0
-    return step if isinstance(step, int) else 0
+    return read_backup(directory)["global_step"] if path.is_file() else 0

@@ -1,4 +1,4 @@
-"""Reading ``model.keras`` safely: arrays out, no code run, every shape checked.
+"""Reading ``model.keras`` safely: arrays out, no code run, every size and shape checked first.
 
 A Keras 3 archive is a zip holding ``config.json`` (the layers) and
 ``model.weights.h5`` (their arrays, and the optimizer's). textgen reads it as
@@ -14,10 +14,12 @@ import json
 import re
 import zipfile
 
+import h5py  # numpy-only HDF5 reader; far lighter than TensorFlow
 import numpy as np
 
 from textgen.cells import CELLS_BY_KERAS_LAYER
 from textgen.errors import TextgenError
+from textgen.saved.hdf5_guard import check_hdf5_file, read_checked_dataset
 
 # The only Keras layers a textgen model is built from (model.py); anything else
 # in an archive means it is not ours, and it is refused.
@@ -45,46 +47,122 @@ def _weights_group_names(class_names):
     return names
 
 
-def _collect_arrays(group):
-    """A layer group's arrays in Keras order: vars/0, vars/1, ... (an RNN's live under cell/)."""
+# Sizes refused before they are read: the architecture is a few KB; the weights file holds each
+# weight and Adam's two moments (3x) plus HDF5's bookkeeping.
+MAX_ARCHITECTURE_BYTES = 1 << 20
+WEIGHTS_FILE_SLACK_BYTES = 1 << 20
+
+
+def expected_weights(model_config, vocabulary_size):
+    """[(Keras class name, [weight shapes])] of the layers with weights, in order, for a config."""
+    from textgen.cells import CELLS
+
+    kind = CELLS[model_config.cell]
+    units, columns = model_config.units, kind.gates * model_config.units
+    bias = (columns,) if kind.bias_rows == 1 else (kind.bias_rows, columns)
+    layers = [("Embedding", [(vocabulary_size, model_config.embedding_dim)])]
+    width = model_config.embedding_dim
+    for _ in range(model_config.layers):
+        layers.append((kind.keras_layer, [(width, columns), (units, columns), bias]))
+        width = units
+    layers.append(("Dense", [(units, vocabulary_size), (vocabulary_size,)]))
+    return layers
+
+
+def weight_bytes(expected):
+    """(the largest array's bytes, all arrays' bytes) of ``expected_weights``, float32."""
+    sizes = [4 * int(np.prod(shape)) for _, shapes in expected for shape in shapes]
+    return max(sizes), sum(sizes)
+
+
+def _read_member(archive, name, limit, path):
+    """A zip member's bytes, never more than ``limit`` (the header's size may lie)."""
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        raise TextgenError(f"{path} is refused: its {name} is {info.file_size:,} bytes, more than {limit:,}")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise TextgenError(f"{path} is refused: its {name} is more than {limit:,} bytes")
+    return data
+
+
+def _collect_arrays(group, shapes, *, source, layer):
+    """A layer group's arrays in Keras order: vars/0, vars/1, ... (an RNN's live under cell/), shapes checked."""
     if "cell" in group:
         group = group["cell"]
     variables = group.get("vars", {})
-    return [np.asarray(variables[str(index)][()]) for index in range(len(variables))]
+    if len(variables) != len(shapes):
+        raise TextgenError(f"{source} has malformed weights: {layer} has {len(variables)} arrays, not {len(shapes)}")
+    return [
+        read_checked_dataset(variables.get(str(index)), shape, source=source, what=f"{layer} array {index}")
+        for index, shape in enumerate(shapes)
+    ]
 
 
 def _optimizer_iterations(weights):
     """Optimizer steps taken: the optimizer's first variable (its ``iterations`` counter)."""
     group = weights.get("optimizer")
-    while group is not None and "vars" in group and len(group["vars"]) == 0 and "inner_optimizer" in group:
+    while isinstance(group, h5py.Group) and "vars" in group and len(group["vars"]) == 0 and "inner_optimizer" in group:
         group = group["inner_optimizer"]  # a LossScaleOptimizer wraps the real one
-    if group is None or "vars" not in group or "0" not in group["vars"]:
+    if not isinstance(group, h5py.Group) or "vars" not in group or "0" not in group["vars"]:
         return 0
-    return int(group["vars"]["0"][()])
+    counter = group["vars"]["0"]
+    if not isinstance(counter, h5py.Dataset) or counter.shape != () or counter.dtype.kind not in "iuf":
+        return 0
+    steps = counter[()]
+    return int(steps) if np.isfinite(steps) and 0 <= steps < 2**62 else 0
 
 
-def read_keras_archive(path):
-    """Layers (in order, with weights) and the optimizer step count of a ``model.keras`` file."""
-    import h5py  # numpy-only HDF5 reader; far lighter than TensorFlow
+def check_weights_file(file, expected, *, source):
+    """Check an open HDF5 weights file (model.weights.h5 or a backup) is safe to read for ``expected``."""
+    largest, total = weight_bytes(expected)
+    # Optimizer scalars may be 8 bytes; the moments are the weights' shapes.
+    check_hdf5_file(file, source=source, max_dataset_bytes=max(largest, 8), max_total_bytes=3 * total + 4096)
 
+
+def read_keras_archive(path, expected):
+    """Layers (in order, with weights) and the optimizer step count of a ``model.keras`` file.
+
+    ``expected`` (``expected_weights``) fixes the layers and every array's shape:
+    nothing is read that does not match, and no size is trusted before it is checked.
+    """
+    largest, total = weight_bytes(expected)
     try:
         with zipfile.ZipFile(path) as archive:
-            architecture = json.loads(archive.read("config.json"))
-            weights_bytes = archive.read("model.weights.h5")
-        class_names = [entry["class_name"] for entry in architecture["config"]["layers"]]
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError):
+            architecture = json.loads(_read_member(archive, "config.json", MAX_ARCHITECTURE_BYTES, path))
+            weights_bytes = _read_member(archive, "model.weights.h5", 3 * total + WEIGHTS_FILE_SLACK_BYTES, path)
+        class_names = [str(entry["class_name"]) for entry in architecture["config"]["layers"]]
+    except TextgenError:
+        raise
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError, RuntimeError, EOFError):
         raise TextgenError(f"{path} is not a readable Keras model archive (corrupt or partial?)") from None
-    unknown = sorted(set(map(str, class_names)) - KNOWN_LAYERS)
+    unknown = sorted(set(class_names) - KNOWN_LAYERS)
     if unknown:
         raise TextgenError(f"{path} contains layers textgen does not build: {', '.join(unknown)}")
+    weighted = [name for name in class_names if name not in ("InputLayer", "Dropout")]
+    if weighted != [class_name for class_name, _ in expected]:
+        raise TextgenError(
+            f"{path} holds layers {', '.join(weighted)}; its config.json describes {', '.join(c for c, _ in expected)}"
+        )
+    shapes = iter(shapes for _, shapes in expected)
     try:
         with h5py.File(io.BytesIO(weights_bytes), "r") as weights:
-            layers = [
-                KerasLayer(class_name, _collect_arrays(weights["layers"][name]))
-                for class_name, name in zip(class_names, _weights_group_names(class_names))
-            ]
+            check_weights_file(weights, expected, source=path)
+            layers_group = weights.get("layers")
+            layers = []
+            for class_name, name in zip(class_names, _weights_group_names(class_names)):
+                group = layers_group.get(name) if isinstance(layers_group, h5py.Group) else None
+                if class_name in ("InputLayer", "Dropout"):
+                    layers.append(KerasLayer(class_name, []))
+                    continue
+                if not isinstance(group, h5py.Group):
+                    raise TextgenError(f"{path} has malformed weights: no arrays for layer {name}")
+                layers.append(KerasLayer(class_name, _collect_arrays(group, next(shapes), source=path, layer=name)))
             global_step = _optimizer_iterations(weights)
-    except (OSError, KeyError, ValueError, TypeError) as error:
+    except TextgenError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, ArithmeticError) as error:  # h5py on damaged bytes
         raise TextgenError(f"{path} has unreadable weights ({error})") from None
     return layers, global_step
 

@@ -14,9 +14,9 @@ from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConf
 from textgen.data.tokenizer import tokenizer_from_dict
 from textgen.errors import TextgenError
 from textgen.saved.atomic import atomic_write, read_json, write_json
-from textgen.saved.backup import backup_global_step
-from textgen.saved.keras_archive import Network, read_keras_archive
-from textgen.saved.layout import CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, MODEL_FILE, TOKENIZER_FILE
+from textgen.saved.backup import backup_global_step, check_history, read_backup
+from textgen.saved.keras_archive import Network, expected_weights, read_keras_archive
+from textgen.saved.layout import BACKUP_FILE, CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, MODEL_FILE, TOKENIZER_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,18 +42,17 @@ class SavedModel:
 
     def metrics(self):
         path = self.directory / METRICS_FILE
-        return read_json(path) if path.exists() else []
+        return check_history(read_json(path), path) if path.exists() else []
 
     def read_weights(self):
-        """The checked ``Network`` in model.keras and the optimizer steps it was trained for."""
-        layers, global_step = read_keras_archive(self.model_path)
-        network = Network.from_layers(layers, source=str(self.model_path))
-        if network.vocabulary_size != self.tokenizer.vocabulary_size:
-            raise TextgenError(
-                f"{self.directory}: model has {network.vocabulary_size} outputs but the tokenizer "
-                f"has {self.tokenizer.vocabulary_size} tokens (mismatched files?)"
-            )
-        return network, global_step
+        """The checked ``Network`` in model.keras and the optimizer steps it was trained for.
+
+        Every array's shape comes from config.json and the tokenizer's size: an archive
+        that holds anything else is refused before its arrays are read.
+        """
+        expected = expected_weights(self.model, self.tokenizer.vocabulary_size)
+        layers, global_step = read_keras_archive(self.model_path, expected)
+        return Network.from_layers(layers, source=str(self.model_path)), global_step
 
 
 def write_settings(
@@ -76,9 +75,14 @@ def write_settings(
     write_json(Path(directory) / TOKENIZER_FILE, {"format_version": FORMAT_VERSION, **tokenizer.to_dict()}, indent=None)
 
 
+def weights_file_bytes(model):
+    """About how large a weights file of ``model`` is: float32 weights and Adam's two moments, and a margin."""
+    return 3 * 4 * model.count_params() + (1 << 20)
+
+
 def write_model(directory, model):
     """model.keras: the Keras archive of ``model`` (weights and optimizer state), whole or not at all."""
-    atomic_write(Path(directory) / MODEL_FILE, model.save)
+    atomic_write(Path(directory) / MODEL_FILE, model.save, expected_bytes=weights_file_bytes(model))
 
 
 def write_metrics(directory, history):
@@ -93,11 +97,26 @@ def _check_version(path, data):
     return data
 
 
+def _refuse_unfinished_run(directory):
+    """A run stopped before its first model was saved: say whether and how it can go on."""
+    if (directory / BACKUP_FILE).is_file():
+        step = backup_global_step(directory)
+        raise TextgenError(
+            f"{directory} is an unfinished run with no model saved yet (its backup is at step {step:,}); "
+            f"continue it with `textgen train CORPUS --name {directory.name} --resume`"
+        )
+    raise TextgenError(
+        f"{directory} is a run that stopped before it saved anything; train it again with --name {directory.name}"
+    )
+
+
 def load_saved_model(directory, *, require_weights=True):
     """Read and validate a model directory's config and tokenizer (the weights: ``read_weights``)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise TextgenError(f"no model directory at {directory}")
+    if require_weights and not (directory / MODEL_FILE).exists() and (directory / CONFIG_FILE).is_file():
+        _refuse_unfinished_run(directory)
     for name in (CONFIG_FILE, TOKENIZER_FILE) + ((MODEL_FILE,) if require_weights else ()):
         if not (directory / name).is_file():
             raise TextgenError(f"{directory} is not a complete textgen model: {name} is missing")
@@ -108,7 +127,7 @@ def load_saved_model(directory, *, require_weights=True):
         corpus, versions, base = config.get("corpus", {}), config.get("versions", {}), config.get("from")
         if not (isinstance(corpus, dict) and isinstance(versions, dict) and isinstance(base, (str, type(None)))):
             raise TypeError("corpus, versions or from")
-        return SavedModel(
+        saved = SavedModel(
             directory=directory,
             model=ModelConfig.from_dict(sections["model"]),
             tokenizer_config=TokenizerConfig.from_dict(sections["tokenizer"]),
@@ -120,6 +139,11 @@ def load_saved_model(directory, *, require_weights=True):
         )
     except (KeyError, TypeError, AttributeError) as error:
         raise TextgenError(f"{directory / CONFIG_FILE} is missing or has a malformed entry: {error}") from None
+    # The rest is checked now too: a directory with one malformed file is not used at all.
+    saved.metrics()
+    if (directory / BACKUP_FILE).exists():
+        read_backup(directory)
+    return saved
 
 
 def describe(saved_model):

@@ -13,8 +13,10 @@ import math
 
 import keras
 
+from textgen.errors import TextgenError
 from textgen.saved.atomic import remove_temporary_files
 from textgen.saved.backup import read_backup, write_backup
+from textgen.saved.saved_model import weights_file_bytes
 
 
 @dataclasses.dataclass
@@ -61,7 +63,11 @@ def restore(directory, model):
     remove_temporary_files(directory)  # a killed run may have left some
     backup = read_backup(directory)
     model.optimizer.build(model.trainable_variables)  # so the optimizer's state loads too
-    model.load_weights(directory / backup["weights"])
+    try:  # checked as safe to read before the run started (training/run.py); it may still not fit
+        model.load_weights(directory / backup["weights"])
+    except (ValueError, KeyError, OSError) as error:
+        first_line = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        raise TextgenError(f"{directory / backup['weights']} does not fit this model ({first_line})") from None
     return RunState.from_backup(backup)
 
 
@@ -95,7 +101,8 @@ class Backup(keras.callbacks.Callback):
 
     def write(self):
         global_step = int(self.model.optimizer.iterations)
-        write_backup(self.directory, self.model.save_weights, self.state.to_backup(global_step))
+        state = self.state.to_backup(global_step)
+        write_backup(self.directory, self.model.save_weights, state, expected_bytes=weights_file_bytes(self.model))
 
     def on_train_batch_end(self, batch, logs=None):
         finite = math.isfinite(float((logs or {}).get("loss", 0.0)))
