@@ -12,10 +12,8 @@ from textgen.saved.directory import (
     check_model_name,
     check_new_model_directory,
     default_model_name,
-    new_model_directory,
     newest_model_directory,
 )
-from textgen.saved.keras_archive import read_keras_archive
 from textgen.saved.saved_model import describe, load_saved_model
 
 
@@ -85,7 +83,7 @@ def test_corrupt_or_incomplete_directories_are_refused(tiny_model, tmp_path):
     garbage = copy_model(directory, tmp_path / "garbage")
     (garbage / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(TextgenError, match="not a readable Keras model archive"):
-        read_keras_archive(garbage / "model.keras")
+        load_saved_model(garbage).read_weights()
 
 
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
@@ -109,24 +107,23 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o640
 
 
-def test_failed_overwrite_restores_the_old_model(tmp_path):
-    directory = tmp_path / "saved_models" / "poem"
-    directory.mkdir(parents=True)
-    (directory / "model.keras").write_text("old")
-    with pytest.raises(RuntimeError):
-        with new_model_directory(directory):
-            (directory / "config.json").write_text("{}")
-            raise RuntimeError("training failed before saving")
-    assert (directory / "model.keras").read_text() == "old"
-    assert sorted(p.name for p in directory.parent.iterdir()) == ["poem"]
-
-
 def test_existing_name_needs_overwrite_and_names_are_plain(tmp_path):
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "model.keras").write_text("a model")
     with pytest.raises(TextgenError, match="already exists; pass --overwrite"):
-        check_new_model_directory(tmp_path, "taken", overwrite=False)
-    assert check_new_model_directory(tmp_path, "taken", overwrite=True) == tmp_path / "taken"
-    for bad in ("../escape", "a/b", ".hidden", ""):
+        check_new_model_directory(tmp_path / "taken", overwrite=False)
+    assert check_new_model_directory(tmp_path / "taken", overwrite=True) == tmp_path / "taken"
+    (tmp_path / "resumable").mkdir()
+    (tmp_path / "resumable" / "backup.json").write_text("{}")
+    with pytest.raises(TextgenError, match="unfinished run with a backup; continue it with --resume"):
+        check_new_model_directory(tmp_path / "resumable", overwrite=False)
+    (tmp_path / "abandoned").mkdir()  # killed before it saved anything: nothing to lose
+    (tmp_path / "abandoned" / "config.json").write_text("{}")
+    assert check_new_model_directory(tmp_path / "abandoned", overwrite=False) == tmp_path / "abandoned"
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(TextgenError, match="exists and is not a directory"):
+        check_new_model_directory(tmp_path / "file", overwrite=True)
+    for bad in ("../escape", "a/b", ".hidden", "", "name\n", "x" * 101):
         with pytest.raises(TextgenError, match="invalid model name"):
             check_model_name(bad)
     assert default_model_name("my notes (draft)") == "my_notes_draft"
@@ -135,7 +132,7 @@ def test_existing_name_needs_overwrite_and_names_are_plain(tmp_path):
 def test_newest_model_directory(tmp_path):
     with pytest.raises(TextgenError, match="no saved model"):
         newest_model_directory(tmp_path)
-    for index, name in enumerate(["old", "new"]):
+    for index, name in enumerate(["old", "new", ".new.staging"]):  # a run's staging area is never picked
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.keras").write_text("x")
         os.utime(tmp_path / name / "model.keras", (1000 + index, 1000 + index))
@@ -168,7 +165,9 @@ def test_weights_that_do_not_fit_the_vocabulary_are_refused(tiny_model, tmp_path
     vocabulary_size = load_saved_model(tiny_model[0]).tokenizer.vocabulary_size
     model = build_model(ModelConfig(units=4, embedding_dim=4), vocabulary_size + 3)
     directory = save_keras_model(model, tmp_path / "other", tiny_model[0])
-    with pytest.raises(TextgenError, match=f"model has {vocabulary_size + 3} outputs but the tokenizer"):
+    with pytest.raises(
+        TextgenError, match=rf"does not fit its config.json and tokenizer.json: .*\({vocabulary_size + 3}, 4\)"
+    ):
         load_saved_model(directory).read_weights()
 
 

@@ -1,25 +1,22 @@
-"""Where model directories live: their names, a new run's directory, the newest one.
+"""Where model directories live: their names, whether a new run may take one, the newest one.
 
-A new run writes into its directory inside ``new_model_directory``, which
-leaves nothing behind if the run fails before it saved a model, and keeps the
-model it replaces (``--overwrite``) until the new one is whole.
+How a run writes its directory (the writer lock, the staged ``--overwrite``):
+run_directory.py.
 """
 
-import contextlib
-import os
 import re
-import shutil
 from pathlib import Path
 
 from textgen.errors import TextgenError
 from textgen.saved.layout import MODEL_FILE, SAVED_MODELS_DIRECTORY
+from textgen.saved.run_directory import check_unfinished_run
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def check_model_name(name):
     """A model name is one plain path component: letters, digits, '.', '_' and '-'."""
-    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):  # match's $ allows a final newline
         raise TextgenError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (max 100)")
     return name
 
@@ -30,46 +27,26 @@ def default_model_name(corpus_name):
     return name or "model"
 
 
-def check_new_model_directory(root, name, *, overwrite):
-    """The directory a new model goes to; an error if it exists and ``overwrite`` is off."""
-    directory = Path(root) / check_model_name(name)
-    if (directory.exists() or directory.is_symlink()) and not overwrite:
-        raise TextgenError(f"{directory} already exists; pass --overwrite to replace it, or choose another --name")
-    if directory.exists() and not directory.is_dir():
-        raise TextgenError(f"{directory} exists and is not a directory")
-    return directory
+def check_new_model_directory(directory, *, overwrite):
+    """Whether a new run may write ``directory`` (it holds the writer lock): an error if not.
 
-
-@contextlib.contextmanager
-def new_model_directory(directory):
-    """Create ``directory`` for a training run; on failure leave nothing half-written.
-
-    An existing directory (``--overwrite``) is set aside, not deleted, until the
-    new run has saved a model: if the run fails first, the old model comes back.
+    An existing model is replaced only with ``overwrite``; a directory left by a
+    run that was killed before it saved anything (no model, no backup) is
+    replaced without asking, since there is nothing in it to lose.
     """
-    directory = Path(directory)
-    replaced = directory.with_name(f".{directory.name}.replaced")
-    if directory.exists():
-        shutil.rmtree(replaced, ignore_errors=True)
-        os.replace(directory, replaced)
-    directory.mkdir(parents=True)
-    try:
-        yield directory
-    except BaseException:
-        if not (directory / MODEL_FILE).exists():
-            shutil.rmtree(directory, ignore_errors=True)
-            if replaced.exists():
-                os.replace(replaced, directory)
-        raise
-    finally:
-        if replaced.exists() and (directory / MODEL_FILE).exists():
-            shutil.rmtree(replaced, ignore_errors=True)
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        raise TextgenError(f"{directory} exists and is not a directory")
+    if directory.exists() and not overwrite and not check_unfinished_run(directory):
+        raise TextgenError(f"{directory} already exists; pass --overwrite to replace it, or choose another --name")
+    return directory
 
 
 def newest_model_directory(root=SAVED_MODELS_DIRECTORY):
     """The model directory under ``root`` whose weights were saved last."""
     root = Path(root)
-    candidates = [path.parent for path in root.glob(f"*/{MODEL_FILE}")] if root.is_dir() else []
+    # Hidden directories are a run's staging area (saved/run_directory.py), never a model to pick.
+    candidates = [path.parent for path in root.glob(f"*/{MODEL_FILE}") if not path.parent.name.startswith(".")]
+    candidates = candidates if root.is_dir() else []
     if not candidates:
         raise TextgenError(f"no saved model under {root.resolve()}; train one with `textgen train CORPUS`")
     return max(candidates, key=lambda directory: (directory / MODEL_FILE).stat().st_mtime)

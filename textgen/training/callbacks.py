@@ -111,8 +111,13 @@ class SignalStop(keras.callbacks.Callback):
                 pass
 
     def on_train_end(self, logs=None):
+        self.restore()
+
+    def restore(self):
+        """The handlers as they were; also called when training fails (Keras skips on_train_end then)."""
         for name, handler in self.previous.items():
             signal.signal(getattr(signal, name), handler)
+        self.previous = {}
 
 
 class EpochMetrics(keras.callbacks.Callback):
@@ -152,11 +157,15 @@ def judged_loss(logs):
 
 
 class BestModel(keras.callbacks.Callback):
-    """Writes ``plain_model`` to model.keras (atomically) after each epoch that beats the best loss so far."""
+    """Writes ``plain_model`` to model.keras (atomically) after each epoch that beats the best loss so far.
 
-    def __init__(self, directory, plain_model, state):
+    ``output`` is the run's saved.run_directory.RunDirectory: after the first
+    save, an ``--overwrite`` run takes the old model's place.
+    """
+
+    def __init__(self, output, plain_model, state):
         super().__init__()
-        self.directory = directory
+        self.output = output
         self.plain_model = plain_model
         self.state = state  # the run's RunState: best_loss, last_saved_epoch
 
@@ -164,7 +173,8 @@ class BestModel(keras.callbacks.Callback):
         loss = judged_loss(logs or {})
         if loss < self.state.best_loss:
             self.state.best_loss = loss
-            write_model(self.directory, self.plain_model)
+            write_model(self.output.path, self.plain_model)
+            self.output.model_saved()
             self.state.last_saved_epoch = epoch + 1
 
 

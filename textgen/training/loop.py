@@ -80,14 +80,14 @@ def _compiled_models(plan, precision, kernel):
     return model, plain_model
 
 
-def _start(plan, model):
+def _start(plan, model, directory):
     """Where the run starts: a backup's state (weights loaded), or a new run's (settings written first).
 
     A new run from a ``base`` model (fine-tuning) starts from its weights with a
     fresh optimizer: the new text gets full-size steps from the start.
     """
     if plan.resume:
-        return restore(plan.directory, model)
+        return restore(directory, model)
     versions = {
         "textgen": __version__,
         "keras": keras.__version__,
@@ -95,7 +95,7 @@ def _start(plan, model):
         "python": platform.python_version(),
     }
     write_settings(
-        plan.directory,
+        directory,
         model=plan.model,
         tokenizer_config=plan.tokenizer,
         train=plan.train,
@@ -140,9 +140,9 @@ def _validation_data(plan):
     )
 
 
-def _callbacks(plan, plain_model, state, *, budget, interruption, steps_per_epoch, echo):
+def _callbacks(plan, output, plain_model, state, *, budget, interruption, steps_per_epoch, echo):
     """Ours and Keras's, in the order Keras must call them."""
-    directory, train_config, text = plan.directory, plan.train, plan.text
+    directory, train_config, text = output.path, plan.train, plan.text
     logs = directory / LOGS_DIRECTORY
     validation_data = _validation_data(plan)
     callbacks = [
@@ -160,7 +160,7 @@ def _callbacks(plan, plain_model, state, *, budget, interruption, steps_per_epoc
             characters_per_token=text.characters_per_token,
             characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
         ),
-        BestModel(directory, plain_model, state),
+        BestModel(output, plain_model, state),
         EpochLog(directory, state, echo=echo),
         keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
         TextSamples(logs / SAMPLES_LOGS, text.tokenizer),
@@ -173,11 +173,13 @@ def _callbacks(plan, plain_model, state, *, budget, interruption, steps_per_epoc
     return callbacks
 
 
-def fit(plan, *, echo=None, progress_bar=False, callbacks=()):
+def fit(plan, *, output, echo=None, progress_bar=False, callbacks=()):
     """Train as ``plan`` says and save the model in ``plan.directory``.
 
     Args:
         plan: a ``RunPlan`` (see training/run.py, which makes one).
+        output: where the files go (saved.run_directory.RunDirectory: ``plan.directory``, or its staging
+            sibling until the first model of an ``--overwrite`` run is saved).
         echo: prints one line (default: print, flushed).
         progress_bar: Keras's live progress bar (for a terminal).
         callbacks: more Keras callbacks, called before textgen's own.
@@ -188,14 +190,30 @@ def fit(plan, *, echo=None, progress_bar=False, callbacks=()):
     echo = echo or functools.partial(print, flush=True)
     precision, kernel = _prepare_hardware(plan.train, echo)
     model, plain_model = _compiled_models(plan, precision, kernel)
-    state = _start(plan, model)
+    state = _start(plan, model, output.path)
     steps_per_epoch = plan.text.steps_per_epoch(plan.train)
     epochs = plan.train.epochs_for(steps_per_epoch)
     _announce(plan, model, precision, kernel, state, epochs=epochs, steps_per_epoch=steps_per_epoch, echo=echo)
     budget, interruption = TimeBudget(plan.train.time_budget), SignalStop()
     ours = _callbacks(
-        plan, plain_model, state, budget=budget, interruption=interruption, steps_per_epoch=steps_per_epoch, echo=echo
+        plan,
+        output,
+        plain_model,
+        state,
+        budget=budget,
+        interruption=interruption,
+        steps_per_epoch=steps_per_epoch,
+        echo=echo,
     )
+    try:
+        _fit_segments(plan, model, state, [*callbacks, *ours], steps_per_epoch, epochs, progress_bar)
+    finally:
+        interruption.restore()
+    return _report(plan, output, state, precision, kernel, budget=budget, interruption=interruption, echo=echo)
+
+
+def _fit_segments(plan, model, state, callbacks, steps_per_epoch, epochs, progress_bar):
+    """``model.fit`` from the run's global step: the rest of a partly trained epoch, then whole ones."""
     for initial_epoch, end_epoch, steps, skip in fit_segments(state.global_step, steps_per_epoch, epochs):
         train_data, _ = training_dataset(
             plan.text.train_ids,
@@ -211,19 +229,20 @@ def fit(plan, *, echo=None, progress_bar=False, callbacks=()):
             steps_per_epoch=steps,
             initial_epoch=initial_epoch,
             epochs=end_epoch,
-            callbacks=[*callbacks, *ours],
+            callbacks=callbacks,
             shuffle=False,
             verbose=1 if progress_bar else 0,
         )
         if model.stop_training:  # time budget, signal, NaN or patience
             break
-    return _report(plan, state, precision, kernel, budget=budget, interruption=interruption, echo=echo)
 
 
-def _report(plan, state, precision, kernel, *, budget, interruption, echo):
-    if not (plan.directory / MODEL_FILE).exists():
+def _report(plan, output, state, precision, kernel, *, budget, interruption, echo):
+    if not output.published or not (plan.directory / MODEL_FILE).exists():
+        intact = f"; the previous model in {plan.directory} is intact" if output.staged else ""
         raise TextgenError(
-            "training diverged (the loss became NaN) before any model was saved; try a lower --learning-rate"
+            f"training diverged (the loss became NaN or infinite) before any model was saved{intact}; "
+            f"try a lower --learning-rate"
         )
     if state.history and not math.isfinite(state.history[-1]["loss"]):
         echo(f"stopped: the loss became NaN in epoch {state.history[-1]['epoch']}; kept the last good model")

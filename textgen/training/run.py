@@ -13,6 +13,7 @@ fails in a fraction of a second with nothing written. ``textgen train`` is a
 thin shell over this function.
 """
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -21,9 +22,11 @@ from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConf
 from textgen.data.corpus import resolve_sources
 from textgen.data.training_text import prepare_training_text
 from textgen.errors import TextgenError
-from textgen.saved.backup import read_backup
-from textgen.saved.directory import check_model_name, check_new_model_directory, default_model_name, new_model_directory
+from textgen.saved.backup import check_backup_weights, read_backup
+from textgen.saved.directory import check_model_name, check_new_model_directory, default_model_name
+from textgen.saved.keras_archive import expected_weights
 from textgen.saved.layout import SAVED_MODELS_DIRECTORY
+from textgen.saved.run_directory import RunDirectory, check_not_being_trained, writer_lock
 from textgen.saved.saved_model import load_saved_model
 from textgen.training.plan import RunPlan
 
@@ -50,7 +53,7 @@ def train(
     Args:
         corpus: a file, directory, glob or built-in corpus name ("python-stdlib"), or a list of them.
         name: the model directory's name (default: from the corpus, e.g. the file's stem).
-        overwrite: replace an existing model of that name (it comes back if the new run fails first).
+        overwrite: replace an existing model of that name (only once the new run has saved a model).
         resume: continue the run ``name`` from its backup (same corpus; only epochs,
             time_budget and checkpoint_every may be given).
         base: a model directory to fine-tune: its network and vocabulary, a fresh optimizer.
@@ -68,26 +71,27 @@ def train(
     if "sources" in settings:
         raise TextgenError("name the corpus as train()'s first argument, not as sources=")
     sources = (corpus,) if isinstance(corpus, (str, os.PathLike)) else tuple(corpus)
-    if resume:
-        plan = _resume_plan(sources, name=name, root=root, settings=settings)
-    else:
-        plan = _new_plan(
-            sources, name=name, overwrite=overwrite, root=root, base=base, drop_unknown=drop_unknown, settings=settings
-        )
-    from textgen.training.loop import fit  # TensorFlow loads here, after every input is checked
+    # The stack holds the writer lock, taken as soon as the directory is known, until the run ends.
+    with contextlib.ExitStack() as stack:
+        if resume:
+            plan = _resume_plan(sources, name=name, root=root, settings=settings, stack=stack)
+        else:
+            plan = _new_plan(
+                sources, name=name, overwrite=overwrite, root=root, base=base, drop_unknown=drop_unknown,
+                settings=settings, stack=stack,
+            )  # fmt: skip
+        from textgen.training.loop import fit  # TensorFlow loads here, after every input is checked
 
-    options = dict(echo=echo, progress_bar=progress_bar, callbacks=callbacks)
-    if resume:  # the directory and its backup are there already
-        return fit(plan, **options)
-    with new_model_directory(plan.directory):  # nothing left behind if the run fails before saving
-        return fit(plan, **options)
+        # A new run that fails before saving leaves nothing behind; an --overwrite keeps the old model until then.
+        output = stack.enter_context(RunDirectory(plan.directory, resume=resume))
+        return fit(plan, output=output, echo=echo, progress_bar=progress_bar, callbacks=callbacks)
 
 
 def _flags(names):
     return ", ".join(f"--{name.replace('_', '-')}" for name in names)
 
 
-def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
+def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings, stack):
     configs = training_configs({**settings, "sources": sources})
     base_model = base_network = None
     if base is not None:  # fine-tuning: the network and vocabulary are the base model's
@@ -103,7 +107,9 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
     elif drop_unknown:
         raise TextgenError("--drop-unknown only applies with --from MODEL")
     resolved = resolve_sources(configs[CorpusConfig].sources)
-    directory = check_new_model_directory(root, name or default_model_name(resolved[1]), overwrite=overwrite)
+    directory = Path(root) / check_model_name(name or default_model_name(resolved[1]))
+    check_not_being_trained(directory)  # early, before a big corpus is read; again under the lock below
+    check_new_model_directory(directory, overwrite=overwrite)
     text, train_config = prepare_training_text(
         configs[CorpusConfig],
         configs[TokenizerConfig],
@@ -112,6 +118,9 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
         tokenizer=base_model.tokenizer if base_model else None,
         drop_unknown=drop_unknown,
     )
+    # Taken once the inputs are good, so a refused run leaves no lock file; then checked again under it.
+    stack.enter_context(writer_lock(directory))
+    check_new_model_directory(directory, overwrite=overwrite)
     return RunPlan(
         directory,
         text,
@@ -124,7 +133,7 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings):
     )
 
 
-def _resume_plan(sources, *, name, root, settings):
+def _resume_plan(sources, *, name, root, settings, stack):
     """Continue a run from its backup; every setting but RESUMABLE_SETTINGS comes from the saved run."""
     if name is None:
         raise TextgenError("--resume needs --name: the run to continue, under ./saved_models")
@@ -135,8 +144,14 @@ def _resume_plan(sources, *, name, root, settings):
             f"may be given, not {_flags(fixed)}"
         )
     directory = Path(root) / check_model_name(name)
+    if not directory.is_dir():
+        raise TextgenError(f"no model directory at {directory} to resume")
+    stack.enter_context(writer_lock(directory))
     saved = load_saved_model(directory, require_weights=False)
-    read_backup(directory)  # fail now, before the corpus is read, if there is nothing to resume
+    # Fail now, before the corpus is read, if there is nothing (safe) to resume.
+    check_backup_weights(
+        directory, read_backup(directory), expected_weights(saved.model, saved.tokenizer.vocabulary_size)
+    )
     corpus_config = CorpusConfig(
         sources=sources, **{key: saved.corpus_setting(key) for key in ("encoding", "errors", "validation_fraction")}
     )
