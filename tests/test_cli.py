@@ -114,6 +114,9 @@ def test_every_bad_corpus_fails_in_one_line_and_writes_nothing(in_tmp):
         (["--dropout", "1.5"], "dropout must be in [0, 1)", 1),
         (["--validation-fraction", "0.9"], "validation-fraction must be in [0, 0.5]", 1),
         (["--encoding", "klingon"], "unknown encoding 'klingon'", 1),
+        (["--encoding", "rot13"], "'rot13' is not a text encoding", 1),
+        (["--encoding", "base64"], "'base64' is not a text encoding", 1),
+        (["--name", "notes\n"], "invalid model name", 1),
         (["--name", "../outside"], "invalid model name", 1),
     ],
 )
@@ -135,6 +138,45 @@ def test_bad_train_options(in_tmp, options, message, code):
 def test_bad_sample_options(tiny_model, options, message):
     directory, _ = tiny_model
     assert_clean_failure(run("sample", directory, *options), message)
+
+
+def test_sampling_limits_are_stated(tiny_model, monkeypatch):
+    from textgen.generation import generator
+
+    directory, _ = tiny_model
+    assert_clean_failure(run("sample", directory, "--prompt", "a" * 1_000_001), "at most 1,000,000 are read")
+    monkeypatch.setattr(generator, "MAX_LOGITS", 1000)  # as a 100k-token vocabulary meets 2,700 samples
+    assert_clean_failure(run("sample", directory, "--num-samples", "100"), "samples of this model at once")
+
+
+def test_a_long_prompt_is_read_in_pieces_with_the_same_result(tiny_model, monkeypatch):
+    import textgen
+    from textgen.generation import generator
+
+    model = textgen.load(tiny_model[0])
+    prompt = "the king and the queen " * 30
+    whole = model.generate(prompt, length=40, seed=3, num_samples=2)
+    monkeypatch.setattr(generator, "PROMPT_CHUNK", 7)
+    assert model.generate(prompt, length=40, seed=3, num_samples=2) == whole
+
+
+def test_an_output_that_fails_and_a_path_that_is_not_utf8_are_one_line(tiny_model, tmp_path):
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        process = subprocess.run(
+            [sys.executable, "-m", "textgen", "sample", str(tiny_model[0]), "--length", "5000"],
+            stdout=full, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    assert process.returncode == 1 and process.stderr.startswith("Error: no space left on the device"), process.stderr
+    assert process.stderr.count("\n") == 1
+    odd_name = os.fsencode(tmp_path) + b"/notes-\xff.txt"
+    with open(odd_name, "wb") as corpus:
+        corpus.write(b"caf\xe9 " * 50)  # latin-1, not UTF-8, under a name that is not UTF-8 either
+    process = subprocess.run([sys.executable, "-m", "textgen", "train", odd_name], capture_output=True, cwd=tmp_path)
+    assert process.returncode == 1 and process.stderr.startswith(b"Error: "), process.stderr
+    assert b"notes-\xef\xbf\xbd.txt is not valid utf-8" in process.stderr and process.stderr.count(b"\n") == 1
 
 
 def test_missing_or_corrupt_model(in_tmp, tiny_model):

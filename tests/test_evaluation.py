@@ -51,3 +51,13 @@ def test_bits_per_character_at_the_word_level_counts_characters_not_tokens(tiny_
     total_bits = metrics["loss"] * tokens / math.log(2)
     assert math.isclose(metrics["bits_per_character"], total_bits / metrics["characters"], rel_tol=1e-12)
     assert metrics["bits_per_character"] < metrics["loss"] / math.log(2)  # a word is several characters
+
+
+def test_a_diverged_loss_still_has_a_perplexity_tensorboard_can_store():
+    import numpy as np
+
+    from textgen.metrics import loss_metrics
+
+    for loss in (88.0, 150.0, 1e6, math.inf):
+        perplexity = loss_metrics(loss, 1.0)["perplexity"]
+        assert math.isfinite(float(np.float32(perplexity))) and perplexity > 1e38

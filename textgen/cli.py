@@ -8,7 +8,10 @@ exit code 1; click's usage errors exit with 2.
 """
 
 import dataclasses
+import errno
 import json
+import os
+import signal
 import sys
 
 import click
@@ -76,24 +79,83 @@ def _given(context, values):
     }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as for Ctrl-C: files closed, nothing half-written."""
+
+
+def _raise_terminated(number, frame):
+    raise Terminated
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null: what is still buffered for a full or closed output is dropped at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _one_line(error):
+    return (str(error).splitlines() or [""])[0][:300]
+
+
+def _fail(message):
+    """``Error: message`` on stderr, exit 1. A file name that is not UTF-8 (its bytes kept as
+    surrogates by Python) is shown with U+FFFD, where printing it as it is would raise."""
+    printable = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    click.echo(f"Error: {printable}", err=True)
+    sys.exit(1)
+
+
 class TextgenGroup(click.Group):
-    """Turns our errors into one line and an exit code instead of a traceback."""
+    """Turns every failure into one line and an exit code instead of a traceback.
+
+    Ours (``TextgenError``) name the bad input. An operating system's error (a
+    full disk, a closed pipe, a file that cannot be written) is one line with
+    the file. Anything else is a bug: one line that says so, and the traceback
+    with ``TEXTGEN_DEBUG=1``.
+    """
 
     def invoke(self, context):
         try:
-            return super().invoke(context)
+            result = super().invoke(context)
+            sys.stdout.flush()  # here, where a full or closed output is still one line, not at exit
+            return result
         except TextgenError as error:
-            click.echo(f"Error: {error}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("\nInterrupted.", err=True)
-            sys.exit(130)
+            _fail(str(error))
+        except KeyboardInterrupt as interrupt:
+            terminated = isinstance(interrupt, Terminated)
+            click.echo(f"\n{'Terminated' if terminated else 'Interrupted'}; what was saved before is intact.", err=True)
+            sys.exit(SIGNAL_EXIT_CODES["SIGTERM" if terminated else "SIGINT"])
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors and exits
+        except OSError as error:
+            _silence_stdout()  # the output may be what failed (`textgen sample > /dev/full`)
+            if error.errno == errno.EPIPE:
+                sys.exit(1)  # the reader went away (`textgen sample | head`): nothing to say
+            path = os.fsdecode(error.filename) if error.filename else None
+            if error.errno == errno.ENOSPC:
+                where = f" while writing {path}" if path else ""
+                message = f"no space left on the device{where}; what was saved before is intact"
+            else:
+                message = (error.strerror or _one_line(error)) + (f": {path}" if path else "")
+            _fail(message)
+        except Exception as error:
+            if os.environ.get("TEXTGEN_DEBUG"):
+                raise
+            _fail(
+                f"internal error, {type(error).__name__}: {_one_line(error)} "
+                f"(TEXTGEN_DEBUG=1 shows the traceback; please report it)"
+            )
 
 
 @click.group(cls=TextgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="textgen")
 def main():
     """Train a character- or word-level RNN on any text, and write like it."""
+    # SIGTERM ends a command as Ctrl-C does, in one line (training stops more gently: SignalStop).
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 @main.command()

@@ -56,9 +56,12 @@ def _check_encoding(name):
     import codecs  # cheap; checks the name before any file is opened
 
     try:
-        codecs.lookup(name)
-    except (LookupError, TypeError):
+        codec = codecs.lookup(name)
+    except (LookupError, TypeError, ValueError):  # ValueError: a name with a NUL in it
         raise TextgenError(f"unknown encoding {name!r} (try utf-8, latin-1, cp1252, utf-16)") from None
+    # rot13, base64, zlib, hex...: codecs that turn bytes into bytes or text into text, not bytes into text.
+    if not getattr(codec, "_is_text_encoding", True):
+        raise TextgenError(f"{name!r} is not a text encoding (try utf-8, latin-1, cp1252, utf-16)")
     return name
 
 

@@ -8,8 +8,10 @@ Training (each epoch's logs) and ``textgen evaluate`` both report these, from he
 
 import math
 
-# exp() of more than this overflows a float; a loss that high means "no idea" anyway.
-_LARGEST_EXPONENT = 700.0
+# exp() of more than this overflows a float32 (3.4e38 = exp(88.7)), and TensorBoard stores scalars
+# as float32: a run whose loss passed 88.7 died in its TensorBoard callback. A loss that high means
+# "no idea" anyway.
+_LARGEST_EXPONENT = 88.0
 
 
 def loss_metrics(loss, characters_per_token):

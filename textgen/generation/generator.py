@@ -25,6 +25,12 @@ from textgen.generation.strategies import strategy_for
 from textgen.saved.directory import newest_model_directory
 from textgen.saved.saved_model import load_saved_model
 
+# Limits stated in the refusals: a prompt is read in pieces of PROMPT_CHUNK tokens; each step of
+# sampling holds (samples, vocabulary) float32 logits, at most MAX_LOGITS of them (1 GB).
+PROMPT_CHUNK = 4096
+MAX_PROMPT_CHARACTERS = 1_000_000
+MAX_LOGITS = 1 << 28
+
 # What an empty prompt is primed with, if the vocabulary has it: most texts
 # are made of lines, so a newline is a natural "start of something".
 DEFAULT_PRIMER = "\n"
@@ -72,10 +78,27 @@ class Generator:
         # Failing that, the most frequent token (the vocabulary is sorted by frequency, after <unk>).
         most_frequent = 0 if self.tokenizer.unknown_id is None else 1
         ids = self.tokenizer.encode(text) if text else np.array([most_frequent], np.int32)
-        logits, state = self.engine.run(np.tile(ids, (batch_size, 1)), self.engine.initial_state(batch_size))
-        return logits[:, -1], state  # (batch, vocabulary)
+        # Every sample reads the same prompt: run it once, in pieces (only the last step's logits are
+        # kept, so a long prompt never holds (time, vocabulary) floats), then copy the result per sample.
+        state = self.engine.initial_state(1)
+        for start in range(0, len(ids), PROMPT_CHUNK):
+            logits, state = self.engine.run(ids[None, start : start + PROMPT_CHUNK], state)
+        state = [tuple(np.repeat(array, batch_size, axis=0) for array in layer) for layer in state]
+        return np.repeat(logits[:, -1], batch_size, axis=0), state  # (batch, vocabulary)
 
     def _check(self, settings):
+        vocabulary_size, prompt_tokens = self.tokenizer.vocabulary_size, len(settings.prompt)
+        if prompt_tokens > MAX_PROMPT_CHARACTERS:
+            raise TextgenError(
+                f"the prompt is {prompt_tokens:,} characters; at most {MAX_PROMPT_CHARACTERS:,} are read"
+            )
+        streams = max(settings.num_samples, settings.beam_width)
+        if streams * vocabulary_size > MAX_LOGITS:  # each step holds (streams, vocabulary) float32 logits
+            raise TextgenError(
+                f"{settings.num_samples:,} samples (or beams) of {vocabulary_size:,} tokens each need more than "
+                f"{MAX_LOGITS * 4 >> 20:,} MB per step; at most {MAX_LOGITS // vocabulary_size:,} samples "
+                f"of this model at once"
+            )
         if settings.beam_width > self.tokenizer.vocabulary_size:
             raise TextgenError(
                 f"beam-width {settings.beam_width} is larger than the vocabulary "

@@ -7,9 +7,11 @@ on (``.keras``, ``.weights.h5``) or ``.tmp``; ``remove_temporary_files``
 cleans up what a killed process left.
 """
 
+import errno
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 from textgen.errors import TextgenError
@@ -31,9 +33,25 @@ def _new_temporary_file(path):
             continue
 
 
-def atomic_write(path, write):
-    """Call ``write(temporary_path)``, then rename over ``path``: readers never see half a file."""
+def check_free_space(path, needed_bytes):
+    """Refuse to start writing ``needed_bytes`` beside ``path`` where the disk has less free.
+
+    A library that runs out of space mid-write may fail badly (HDF5 has crashed
+    the process outright), so the big files are checked before they are begun.
+    """
+    free = shutil.disk_usage(Path(path).parent).free
+    if free < needed_bytes:
+        raise OSError(errno.ENOSPC, f"{free:,} bytes free, {needed_bytes:,} needed", os.fspath(path))
+
+
+def atomic_write(path, write, *, expected_bytes=None):
+    """Call ``write(temporary_path)``, then rename over ``path``: readers never see half a file.
+
+    ``expected_bytes``: about how large the file will be, checked against the free space first.
+    """
     path = Path(path)
+    if expected_bytes is not None:
+        check_free_space(path, expected_bytes)
     temporary = _new_temporary_file(path)
     try:
         write(str(temporary))

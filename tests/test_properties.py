@@ -1,0 +1,147 @@
+"""Properties checked on generated inputs (hypothesis): what must hold for any text, logits or damaged file."""
+
+import io
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from textgen.data.corpus import normalize_newlines
+from textgen.data.tokenizer import CharTokenizer, WordTokenizer
+from textgen.errors import TextgenError
+from textgen.generation.probabilities import log_softmax
+from textgen.generation.strategies import TopK, TopP
+from textgen.saved.saved_model import load_saved_model
+
+# Any Unicode text, with what real files hold more often than chance would: astral characters,
+# combining marks, every kind of line ending, a BOM.
+pieces = st.one_of(
+    st.characters(codec="utf-8"),
+    st.sampled_from(["\r\n", "\r", "\n", "\ufeff", "\u0301", "\U0001f600", "e\u0301", "\u4e00", " ", "\t"]),
+)
+texts = st.lists(pieces, max_size=100).map("".join)
+
+
+@given(texts)
+def test_the_char_tokenizer_round_trips_any_text(text):
+    tokenizer = CharTokenizer.fit(text or "a")
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+@given(texts)
+def test_the_word_tokenizer_round_trips_any_text(text):
+    tokenizer = WordTokenizer.fit(text or "a")
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+@given(texts)
+def test_newline_normalization_is_idempotent_and_loses_no_other_character(text):
+    normalized = normalize_newlines(text)
+    # Idempotent, except that a second BOM (content, not a marker) goes on the second pass.
+    assert normalize_newlines(normalized) == normalized or normalized.startswith("\ufeff")
+    assert "\r" not in normalized
+    without_newlines = text.removeprefix("\ufeff").replace("\r", "").replace("\n", "")
+    assert normalized.replace("\n", "") == without_newlines
+    assert normalized.count("\n") == text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+logit_rows = arrays(
+    np.float64,
+    st.tuples(st.integers(1, 4), st.integers(1, 40)),
+    elements=st.floats(-30, 30, allow_nan=False),
+)
+
+
+@given(logit_rows, st.integers(1, 50))
+def test_top_k_keeps_exactly_the_k_likeliest(logits, k):
+    kept = np.isfinite(TopK(k).process(logits))
+    assert (kept.sum(axis=-1) == min(k, logits.shape[-1])).all()
+    for row, mask in zip(logits, kept):  # no dropped token is likelier than a kept one
+        if (~mask).any():
+            assert row[mask].min() >= row[~mask].max()
+
+
+@given(logit_rows, st.floats(0.01, 1.0))
+def test_top_p_keeps_the_smallest_set_that_reaches_p(logits, p):
+    kept = np.isfinite(TopP(p).process(logits))
+    probabilities = np.exp(log_softmax(logits))
+    for row, mask in zip(probabilities, kept):
+        assert row[mask].sum() >= p - 1e-9  # it reaches p
+        if mask.sum() > 1:  # and without its least likely token it would not (ties aside)
+            assert row[mask].sum() - row[mask].min() < p + 1e-9
+
+
+@given(arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 300)), elements=st.floats(-80, 80, width=32)))
+def test_probabilities_of_float32_logits_sum_to_one(logits):
+    probabilities = np.exp(log_softmax(logits))  # computed in float64 (probabilities.py), whatever comes in
+    assert probabilities.dtype == np.float64 and (probabilities >= 0).all()
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def archive_parts(tiny_model):
+    """The tiny model's model.keras members and JSON files, to damage."""
+    directory = tiny_model[0]
+    with zipfile.ZipFile(directory / "model.keras") as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    return directory, members
+
+
+def damaged(data, data_strategy):
+    """``data`` truncated, or with some bytes replaced."""
+    if data_strategy.draw(st.booleans()):
+        return data[: data_strategy.draw(st.integers(0, len(data)))]
+    data = bytearray(data)
+    for _ in range(data_strategy.draw(st.integers(1, 8))):
+        position = data_strategy.draw(st.integers(0, len(data) - 1))
+        data[position] = data_strategy.draw(st.integers(0, 255))
+    return bytes(data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_the_validator_raises_only_textgen_errors_on_damaged_models(archive_parts, tmp_path_factory, data):
+    source, members = archive_parts
+    directory = tmp_path_factory.mktemp("damaged") / "model"
+    shutil.copytree(source, directory, ignore=shutil.ignore_patterns("logs", "backup*"))
+    target = data.draw(st.sampled_from(["model.weights.h5", "config.json (archive)", "config.json", "tokenizer.json"]))
+    if target in ("config.json", "tokenizer.json"):
+        (directory / target).write_bytes(damaged((directory / target).read_bytes(), data))
+    else:
+        member = target.split(" ")[0]
+        changed = {**members, member: damaged(members[member], data)}
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, content in changed.items():
+                archive.writestr(name, content)
+        (directory / "model.keras").write_bytes(buffer.getvalue())
+    try:
+        network, _ = load_saved_model(directory).read_weights()
+    except TextgenError:
+        return
+    assert all(np.isfinite(array).all() for array in network.arrays)  # read: then whole and checked
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children,
+                                                                                         max_size=3),
+                    max_leaves=8))  # fmt: skip
+def test_any_json_in_metrics_or_backup_is_read_or_refused_in_one_error(tmp_path_factory, content):
+    from textgen.saved.backup import read_backup
+    from textgen.saved.saved_model import SavedModel
+
+    directory = tmp_path_factory.mktemp("json")
+    for name in ("metrics.json", "backup.json"):
+        (directory / name).write_text(json.dumps(content))
+    try:
+        SavedModel.metrics(type("Saved", (), {"directory": directory})())
+    except TextgenError:
+        pass
+    with pytest.raises(TextgenError):  # a backup needs its weights file, which is never there
+        read_backup(directory)
