@@ -47,7 +47,12 @@ def bad_inputs(tmp_path):
     (tmp_path / "nul.txt").write_bytes(b"text with a\x00NUL byte\n" * 50)
     os.symlink(tmp_path / "loop_b", tmp_path / "loop_a")
     os.symlink(tmp_path / "loop_a", tmp_path / "loop_b")
+    os.symlink(tmp_path / "gone", tmp_path / "dangling.txt")
+    os.mkfifo(tmp_path / "fifo.txt")  # reading it would wait forever for a writer
     return {
+        "fifo.txt": "not a regular file or directory",
+        "dangling.txt": "broken symbolic link",
+        "/dev/zero": "not a regular file or directory",
         "missing.txt": "no such file",
         "empty.txt": "empty or only whitespace",
         "blank.txt": "empty or only whitespace",
@@ -171,6 +176,14 @@ def test_an_output_that_fails_and_a_path_that_is_not_utf8_are_one_line(tiny_mode
         )  # fmt: skip
     assert process.returncode == 1 and process.stderr.startswith("Error: no space left on the device"), process.stderr
     assert process.stderr.count("\n") == 1
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "textgen", "sample", str(tiny_model[0]), "--length", "200000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    reader.stdout.read(10)
+    reader.stdout.close()  # as `textgen sample | head -c 10` does
+    _, errors = reader.communicate(timeout=60)
+    assert reader.returncode == 1 and errors == b""  # nothing to say: the reader went away
     odd_name = os.fsencode(tmp_path) + b"/notes-\xff.txt"
     with open(odd_name, "wb") as corpus:
         corpus.write(b"caf\xe9 " * 50)  # latin-1, not UTF-8, under a name that is not UTF-8 either

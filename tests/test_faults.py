@@ -198,3 +198,37 @@ def test_a_run_killed_before_saving_anything_does_not_block_its_name(tmp_path):
     assert result.exit_code == 1 and "stopped before it saved anything; train it again" in result.output
     train_small(corpus, abandoned.parent, name="notes", echo=quiet, **{**SMALL, "epochs": 1})
     assert load_saved_model(abandoned).read_weights()
+
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """A 3 MB tmpfs as the working directory (root only; skipped where mounting is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    monkeypatch.chdir(disk)
+    try:
+        yield disk
+    finally:
+        monkeypatch.undo()
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)  # TensorBoard may still hold a file there
+
+
+@pytest.mark.parametrize("free_space_check", [True, False])
+def test_a_real_full_disk_keeps_the_old_model(small_disk, monkeypatch, free_space_check):
+    from textgen.saved import atomic
+
+    corpus = small_disk / "poem.txt"
+    corpus.write_text(make_text(lines=150))
+    train_small(corpus, small_disk / "saved_models", name="poem", units=16)
+    directory = small_disk / "saved_models" / "poem"
+    before = fingerprint(directory)
+    if not free_space_check:  # the write itself meets the full disk
+        monkeypatch.setattr(atomic, "check_free_space", lambda path, needed: None)
+    network = ["--units", "256", "--seq-length", "20", "--batch-size", "8", "--epochs", "1", "--precision", "float32"]
+    result = CliRunner().invoke(main, ["train", str(corpus), "--name", "poem", "--overwrite", *network])
+    assert result.exit_code == 1 and "Error: no space left on the device" in result.output, result.output
+    assert fingerprint(directory) == before
+    assert sorted(path.name for path in directory.parent.iterdir()) == [".poem.lock", "poem"]

@@ -213,3 +213,30 @@ def test_a_hostile_backup_is_refused_before_keras_reads_it(tiny_model, tmp_path,
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["train", str(tiny_model[1]), "--name", "model", "--resume"])
     assert result.exit_code == 1 and "keeps its data in another file" in result.output, result.output
+
+
+def test_links_fifos_and_huge_files_in_a_model_directory_are_refused_without_reading(tiny_model, tmp_path):
+    import os
+
+    cases = {
+        "model.keras": [
+            ("link", lambda path: path.symlink_to("/etc/passwd"), "is a symbolic link"),
+            ("fifo", lambda path: os.mkfifo(path), "not a regular file"),  # opening it must not wait
+            ("huge", lambda path: os.truncate(path, 1 << 40), "is refused: 1,099,511,627,776 bytes"),
+        ],
+        "config.json": [
+            ("link", lambda path: path.symlink_to("/etc/hostname"), "is a symbolic link"),
+            ("huge", lambda path: os.truncate(path, 1 << 30), "is refused"),
+            ("nested", lambda path: path.write_text("[" * 100_000 + "]" * 100_000), "not valid JSON"),
+        ],
+        "metrics.json": [("fifo", lambda path: os.mkfifo(path), "not a regular file")],
+    }
+    for name, damages in cases.items():
+        for case, damage, message in damages:
+            directory = copy_model(tiny_model[0], tmp_path / f"{name}-{case}")
+            (directory / name).unlink(missing_ok=True)
+            if case == "huge":
+                (directory / name).touch()
+            damage(directory / name)
+            with pytest.raises(TextgenError, match=message):
+                load_saved_model(directory).read_weights()

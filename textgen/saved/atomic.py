@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 
 from textgen.errors import TextgenError
@@ -75,13 +76,38 @@ def write_json(path, data, *, indent=2):
     write_text(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
 
 
-def read_json(path):
-    """A JSON file's content; a ``TextgenError`` naming the file if it is unreadable or not JSON."""
+# JSON files of a model directory are kilobytes (a big vocabulary, a few MB): larger is refused unread.
+MAX_JSON_BYTES = 64 << 20
+
+
+def read_plain_file(path, max_bytes):
+    """A model directory's file, whole: a regular file of at most ``max_bytes``, else a ``TextgenError``.
+
+    A symbolic link (to /etc/passwd, say) is refused: a model directory's files
+    are its own. So is a FIFO or a device, which could block or never end;
+    O_NONBLOCK keeps opening a FIFO from waiting for a writer.
+    """
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise TextgenError(f"{path} is a symbolic link; textgen reads only a model directory's own files") from None
         raise TextgenError(f"cannot read {path}: {error.strerror or error}") from None
-    except ValueError:
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise TextgenError(f"{path} is not a regular file")
+        if info.st_size > max_bytes:
+            raise TextgenError(f"{path} is refused: {info.st_size:,} bytes, more than {max_bytes:,}")
+        return handle.read(max_bytes + 1)[:max_bytes]
+
+
+def read_json(path):
+    """A JSON file's content; a ``TextgenError`` naming the file if it is unreadable, too large or not JSON."""
+    data = read_plain_file(path, MAX_JSON_BYTES)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # RecursionError: [[[[...]]]] nested deeper than Python goes
         raise TextgenError(f"{path} is not valid JSON (a corrupt or partial model directory?)") from None
 
 

@@ -5,11 +5,12 @@ What goes into a backup and how a run resumes from it is training's business
 a kill at any moment leaves a consistent one.
 """
 
+import io
 import math
 from pathlib import Path
 
 from textgen.errors import TextgenError
-from textgen.saved.atomic import atomic_write, read_json, write_json
+from textgen.saved.atomic import atomic_write, read_json, read_plain_file, write_json
 from textgen.saved.layout import BACKUP_FILE, BACKUP_WEIGHTS, backup_weights_name
 
 
@@ -89,11 +90,12 @@ def check_backup_weights(directory, state, expected):
     """The backup's weights file is safe to hand to Keras: plain arrays, none larger than ``expected`` allows."""
     import h5py  # numpy-only HDF5 reader, loaded only when a backup is read
 
-    from textgen.saved.keras_archive import check_weights_file
+    from textgen.saved.keras_archive import WEIGHTS_FILE_SLACK_BYTES, check_weights_file, weight_bytes
 
     path = Path(directory) / state["weights"]
+    data = read_plain_file(path, 3 * weight_bytes(expected)[1] + WEIGHTS_FILE_SLACK_BYTES)
     try:
-        with h5py.File(path, "r") as file:
+        with h5py.File(io.BytesIO(data), "r") as file:
             check_weights_file(file, expected, source=path)
     except TextgenError:
         raise

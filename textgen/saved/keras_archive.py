@@ -19,6 +19,7 @@ import numpy as np
 
 from textgen.cells import CELLS_BY_KERAS_LAYER
 from textgen.errors import TextgenError
+from textgen.saved.atomic import read_plain_file
 from textgen.saved.hdf5_guard import check_hdf5_file, read_checked_dataset
 
 # The only Keras layers a textgen model is built from (model.py); anything else
@@ -127,11 +128,13 @@ def read_keras_archive(path, expected):
     ``expected`` (``expected_weights``) fixes the layers and every array's shape:
     nothing is read that does not match, and no size is trusted before it is checked.
     """
-    largest, total = weight_bytes(expected)
+    _, total = weight_bytes(expected)
+    weights_limit = 3 * total + WEIGHTS_FILE_SLACK_BYTES
+    archive_bytes = read_plain_file(path, weights_limit + 2 * MAX_ARCHITECTURE_BYTES)
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(archive_bytes)) as archive:
             architecture = json.loads(_read_member(archive, "config.json", MAX_ARCHITECTURE_BYTES, path))
-            weights_bytes = _read_member(archive, "model.weights.h5", 3 * total + WEIGHTS_FILE_SLACK_BYTES, path)
+            weights_bytes = _read_member(archive, "model.weights.h5", weights_limit, path)
         class_names = [str(entry["class_name"]) for entry in architecture["config"]["layers"]]
     except TextgenError:
         raise

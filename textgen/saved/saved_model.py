@@ -118,6 +118,8 @@ def load_saved_model(directory, *, require_weights=True):
     if require_weights and not (directory / MODEL_FILE).exists() and (directory / CONFIG_FILE).is_file():
         _refuse_unfinished_run(directory)
     for name in (CONFIG_FILE, TOKENIZER_FILE) + ((MODEL_FILE,) if require_weights else ()):
+        if (directory / name).exists() and not (directory / name).is_file():
+            raise TextgenError(f"{directory / name} is not a regular file")
         if not (directory / name).is_file():
             raise TextgenError(f"{directory} is not a complete textgen model: {name} is missing")
     config = _check_version(directory / CONFIG_FILE, read_json(directory / CONFIG_FILE))
