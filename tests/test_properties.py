@@ -145,3 +145,37 @@ def test_any_json_in_metrics_or_backup_is_read_or_refused_in_one_error(tmp_path_
         pass
     with pytest.raises(TextgenError):  # a backup needs its weights file, which is never there
         read_backup(directory)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_model):
+    from textgen import load
+
+    return load(tiny_model[0]), tiny_model[1].read_text()[:400]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 400))
+def test_chunked_scoring_equals_whole_scoring_for_any_chunk(tiny_generator, monkeypatch, tokens_per_chunk):
+    import math
+
+    from textgen import evaluation
+
+    generator, text = tiny_generator
+    ids = generator.tokenizer.encode(text)
+    whole = evaluation.score_tokens(generator.engine, ids)
+    with monkeypatch.context() as patch:  # score_tokens reads at least 16 tokens per chunk
+        patch.setattr(evaluation, "_LOGITS_PER_CHUNK", tokens_per_chunk * generator.engine.vocabulary_size)
+        assert math.isclose(evaluation.score_tokens(generator.engine, ids), whole, rel_tol=1e-6)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 300))
+def test_a_prompt_read_in_pieces_of_any_size_writes_the_same_text(tiny_generator, monkeypatch, piece):
+    from textgen.generation import generator as generator_module
+
+    generator, text = tiny_generator
+    whole = generator.generate(text[:250], length=20, seed=5, num_samples=2)
+    with monkeypatch.context() as patch:
+        patch.setattr(generator_module, "PROMPT_CHUNK", piece)
+        assert generator.generate(text[:250], length=20, seed=5, num_samples=2) == whole

@@ -272,7 +272,7 @@ def evaluate(model, files, output_format):
         click.echo(json.dumps(metrics))
         return
     click.echo(
-        f"loss {metrics['loss']:.4f} nats/token, perplexity {metrics['perplexity']:.3f}, "
+        f"loss {metrics['loss']:.4f} nats/token, perplexity {metrics['perplexity']:.5g}, "
         f"{metrics['bits_per_character']:.4f} bits/char over {metrics['tokens']:,} tokens "
         f"({metrics['characters']:,} characters)"
     )

@@ -216,7 +216,7 @@ class EpochLog(keras.callbacks.Callback):
         held_out = f", val_loss {record['val_loss']:.4f}" if prefix else ""
         return (
             f"epoch {record['epoch']}: loss {record['loss']:.4f}{held_out} "
-            f"(perplexity {record[prefix + 'perplexity']:.2f}, {record[prefix + 'bits_per_character']:.3f} bits/char), "
+            f"(perplexity {record[prefix + 'perplexity']:.5g}, {record[prefix + 'bits_per_character']:.3f} bits/char), "
             f"{record['characters_per_second']:,.0f} chars/s{', saved' if record['saved'] else ''}"
         )
 
