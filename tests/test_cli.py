@@ -433,3 +433,37 @@ def test_fine_tune_from_a_model(in_tmp, tiny_model):
     # It starts where the base model is: its first epoch beats the base's own first epoch (from scratch).
     base_metrics = json.loads((base / "metrics.json").read_text())
     assert report["metrics"][0]["val_loss"] < base_metrics[0]["val_loss"]
+
+
+def test_info_describes_a_run_with_only_a_backup_and_sample_says_how_to_resume(tiny_model, tmp_path):
+    directory = tmp_path / "saved_models" / "unfinished"
+    shutil.copytree(tiny_model[0], directory)
+    (directory / "model.keras").unlink()  # killed before its first epoch ended: a backup, no model
+    result = run("info", directory)
+    assert result.exit_code == 0, result.output
+    assert "unfinished: no model saved yet, a backup at step" in result.output
+    assert f"cd {tmp_path} && textgen train {tiny_model[1]} --name unfinished --resume" in result.output
+    report = json.loads(run("info", directory, "--format", "json").output)
+    assert report["saved"] is False and report["global_step"] > 0 and report["resume"].endswith("--resume")
+    for command in (["sample", directory], ["evaluate", directory, tiny_model[1]]):
+        failed = run(*command)
+        assert_clean_failure(failed, "is an unfinished run with no model saved yet (its backup is at step")
+
+
+def test_a_training_run_shows_no_tensorflow_log_lines_unless_verbose(tmp_path):
+    import subprocess
+
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text(make_text(lines=100))
+    noise = ("I0000", "E0000", "W0000", "absl::InitializeLog", "cuda", "cuInit", "rebuild TensorFlow")
+    environment = {
+        key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "TEXTGEN_VERBOSE")
+    }
+    quiet = subprocess.run(textgen_command("train", corpus, "--epochs 1", SMALL_NETWORK), cwd=tmp_path,
+                           capture_output=True, text=True, env=environment)  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr
+    assert not [line for line in (quiet.stdout + quiet.stderr).splitlines() if any(word in line for word in noise)]
+    assert quiet.stdout.startswith("training a ")
+    loud = subprocess.run(textgen_command("--verbose", "train", corpus, "--name loud --epochs 1", SMALL_NETWORK),
+                          cwd=tmp_path, capture_output=True, text=True, env=environment)  # fmt: skip
+    assert loud.returncode == 0 and any(word in loud.stderr for word in noise)  # what the quiet run hid

@@ -18,6 +18,7 @@ import click
 
 from textgen.config import TRAINING_SETTINGS, SamplingConfig, parse_duration
 from textgen.errors import TextgenError
+from textgen.native_logs import VERBOSE_VARIABLE
 from textgen.settings import flag_name, rule_of
 
 # The shell's convention: 128 + the signal's number.
@@ -152,8 +153,11 @@ class TextgenGroup(click.Group):
 
 @click.group(cls=TextgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="textgen")
-def main():
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines too (or set TEXTGEN_VERBOSE=1).")
+def main(verbose):
     """Train a character- or word-level RNN on any text, and write like it."""
+    if verbose:
+        os.environ[VERBOSE_VARIABLE] = "1"  # read where TensorFlow loads (native_logs.py)
     # SIGTERM ends a command as Ctrl-C does, in one line (training stops more gently: SignalStop).
     signal.signal(signal.SIGTERM, _raise_terminated)
 
@@ -285,7 +289,7 @@ def info(model, output_format):
     """Show MODEL's settings, size, training steps and metrics per epoch."""
     from textgen.saved.saved_model import describe, load_saved_model
 
-    report = describe(load_saved_model(model))
+    report = describe(load_saved_model(model, require_weights=False))
     if output_format == "json":
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
@@ -295,6 +299,9 @@ def info(model, output_format):
     click.echo(f"parameters: {report['parameters']:,}\nglobal_step: {report['global_step']:,}")
     if report["from"]:
         click.echo(f"fine-tuned from: {report['from']}")
+    if not report["saved"]:
+        click.echo(f"unfinished: no model saved yet, a backup at step {report['global_step']:,}; continue it with")
+        click.echo(f"  {report['resume']}")
     for run in sorted({epoch.get("run", 1) for epoch in report["metrics"]}):
         epochs = [epoch for epoch in report["metrics"] if epoch.get("run", 1) == run]
         best = min(epoch.get("val_loss", epoch["loss"]) for epoch in epochs)

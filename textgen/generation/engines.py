@@ -14,6 +14,7 @@ NumPy one never loads TensorFlow.
 import importlib
 
 from textgen.errors import TextgenError
+from textgen.native_logs import quiet_native_logs
 
 # name -> (module, class); every engine is built from a checked saved.keras_archive.Network.
 ENGINES = {
@@ -39,4 +40,6 @@ def engine_name(name):
 def build_engine(name, network):
     """The engine registered as ``name`` (or "auto"), running ``network``."""
     module, class_name = ENGINES[engine_name(name)]
-    return getattr(importlib.import_module(module), class_name)(network)
+    with quiet_native_logs():  # the Keras engine loads TensorFlow
+        engine_class = getattr(importlib.import_module(module), class_name)
+    return engine_class(network)

@@ -43,6 +43,10 @@ def _is_count(value):
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
 
 
+# What every epoch record holds (training/callbacks.EpochLog writes them; info reads them).
+RECORD_KEYS = ("epoch", "global_step", "loss", "bits_per_character", "characters_per_second")
+
+
 def check_history(records, path):
     """Epoch records (metrics.json, a backup's history): a list of {name: number}, counts as counts."""
     if not isinstance(records, list):
@@ -52,6 +56,9 @@ def check_history(records, path):
             isinstance(key, str) and (_is_number(value) or isinstance(value, bool)) for key, value in record.items()
         ):
             raise TextgenError(f"{path} is malformed: an epoch's metrics are not names and numbers")
+        held_out = ("val_loss", "val_bits_per_character") if "val_loss" in record else ()
+        if not all(key in record for key in RECORD_KEYS + held_out):
+            raise TextgenError(f"{path} is malformed: an epoch's record lacks one of {', '.join(RECORD_KEYS)}")
         if not all(_is_count(record.get(key, 1)) for key in ("run", "epoch", "global_step", "steps")):
             raise TextgenError(f"{path} is malformed: an epoch's run, epoch or step is not a count")
     return records

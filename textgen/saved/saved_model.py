@@ -10,13 +10,23 @@ backup.py). Nothing here imports TensorFlow.
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
 from textgen.data.tokenizer import tokenizer_from_dict
 from textgen.errors import TextgenError
 from textgen.saved.atomic import atomic_write, read_json, write_json
-from textgen.saved.backup import backup_global_step, check_history, read_backup
+from textgen.saved.backup import backup_global_step, check_backup_weights, check_history, read_backup
 from textgen.saved.keras_archive import Network, expected_weights, read_keras_archive
-from textgen.saved.layout import BACKUP_FILE, CONFIG_FILE, FORMAT_VERSION, METRICS_FILE, MODEL_FILE, TOKENIZER_FILE
+from textgen.saved.layout import (
+    BACKUP_FILE,
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    METRICS_FILE,
+    MODEL_FILE,
+    SAVED_MODELS_DIRECTORY,
+    TOKENIZER_FILE,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,11 +158,39 @@ def load_saved_model(directory, *, require_weights=True):
     return saved
 
 
+def resume_command(saved_model):
+    """The command that continues ``saved_model``'s run from its backup, as a user would type it.
+
+    ``--resume`` finds runs under ./saved_models, so for a model elsewhere the command starts with a cd.
+    """
+    import shlex
+
+    sources = " ".join(shlex.quote(str(source)) for source in saved_model.corpus.get("sources") or ["CORPUS"])
+    command = f"textgen train {sources} --name {saved_model.directory.name} --resume"
+    root = saved_model.directory.parent
+    if root == Path(SAVED_MODELS_DIRECTORY) or root.name != SAVED_MODELS_DIRECTORY:
+        return command
+    return f"cd {shlex.quote(str(root.parent))} && {command}"
+
+
 def describe(saved_model):
-    """Everything ``textgen info`` reports, as one JSON-ready dict."""
-    network, global_step = saved_model.read_weights()
-    return {
+    """Everything ``textgen info`` reports, as one JSON-ready dict.
+
+    A run stopped before it saved a model, but with a backup, is described too
+    (``"saved": false``, the backup's step, and the command that resumes it).
+    """
+    expected = expected_weights(saved_model.model, saved_model.tokenizer.vocabulary_size)
+    saved = saved_model.model_path.exists()
+    if saved:
+        _, global_step = saved_model.read_weights()  # every array checked, as sample would
+    elif (saved_model.directory / BACKUP_FILE).is_file():
+        check_backup_weights(saved_model.directory, read_backup(saved_model.directory), expected)
+        global_step = 0
+    else:
+        _refuse_unfinished_run(saved_model.directory)
+    report = {
         "directory": str(saved_model.directory),
+        "saved": saved,
         "model": saved_model.model.to_dict(),
         "tokenizer": {
             **saved_model.tokenizer_config.to_dict(),
@@ -161,9 +199,12 @@ def describe(saved_model):
         "train": saved_model.train.to_dict(),
         "corpus": saved_model.corpus,
         "from": saved_model.base,
-        "parameters": int(sum(array.size for array in network.arrays)),
+        "parameters": sum(int(np.prod(shape)) for _, shapes in expected for shape in shapes),
         # Steps trained in all runs together: the backup is written last, the best model maybe earlier.
         "global_step": max(global_step, backup_global_step(saved_model.directory)),
         "metrics": saved_model.metrics(),
         "versions": saved_model.versions,
     }
+    if not saved:
+        report["resume"] = resume_command(saved_model)
+    return report

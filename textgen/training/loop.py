@@ -18,6 +18,7 @@ from textgen import __version__
 from textgen.data.dataset import training_dataset, validation_dataset
 from textgen.errors import TextgenError
 from textgen.model import build_model, compile_for_training
+from textgen.native_logs import quiet_native_logs
 from textgen.saved.layout import LOGS_DIRECTORY, MODEL_FILE, SAMPLES_LOGS
 from textgen.saved.saved_model import write_settings
 from textgen.training import cpu_threads
@@ -46,7 +47,8 @@ LARGE_VOCABULARY = 10_000
 
 def _prepare_hardware(train_config, echo):
     """CPU thread pools, the dtype policy, the recurrent kernel and the seeds; returns (precision, kernel)."""
-    gpu_available = bool(tf.config.list_physical_devices("GPU"))
+    with quiet_native_logs():  # finding no GPU logs a CUDA "error" that is none
+        gpu_available = bool(tf.config.list_physical_devices("GPU"))
     precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
     kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpu_available)
     if note:

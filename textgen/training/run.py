@@ -22,6 +22,7 @@ from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConf
 from textgen.data.corpus import resolve_sources
 from textgen.data.training_text import prepare_training_text
 from textgen.errors import TextgenError
+from textgen.native_logs import quiet_native_logs
 from textgen.saved.backup import check_backup_weights, read_backup
 from textgen.saved.directory import check_model_name, check_new_model_directory, default_model_name
 from textgen.saved.keras_archive import expected_weights
@@ -80,7 +81,8 @@ def train(
                 sources, name=name, overwrite=overwrite, root=root, base=base, drop_unknown=drop_unknown,
                 settings=settings, stack=stack,
             )  # fmt: skip
-        from textgen.training.loop import fit  # TensorFlow loads here, after every input is checked
+        with quiet_native_logs():  # TensorFlow loads here, after every input is checked
+            from textgen.training.loop import fit
 
         # A new run that fails before saving leaves nothing behind; an --overwrite keeps the old model until then.
         output = stack.enter_context(RunDirectory(plan.directory, resume=resume))
