@@ -8,6 +8,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import make_text, quiet, train_small
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -23,22 +24,55 @@ def corpus_file(tmp_path, lines, seed=0, name="text.txt"):
     return path
 
 
-def tags(run_directory):
+def scalars(run_directory):
+    """{tag: [(global step, value), ...]} of a TensorBoard run directory."""
     accumulator = EventAccumulator(str(run_directory), size_guidance={"tensors": 0})
     accumulator.Reload()
-    return set(accumulator.Tags()["tensors"])
+    return {
+        tag: [(event.step, float(tf.make_ndarray(event.tensor_proto))) for event in accumulator.Tensors(tag)]
+        for tag in accumulator.Tags()["tensors"]
+    }
 
 
-def test_tensorboard_logs_train_and_validation_scalars(tiny_model):
+def test_tensorboard_logs_train_and_validation_scalars_at_the_global_step(tiny_model):
     logs = tiny_model[0] / "logs"
-    assert {
-        "epoch_loss",
-        "epoch_bits_per_character",
-        "epoch_perplexity",
-        "epoch_characters_per_second",
-        "epoch_learning_rate",
-    } <= tags(logs / "train")
-    assert {"epoch_loss", "epoch_bits_per_character", "epoch_perplexity"} <= tags(logs / "validation")
+    train, validation = scalars(logs / "train"), scalars(logs / "validation")
+    assert {"loss", "bits_per_character", "characters_per_second", "learning_rate"} <= set(train)
+    assert {"loss", "bits_per_character", "perplexity"} <= set(validation)
+    metrics = json.loads((tiny_model[0] / "metrics.json").read_text())
+    # Validation: one point per epoch, at the global step the epoch ended on.
+    assert [step for step, _ in validation["loss"]] == [record["global_step"] for record in metrics]
+
+
+def test_a_curve_has_many_points_inside_one_epoch_and_a_resumed_run_continues_it(tmp_path, monkeypatch):
+    from textgen.training import tensorboard_logs
+
+    monkeypatch.setattr(tensorboard_logs, "SCALAR_SECONDS", 0.0)  # every SCALAR_STEPS steps, however fast
+    corpus = corpus_file(tmp_path, 600)
+    first = train_small(corpus, tmp_path, name="curve", batch_size=4, epochs=1, checkpoint_every=20)
+    steps = [step for step, _ in scalars(first.directory / "logs" / "train")["loss"]]
+    epoch_steps = first.epochs[-1]["steps"]
+    assert len(steps) >= epoch_steps // tensorboard_logs.SCALAR_STEPS >= 5  # a curve, not one dot
+    assert steps == sorted(steps) and steps[0] == tensorboard_logs.SCALAR_STEPS and steps[-1] == epoch_steps
+    textgen.train(corpus, root=tmp_path, name="curve", resume=True, epochs=2, echo=quiet)
+    steps = [step for step, _ in scalars(first.directory / "logs" / "train")["loss"]]
+    assert steps == sorted(steps) and steps[-1] == 2 * epoch_steps  # on from where it stopped, not from 0
+    assert len(set(steps)) == len(steps)
+
+
+def test_off_a_terminal_a_progress_line_comes_every_few_seconds(tmp_path, monkeypatch):
+    import re
+
+    from textgen.training import progress
+
+    monkeypatch.setattr(progress, "EVERY_SECONDS", 0.05)
+    lines = []
+    train_small(corpus_file(tmp_path, 600), tmp_path, batch_size=4, epochs=2, echo=lines.append)
+    found = [line for line in lines if line.startswith("step ")]
+    assert found, lines
+    pattern = r"step [\d,]+/[\d,]+ \(epoch [12]/2\): loss \d+\.\d{4}, [\d,]+ chars/s, (\d+h)?(\d+m)?\d+s left"
+    assert all(re.fullmatch(pattern, line) for line in found), found
+    assert progress.format_duration(3725) == "1h2m5s" and progress.format_duration(48) == "48s"
 
 
 def test_metrics_json_has_every_epoch(tiny_model):
@@ -77,9 +111,22 @@ def test_tensorboard_has_text_samples_for_every_epoch(tiny_model):
     accumulator.Reload()
     assert {"samples/temperature_0.5", "samples/temperature_1"} <= set(accumulator.Tags()["tensors"])
     events = accumulator.Tensors("samples/temperature_1")
-    assert [event.step for event in events] == [0, 1]
+    metrics = json.loads((tiny_model[0] / "metrics.json").read_text())
+    assert [event.step for event in events] == [record["global_step"] for record in metrics]  # at the global step
     text = events[-1].tensor_proto.string_val[0].decode("utf-8")
     assert text.startswith("```\n") and len(text) > 100
+
+
+def test_text_samples_come_on_a_clock_inside_an_epoch_and_whitespace_is_named(tmp_path, monkeypatch):
+    from textgen.training import tensorboard_logs
+
+    monkeypatch.setattr(tensorboard_logs, "SAMPLE_SECONDS", 0.0)  # every step
+    result = train_small(corpus_file(tmp_path, 100), tmp_path, batch_size=8, epochs=1)
+    accumulator = EventAccumulator(str(result.directory / "logs" / "samples"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    steps = [event.step for event in accumulator.Tensors("samples/temperature_1")]
+    assert len(steps) > 2 and steps[0] == 1 and steps == sorted(steps)
+    assert tensorboard_logs._shown(" \n\n ") == "(only whitespace: 2 line breaks, 2 other)"
 
 
 class Interrupt(keras.callbacks.Callback):

@@ -125,7 +125,9 @@ def load_saved_model(directory, *, require_weights=True):
     directory = Path(directory)
     if not directory.is_dir():
         raise TextgenError(f"no model directory at {directory}")
-    if require_weights and not (directory / MODEL_FILE).exists() and (directory / CONFIG_FILE).is_file():
+    # A run that saved no model: sample and evaluate need one; info and --resume need at least a backup.
+    unfinished = not (directory / MODEL_FILE).exists() and (directory / CONFIG_FILE).is_file()
+    if unfinished and (require_weights or not (directory / BACKUP_FILE).exists()):
         _refuse_unfinished_run(directory)
     for name in (CONFIG_FILE, TOKENIZER_FILE) + ((MODEL_FILE,) if require_weights else ()):
         if (directory / name).exists() and not (directory / name).is_file():

@@ -6,11 +6,11 @@
     EpochMetrics   adds bits per character, perplexity, chars/s and the learning rate to each epoch's logs
     BestModel      writes model.keras when the epoch's loss is the best so far
     EpochLog       appends the epoch to the history, writes metrics.json, prints one line
-    TextSamples    text written at a few temperatures, as TensorBoard text, each epoch
 
-The learning-rate schedule (schedule.py) and the backup (checkpoints.py) are
-callbacks too; everything else (TensorBoard, EarlyStopping, TerminateOnNaN)
-is Keras's own. Keras calls them in list order: training/loop.py lists them.
+The learning-rate schedule (schedule.py), the backup (checkpoints.py), what
+TensorBoard shows (tensorboard_logs.py) and the progress lines in a log file
+(progress.py) are callbacks too; EarlyStopping and TerminateOnNaN are Keras's
+own. Keras calls them in list order: training/loop.py lists them.
 """
 
 import functools
@@ -19,7 +19,6 @@ import signal
 import time
 
 import keras
-import tensorflow as tf
 
 from textgen.metrics import loss_metrics
 from textgen.saved.saved_model import write_metrics, write_model
@@ -219,33 +218,3 @@ class EpochLog(keras.callbacks.Callback):
             f"(perplexity {record[prefix + 'perplexity']:.5g}, {record[prefix + 'bits_per_character']:.3f} bits/char), "
             f"{record['characters_per_second']:,.0f} chars/s{', saved' if record['saved'] else ''}"
         )
-
-
-class TextSamples(keras.callbacks.Callback):
-    """At each epoch end, text written at a few temperatures, logged as TensorBoard text.
-
-    The samples come from the NumPy engine fed with the live model's weights, so
-    a user watching TensorBoard sees the model learn to write, epoch by epoch.
-    """
-
-    def __init__(self, logs_directory, tokenizer, *, length=300, temperatures=(0.5, 1.0)):
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.length = length
-        self.temperatures = temperatures
-        self.writer = tf.summary.create_file_writer(str(logs_directory))
-
-    def on_epoch_end(self, epoch, logs=None):
-        from textgen.generation.generator import Generator
-        from textgen.generation.numpy_engine import NumpyEngine
-        from textgen.saved.keras_archive import Network
-
-        if not math.isfinite(judged_loss(logs or {})):
-            return  # NaN weights write nothing worth reading
-        generator = Generator(self.tokenizer, NumpyEngine(Network.from_keras_model(self.model)))
-        with self.writer.as_default():
-            for temperature in self.temperatures:
-                text = generator.generate("", length=self.length, temperature=temperature, seed=epoch)
-                # A fenced block keeps line breaks in TensorBoard's markdown view.
-                tf.summary.text(f"samples/temperature_{temperature:g}", f"```\n{text}\n```", step=epoch)
-        self.writer.flush()

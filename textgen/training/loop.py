@@ -22,20 +22,14 @@ from textgen.native_logs import quiet_native_logs
 from textgen.saved.layout import LOGS_DIRECTORY, MODEL_FILE, SAMPLES_LOGS
 from textgen.saved.saved_model import write_settings
 from textgen.training import cpu_threads
-from textgen.training.callbacks import (
-    BestModel,
-    EpochLog,
-    EpochMetrics,
-    PlainModel,
-    SignalStop,
-    TextSamples,
-    TimeBudget,
-)
+from textgen.training.callbacks import BestModel, EpochLog, EpochMetrics, PlainModel, SignalStop, TimeBudget
 from textgen.training.checkpoints import Backup, RunState, fit_segments, restore
 from textgen.training.fused_rnn import FUSED_LAYERS, choose_kernel
 from textgen.training.plan import TrainingResult
 from textgen.training.precision import cpu_flags, resolve_precision
+from textgen.training.progress import ProgressLog
 from textgen.training.schedule import LearningRateDecay
+from textgen.training.tensorboard_logs import StepScalars, TextSamples
 
 # Validation at each epoch end scores at most this many windows of the held-out
 # tail (25,600 tokens at the default window: ~0.5 s here, where 2,048 windows
@@ -142,11 +136,12 @@ def _validation_data(plan):
     )
 
 
-def _callbacks(plan, output, plain_model, state, *, budget, interruption, steps_per_epoch, echo):
+def _callbacks(plan, output, plain_model, state, *, budget, interruption, steps_per_epoch, progress_bar, echo):
     """Ours and Keras's, in the order Keras must call them."""
     directory, train_config, text = output.path, plan.train, plan.text
     logs = directory / LOGS_DIRECTORY
     validation_data = _validation_data(plan)
+    characters_per_batch = train_config.batch_size * train_config.seq_length * text.characters_per_token
     callbacks = [
         budget,
         interruption,
@@ -158,17 +153,24 @@ def _callbacks(plan, output, plain_model, state, *, budget, interruption, steps_
             total_steps=train_config.total_steps(steps_per_epoch),
             time_budget=train_config.time_budget,
         ),
-        EpochMetrics(
-            characters_per_token=text.characters_per_token,
-            characters_per_batch=train_config.batch_size * train_config.seq_length * text.characters_per_token,
-        ),
+        EpochMetrics(characters_per_token=text.characters_per_token, characters_per_batch=characters_per_batch),
         BestModel(output, plain_model, state),
         EpochLog(directory, state, echo=echo),
-        keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
+        StepScalars(logs, characters_per_token=text.characters_per_token, characters_per_batch=characters_per_batch),
         TextSamples(logs / SAMPLES_LOGS, text.tokenizer),
         keras.callbacks.TerminateOnNaN(),
         Backup(directory, state, every=train_config.checkpoint_every),  # last: it saves what the others updated
     ]
+    if not progress_bar:  # off a terminal (a log file): a line every half minute instead of the live bar
+        epochs = train_config.epochs_for(steps_per_epoch)
+        progress = ProgressLog(
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            characters_per_batch=characters_per_batch,
+            time_budget=train_config.time_budget,
+            echo=echo,
+        )
+        callbacks.append(progress)
     if train_config.patience is not None:
         monitored = "val_loss" if validation_data is not None else "loss"
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitored, patience=train_config.patience))
@@ -205,6 +207,7 @@ def fit(plan, *, output, echo=None, progress_bar=False, callbacks=()):
         budget=budget,
         interruption=interruption,
         steps_per_epoch=steps_per_epoch,
+        progress_bar=progress_bar,
         echo=echo,
     )
     try:
