@@ -212,8 +212,11 @@ def fit(plan, *, output, echo=None, progress_bar=False, callbacks=()):
     )
     try:
         _fit_segments(plan, model, state, [*callbacks, *ours], steps_per_epoch, epochs, progress_bar)
-    finally:
+    finally:  # also when training fails: Keras then skips on_train_end
         interruption.restore()
+        for callback in ours:
+            if hasattr(callback, "close"):
+                callback.close()  # TensorBoard's event files
     return _report(plan, output, state, precision, kernel, budget=budget, interruption=interruption, echo=echo)
 
 

@@ -92,6 +92,11 @@ class StepScalars(keras.callbacks.Callback):
         for writer in self.writers.values():
             writer.flush()
 
+    def close(self):
+        """Close the event files (training/loop.py calls this however the run ends)."""
+        for writer in (self.writers or {}).values():
+            writer.close()
+
 
 def _shown(text):
     """A sample as TensorBoard's text view shows it: in a fenced block, so whitespace and code survive."""
@@ -142,3 +147,6 @@ class TextSamples(keras.callbacks.Callback):
                 tf.summary.text(f"samples/temperature_{temperature:g}", _shown(text), step=step)
         self.writer.flush()
         self.last_written = time.monotonic()
+
+    def close(self):
+        self.writer.close()
