@@ -107,3 +107,35 @@ def test_validation_split_is_the_contiguous_tail():
     assert train == list(range(90)) and validation == list(range(90, 100))
     train, validation = split_train_validation(list(range(10)), 0.0)
     assert train == list(range(10)) and validation == []
+
+
+def test_pieces_split_a_crlf_and_a_character_and_still_read_as_the_whole(tmp_path):
+    from textgen.data.corpus import iter_file_text, read_file
+
+    path = tmp_path / "split.txt"
+    path.write_bytes(b"\xef\xbb\xbfab\r\ncaf\xc3\xa9\r\rend\r")
+    # 5 bytes: the first piece ends with CR, its LF opens the next; 10 bytes: the piece ends inside the é.
+    for size in (5, 10, 1, 3):
+        pieces = list(iter_file_text(path, chunk_bytes=size))
+        assert "".join(pieces) == read_file(path) == "ab\ncafé\n\nend\n"
+    assert any(piece.endswith("caf") for piece in iter_file_text(path, chunk_bytes=10))  # é went to the next piece
+
+
+def test_a_bad_byte_after_a_bom_is_reported_at_its_offset_in_the_file(tmp_path):
+    from textgen.data.corpus import iter_file_text
+
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbfabc\xffdef")
+    for size in (1, 2, 4, 1 << 20):
+        with pytest.raises(TextgenError, match="byte 0xff at offset 6"):
+            list(iter_file_text(path, chunk_bytes=size))
+
+
+def test_utf16_without_a_bom_reads_in_the_machines_byte_order_as_before(tmp_path):
+    import sys
+
+    from textgen.data.corpus import read_file
+
+    path = tmp_path / "utf16.txt"
+    path.write_bytes("line one\r\nline two\n".encode("utf-16-le" if sys.byteorder == "little" else "utf-16-be"))
+    assert read_file(path, encoding="utf-16") == "line one\nline two\n"

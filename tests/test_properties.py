@@ -179,3 +179,48 @@ def test_a_prompt_read_in_pieces_of_any_size_writes_the_same_text(tiny_generator
     with monkeypatch.context() as patch:
         patch.setattr(generator_module, "PROMPT_CHUNK", piece)
         assert generator.generate(text[:250], length=20, seed=5, num_samples=2) == whole
+
+
+def whole_file_reading(data, encoding):
+    """The text of ``data`` decoded at once, as textgen read files before it read them in pieces."""
+    codec = "utf-8-sig" if encoding == "utf-8" else encoding
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as error:
+        stripped = 3 if codec == "utf-8-sig" and data.startswith(b"\xef\xbb\xbf") else 0
+        return ("error", f"byte 0x{data[error.start + stripped : error.start + stripped + 1].hex()} at offset "
+                         f"{error.start + stripped}")  # fmt: skip
+    if "\x00" in text:
+        return ("error", f"NUL character at position {text.find(chr(0))}")
+    return ("text", normalize_newlines(text))
+
+
+file_bytes = st.one_of(
+    texts.map(lambda text: text.replace("\x00", "").encode("utf-8")),
+    st.lists(st.sampled_from([b"\xef\xbb\xbf", b"\r", b"\n", b"\r\n", b"a", b"\xc3\xa9", b"\xe2\x82\xac",
+                              b"\xf0\x9f\x98\x80", b"\xff", b"\xc3", b"\x00", b" "]), max_size=60).map(b"".join),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file_bytes, st.integers(1, 16), st.sampled_from(["utf-8", "latin-1", "utf-16"]))
+def test_reading_in_pieces_of_any_size_equals_reading_whole(tmp_path_factory, data, chunk_bytes, encoding):
+    from textgen.data.corpus import iter_file_text
+
+    path = tmp_path_factory.mktemp("chunks") / "file.txt"
+    path.write_bytes(data)
+
+    def read(size):
+        try:
+            return ("text", "".join(iter_file_text(path, encoding=encoding, chunk_bytes=size)))
+        except TextgenError as error:
+            return ("error", str(error).split(": ", 1)[1].split(" (try")[0])
+
+    in_pieces, at_once = read(chunk_bytes), read(1 << 20)
+    expected = whole_file_reading(data, encoding)
+    if expected[0] == "text":
+        assert in_pieces == at_once == expected  # the same text, whatever the pieces
+    else:  # refused either way; which fault is named first (a NUL or a bad byte) may depend on the pieces
+        assert in_pieces[0] == at_once[0] == "error"
+        if encoding == "utf-8" and "\x00" not in data.decode("utf-8", "replace"):
+            assert in_pieces == at_once == expected  # a bad byte alone: the same offset, however it is read

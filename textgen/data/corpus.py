@@ -8,10 +8,12 @@ one line naming the file: a binary file, undecodable bytes (with the byte
 offset), an empty file, a missing path, a symlink loop.
 """
 
+import codecs
 import dataclasses
 import glob
 import hashlib
 import os
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -57,27 +59,93 @@ def normalize_newlines(text):
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_file(path, *, encoding="utf-8", errors="strict"):
-    """One file's normalized text; a clear ``TextgenError`` for anything that is not text."""
+# How much of a file is decoded at a time: the text never has to be in memory whole.
+CHUNK_BYTES = 1 << 22
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _is_utf8(encoding):
+    return encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+
+
+def _codec_for(encoding, head):
+    """The codec that decodes a file starting with ``head`` as ``bytes.decode(encoding)`` would.
+
+    utf-8-sig strips the BOM some editors write. UTF-16 and UTF-32 without a BOM
+    mean the machine's byte order to ``bytes.decode``, but their incremental
+    decoders refuse such a stream, so the byte order is named for them.
+    """
+    if _is_utf8(encoding):
+        return "utf-8-sig"
+    name = codecs.lookup(encoding).name
+    if name in ("utf-16", "utf-32"):
+        boms = (
+            (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            if name == "utf-16"
+            else (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+        )
+        if not head.startswith(boms):
+            return f"{name}-{'le' if sys.byteorder == 'little' else 'be'}"
+    return encoding
+
+
+def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=CHUNK_BYTES):
+    """One file's normalized text in pieces; their concatenation is ``read_file``'s text, for any chunk size.
+
+    The pieces are decoded incrementally (a character split between two reads
+    is whole in the next piece), a CR at the end of a read waits for the next
+    (CR LF is one line end), and a bad byte is reported at its offset in the
+    file, as if the file had been read whole.
+    """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        handle = open(path, "rb")
     except OSError as error:
         raise TextgenError(f"cannot read {path}: {error.strerror or error}") from None
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        encoding = "utf-8-sig"  # strips the BOM some editors write
-    try:
-        text = data.decode(encoding, errors=errors)
-    except UnicodeDecodeError as error:
-        bad_byte = data[error.start : error.start + 1].hex()
-        raise TextgenError(
-            f"{path} is not valid {encoding.replace('-sig', '')}: byte 0x{bad_byte} at offset {error.start} "
-            f"(try --encoding latin-1 or --errors replace)"
-        ) from None
-    nul = text.find("\x00")
-    if nul >= 0:
-        raise TextgenError(f"{path} looks binary, not text: NUL character at position {nul}")
-    return normalize_newlines(text)
+    with handle:
+        codec = _codec_for(encoding, handle.read(4))
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder(codec)(errors=errors)
+        consumed = decoded = 0  # bytes given to the decoder, characters it returned
+        held_cr, at_start = "", True
+        while True:
+            try:
+                data = handle.read(chunk_bytes)
+            except OSError as error:
+                raise TextgenError(f"cannot read {path}: {error.strerror or error}") from None
+            pending, first = decoder.getstate()
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError as error:
+                # error.start counts in (pending + data), after a BOM utf-8-sig strips in this call.
+                stripped = 3 if codec == "utf-8-sig" and first and (pending + data).startswith(_UTF8_BOM) else 0
+                offset = consumed - len(pending) + error.start + stripped
+                bad_byte = error.object[error.start : error.start + 1].hex()
+                raise TextgenError(
+                    f"{path} is not valid {'utf-8' if codec == 'utf-8-sig' else encoding}: byte 0x{bad_byte} at "
+                    f"offset {offset} (try --encoding latin-1 or --errors replace)"
+                ) from None
+            except UnicodeError as error:  # a codec's own complaint about the stream as a whole
+                raise TextgenError(f"{path} is not valid {encoding}: {error}") from None
+            consumed += len(data)
+            nul = text.find("\x00")
+            if nul >= 0:
+                raise TextgenError(f"{path} looks binary, not text: NUL character at position {decoded + nul}")
+            decoded += len(text)
+            if at_start and text:  # one more leading BOM goes, as normalize_newlines drops it
+                text, at_start = text.removeprefix("\ufeff"), False
+            text = held_cr + text
+            held_cr = "\r" if data and text.endswith("\r") else ""  # its LF may start the next piece
+            if held_cr:
+                text = text[:-1]
+            yield text.replace("\r\n", "\n").replace("\r", "\n")
+            if not data:
+                return
+
+
+def read_file(path, *, encoding="utf-8", errors="strict"):
+    """One file's normalized text; a clear ``TextgenError`` for anything that is not text."""
+    return "".join(iter_file_text(path, encoding=encoding, errors=errors))
 
 
 def _looks_binary(path):
