@@ -6,6 +6,11 @@ import random
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Token stores of the tests' corpora go to a directory of this session, never to ~/.cache.
+if "TEXTGEN_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["TEXTGEN_CACHE"] = tempfile.mkdtemp(prefix="textgen-test-cache-")
 
 WORDS = (
     "the river keeps a quiet count of stones and every stone remembers rain "

@@ -44,6 +44,10 @@ class Corpus:
     name: str  # a default model name: the file stem, directory or corpus name
 
     @property
+    def characters(self):
+        return len(self.text)
+
+    @property
     def sha256(self):
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
@@ -89,7 +93,7 @@ def _codec_for(encoding, head):
     return encoding
 
 
-def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=CHUNK_BYTES):
+def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=None):
     """One file's normalized text in pieces; their concatenation is ``read_file``'s text, for any chunk size.
 
     The pieces are decoded incrementally (a character split between two reads
@@ -110,7 +114,7 @@ def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=CHUNK
         held_cr, at_start = "", True
         while True:
             try:
-                data = handle.read(chunk_bytes)
+                data = handle.read(chunk_bytes or CHUNK_BYTES)
             except OSError as error:
                 raise TextgenError(f"cannot read {path}: {error.strerror or error}") from None
             pending, first = decoder.getstate()

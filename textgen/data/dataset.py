@@ -1,8 +1,9 @@
 """Token ids -> tf.data batches of (inputs, targets), the targets shifted by one.
 
-The whole corpus lives once, as one int32 tensor. A batch is a set of window
-start positions, and the windows are gathered from the tensor only when the
-batch is made: no one-hot tensors, no copy of the corpus per window.
+The corpus lives once, as token ids in memory or memory-mapped from the token
+store (token_store.py). A batch is a set of window start positions, and the
+windows are gathered only when the batch is made: no one-hot tensors, no copy
+of the corpus per window, no copy of the corpus in the graph.
 
 Each epoch starts the window grid at a fresh random offset in [0, seq_length),
 so the model does not see text cut at the same places every epoch. Then either
@@ -28,11 +29,25 @@ from textgen.errors import TextgenError
 PREFETCH_BATCHES = 2
 
 
-def _gather_windows(ids, starts, seq_length):
-    """(batch,) start positions -> inputs and targets, each (batch, seq_length)."""
-    positions = starts[:, tf.newaxis] + tf.range(seq_length + 1, dtype=starts.dtype)  # (batch, seq_length + 1)
-    windows = tf.gather(ids, positions)  # (batch, seq_length + 1)
-    return windows[:, :-1], windows[:, 1:]
+def _window_gatherer(ids, seq_length):
+    """A map function: (batch,) start positions -> inputs and targets, each (batch, seq_length).
+
+    The windows are gathered in NumPy from ``ids`` as it is, a memory-mapped
+    token store included: only the windows of a batch are ever read into memory.
+    """
+    offsets = np.arange(seq_length + 1)
+
+    def gather(starts):
+        windows = np.asarray(ids[starts[:, np.newaxis] + offsets], dtype=np.int32)  # (batch, seq_length + 1)
+        return windows[:, :-1], windows[:, 1:]
+
+    def gather_op(starts):
+        inputs, targets = tf.numpy_function(gather, [starts], (tf.int32, tf.int32), stateful=False)
+        inputs.set_shape([None, seq_length])
+        targets.set_shape([None, seq_length])
+        return inputs, targets
+
+    return gather_op
 
 
 def _epoch_batches(random_value, *, token_count, seq_length, batch_size, steps, seed, stateful):
@@ -67,7 +82,6 @@ def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, state
             f"the training text has {len(ids)} tokens, too few for one batch of {batch_size} windows of "
             f"{seq_length + 1} tokens; lower --seq-length or --batch-size, or add text"
         )
-    corpus = tf.constant(np.asarray(ids, dtype=np.int32))  # (tokens,), stored once
     layout = dict(
         token_count=len(ids), seq_length=seq_length, batch_size=batch_size, steps=steps, seed=seed, stateful=stateful
     )
@@ -75,7 +89,7 @@ def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, state
         tf.data.Dataset.random(seed=seed)  # each element starts one epoch: its own offset and order
         .flat_map(lambda random_value: tf.data.Dataset.from_tensor_slices(_epoch_batches(random_value, **layout)))
         .skip(skip_batches)  # before the gather: skipping costs no window copies
-        .map(lambda starts: _gather_windows(corpus, starts, seq_length))
+        .map(_window_gatherer(ids, seq_length))
         .prefetch(PREFETCH_BATCHES)
     )
     return dataset.with_options(_fixed_options()), steps
@@ -102,12 +116,11 @@ def validation_dataset(ids, *, seq_length, batch_size, max_windows=None):
             f"the validation text has {len(ids)} tokens, fewer than one window of {seq_length + 1}; "
             f"raise --validation-fraction or lower --seq-length"
         )
-    corpus = tf.constant(np.asarray(ids, dtype=np.int32))
     starts = tf.range(count, dtype=tf.int64) * seq_length
     return (
         tf.data.Dataset.from_tensor_slices(starts)
         .batch(batch_size)
-        .map(lambda batch: _gather_windows(corpus, batch, seq_length))
+        .map(_window_gatherer(ids, seq_length))
         .prefetch(PREFETCH_BATCHES)
         .with_options(_fixed_options())
     )

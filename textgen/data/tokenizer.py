@@ -49,7 +49,12 @@ class Tokenizer:
     def fit(cls, text, *, max_vocab=None, min_count=1, lowercase=False):
         """Learn a vocabulary from text: most frequent first, ties in first-seen order."""
         text = text.lower() if lowercase else text
-        counts = collections.Counter(cls.split(text))
+        return cls.from_counts(collections.Counter(cls.split(text)), max_vocab=max_vocab, min_count=min_count,
+                               lowercase=lowercase)  # fmt: skip
+
+    @classmethod
+    def from_counts(cls, counts, *, max_vocab=None, min_count=1, lowercase=False):
+        """``fit`` from token counts (a ``Counter`` in first-seen order), as a streamed corpus gives them."""
         kept = [token for token, count in counts.most_common() if count >= min_count]
         # The word level always keeps <unk> (new text has new words); the char
         # level needs it only when the caps dropped a character.

@@ -10,7 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from textgen.data.corpus import read_corpus, split_train_validation
+from textgen.data.corpus import read_corpus, resolve_sources, split_train_validation
+from textgen.data.token_store import open_token_store
 from textgen.data.tokenizer import fit_tokenizer
 from textgen.data.windows import steps_per_epoch, training_windows, validation_windows
 from textgen.errors import TextgenError
@@ -20,15 +21,15 @@ from textgen.errors import TextgenError
 class TrainingText:
     """A tokenized corpus, split for training and validation."""
 
-    corpus: object  # corpus.Corpus
+    corpus: object  # corpus.Corpus, or token_store.StoredCorpus (the char level: the text stays on disk)
     tokenizer: object  # tokenizer.Tokenizer
-    train_ids: np.ndarray  # (train_tokens,) int32
-    validation_ids: np.ndarray  # (validation_tokens,) int32
+    train_ids: np.ndarray  # (train_tokens,) int32, or a memory-mapped slice of the token store
+    validation_ids: np.ndarray  # (validation_tokens,) likewise
 
     @property
     def characters_per_token(self):
         """Average characters per token (1 at the char level); turns nats/token into bits/char."""
-        return len(self.corpus.text) / max(1, len(self.train_ids) + len(self.validation_ids))
+        return self.corpus.characters / max(1, len(self.train_ids) + len(self.validation_ids))
 
     def steps_per_epoch(self, train_config):
         return steps_per_epoch(len(self.train_ids), train_config.seq_length, train_config.batch_size)
@@ -64,11 +65,16 @@ def prepare_training_text(
         (TrainingText, TrainConfig): the train config may come back with a
         smaller batch size when a short corpus has fewer windows than a batch.
     """
-    corpus = read_corpus(corpus_config, resolved)
-    if tokenizer is not None:
-        corpus = _known_text(corpus, tokenizer, drop_unknown)
-    tokenizer = tokenizer or fit_tokenizer(corpus.text, tokenizer_config)
-    ids = tokenizer.encode(corpus.text)
+    if tokenizer_config.level == "char":  # streamed into the token store, read back memory-mapped
+        resolved = resolved or resolve_sources(corpus_config.sources)
+        corpus, tokenizer, ids = open_token_store(corpus_config, tokenizer_config, resolved=resolved,
+                                                  tokenizer=tokenizer, drop_unknown=drop_unknown)  # fmt: skip
+    else:
+        corpus = read_corpus(corpus_config, resolved)
+        if tokenizer is not None:
+            corpus = _known_text(corpus, tokenizer, drop_unknown)
+        tokenizer = tokenizer or fit_tokenizer(corpus.text, tokenizer_config)
+        ids = tokenizer.encode(corpus.text)
     train_ids, validation_ids = split_train_validation(ids, corpus_config.validation_fraction)
     seq_length = train_config.seq_length
     windows = training_windows(len(train_ids), seq_length)
