@@ -90,3 +90,11 @@ def test_a_given_tokenizer_refuses_or_drops_unknown_characters(tmp_path, cache):
         config, TokenizerConfig(), resolved=resolve_sources(config.sources), tokenizer=known, drop_unknown=True
     )
     assert tokenizer.decode(ids) == "abc \n" * 20 and corpus.characters == 100
+
+
+def test_an_unwritable_cache_still_trains_from_a_temporary_store(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_directory"
+    blocker.write_text("a file where the cache would go")
+    monkeypatch.setenv("TEXTGEN_CACHE", str(blocker))
+    corpus, tokenizer, ids = open_store(sources(tmp_path))
+    assert len(ids) == corpus.characters and not str(ids.filename).startswith(str(blocker))

@@ -10,9 +10,12 @@ once to encode them into ids.bin; training then gathers its windows from the
 memory-mapped ids (data/dataset.py). The key hashes the sources' paths, sizes
 and modification times with every setting that changes the ids, so a second run
 on the same files (another --name, another model size) reuses the store, and a
-changed file makes a new one. Delete the directory to reclaim the space.
+changed file makes a new one. Delete the directory to reclaim the space. Where
+the cache cannot be written (a read-only home), the store lives in a temporary
+directory for the run.
 """
 
+import atexit
 import collections
 import dataclasses
 import hashlib
@@ -20,6 +23,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +55,18 @@ class StoredCorpus:
     def describe(self):
         """The ``corpus`` section of a saved model's config.json (as corpus.Corpus.describe)."""
         return {"name": self.name, "files": len(self.files), "characters": self.characters, "sha256": self.sha256}
+
+
+def _writable_stores():
+    """The cache's tokens/ directory; where it cannot be made (a read-only home), one for this process only."""
+    stores = cache_directory() / "tokens"
+    try:
+        stores.mkdir(parents=True, exist_ok=True)
+        return stores
+    except OSError:
+        fallback = Path(tempfile.mkdtemp(prefix="textgen-tokens-"))
+        atexit.register(shutil.rmtree, fallback, True)
+        return fallback
 
 
 def _id_dtype(vocabulary_size):
@@ -193,7 +209,7 @@ def open_token_store(corpus_config, tokenizer_config, *, resolved, tokenizer=Non
     """
     files, name = resolved
     key, sources = _key(files, corpus_config, tokenizer_config, tokenizer, drop_unknown)
-    directory = cache_directory() / "tokens" / key
+    directory = _writable_stores() / key
     if not (directory / "manifest.json").is_file():
         _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources)
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
@@ -209,7 +225,6 @@ def open_token_store(corpus_config, tokenizer_config, *, resolved, tokenizer=Non
 def _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources):
     counts, kept = _scan(files, corpus_config, tokenizer_config)
     tokenizer, dropped = _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.with_name(f".{directory.name}-{secrets.token_hex(4)}")  # whole or not at all
     staging.mkdir()
     try:
