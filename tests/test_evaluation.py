@@ -61,3 +61,20 @@ def test_a_diverged_loss_still_has_a_perplexity_tensorboard_can_store():
     for loss in (88.0, 150.0, 1e6, math.inf):
         perplexity = loss_metrics(loss, 1.0)["perplexity"]
         assert math.isfinite(float(np.float32(perplexity))) and perplexity > 1e38
+
+
+def test_evaluating_files_from_the_token_store_equals_scoring_the_text_whole(tiny_model, tmp_path):
+    import pytest
+
+    from textgen.errors import TextgenError
+
+    generator = load(tiny_model[0])
+    text = tiny_model[1].read_text()[:3000].rsplit("\n", 1)[0] + "\n"  # whole lines, as a corpus file ends
+    (tmp_path / "held_out.txt").write_text(text.replace("\n", "\r\n"))
+    streamed = evaluate_files(generator, [tmp_path / "held_out.txt"])
+    whole = evaluate_text(generator, text)
+    assert streamed["tokens"] == whole["tokens"] and streamed["characters"] == whole["characters"]
+    assert math.isclose(streamed["loss"], whole["loss"], rel_tol=1e-6)
+    (tmp_path / "foreign.txt").write_text("Ω" * 50)
+    with pytest.raises(TextgenError, match="not in the model's vocabulary: 'Ω'$"):  # no --drop-unknown hint here
+        evaluate_files(generator, [tmp_path / "foreign.txt"])

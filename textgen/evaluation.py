@@ -11,8 +11,9 @@ every token after the first is scored given all the text before it.
 
 import numpy as np
 
-from textgen.config import CorpusConfig
-from textgen.data.corpus import read_corpus
+from textgen.config import CorpusConfig, TokenizerConfig
+from textgen.data.corpus import read_corpus, resolve_sources
+from textgen.data.token_store import open_token_store
 from textgen.errors import TextgenError
 from textgen.generation.probabilities import log_softmax
 from textgen.metrics import loss_metrics
@@ -50,10 +51,27 @@ def evaluate_text(generator, text):
 
 
 def evaluate_files(generator, paths, *, encoding="utf-8", errors="strict"):
-    """Metrics for files read (and joined) exactly as a training corpus is."""
-    corpus = read_corpus(
-        CorpusConfig(
-            sources=tuple(str(path) for path in paths), encoding=encoding, errors=errors, validation_fraction=0.0
-        )
+    """Metrics for files read (and joined) exactly as a training corpus is.
+
+    At the character level the files stream into a token store (data/token_store.py)
+    and are scored from it, so a file larger than memory can be evaluated.
+    """
+    config = CorpusConfig(
+        sources=tuple(str(path) for path in paths), encoding=encoding, errors=errors, validation_fraction=0.0
     )
-    return evaluate_text(generator, corpus.text)
+    tokenizer = generator.tokenizer
+    if tokenizer.kind != "char":
+        return evaluate_text(generator, read_corpus(config).text)
+    corpus, _, ids = open_token_store(
+        config,
+        TokenizerConfig(level="char", lowercase=tokenizer.lowercase),
+        resolved=resolve_sources(config.sources),
+        tokenizer=tokenizer,
+        unknown_hint="",  # evaluate has no --drop-unknown: the text is scored as it is or not at all
+    )
+    if len(ids) < 2:
+        raise TextgenError("the text to evaluate is shorter than two tokens")
+    tokens = len(ids) - 1
+    loss = score_tokens(generator.engine, ids) / tokens
+    characters = corpus.characters - 1  # the first character is context, not scored
+    return {"loss": loss, **loss_metrics(loss, characters / tokens), "tokens": tokens, "characters": characters}

@@ -152,7 +152,10 @@ def _scan(files, corpus_config, tokenizer_config):
     return counts.counter(), kept
 
 
-def _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown):
+DROP_HINT = "; pass --drop-unknown to leave them out"
+
+
+def _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown, unknown_hint=DROP_HINT):
     """The run's tokenizer (fitted to the counts, or the given one) and the characters to drop."""
     if tokenizer is None:
         fitted = CharTokenizer.from_counts(
@@ -169,8 +172,7 @@ def _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown):
         shown = ", ".join(repr(character) for character in unknown[:10])
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise TextgenError(
-            f"{len(unknown)} characters of the corpus are not in the model's vocabulary: "
-            f"{shown}{more}; pass --drop-unknown to leave them out"
+            f"{len(unknown)} characters of the corpus are not in the model's vocabulary: {shown}{more}{unknown_hint}"
         )
     return tokenizer, "".join(unknown)
 
@@ -200,18 +202,20 @@ def _with_end(pieces, ends_with_newline):
         yield "\n"
 
 
-def open_token_store(corpus_config, tokenizer_config, *, resolved, tokenizer=None, drop_unknown=False):
+def open_token_store(
+    corpus_config, tokenizer_config, *, resolved, tokenizer=None, drop_unknown=False, unknown_hint=DROP_HINT
+):
     """(StoredCorpus, tokenizer, ids): the corpus's token ids, memory-mapped, built on first use.
 
     ``resolved``: (files, name) from corpus.resolve_sources. ``tokenizer``: a
     resumed or fine-tuned run's, used as it is (``drop_unknown`` leaves out the
-    characters it lacks).
+    characters it lacks; ``unknown_hint`` ends the refusal when it lacks some and may not drop them).
     """
     files, name = resolved
     key, sources = _key(files, corpus_config, tokenizer_config, tokenizer, drop_unknown)
     directory = _writable_stores() / key
     if not (directory / "manifest.json").is_file():
-        _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources)
+        _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources, unknown_hint)
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     tokenizer = tokenizer_from_dict(manifest["tokenizer"])
     ids = np.memmap(directory / "ids.bin", dtype=_id_dtype(tokenizer.vocabulary_size), mode="r")
@@ -222,9 +226,9 @@ def open_token_store(corpus_config, tokenizer_config, *, resolved, tokenizer=Non
     return corpus, tokenizer, ids
 
 
-def _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources):
+def _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources, unknown_hint):
     counts, kept = _scan(files, corpus_config, tokenizer_config)
-    tokenizer, dropped = _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown)
+    tokenizer, dropped = _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown, unknown_hint)
     staging = directory.with_name(f".{directory.name}-{secrets.token_hex(4)}")  # whole or not at all
     staging.mkdir()
     try:
