@@ -45,7 +45,10 @@ def evaluate_text(generator, text):
     nats = score_tokens(generator.engine, ids)
     first_token = tokenizer.split(text.lower() if tokenizer.lowercase else text)[0]
     characters = len(text) - len(first_token)  # the first token is context, not scored
-    tokens = len(ids) - 1
+    return _metrics(nats, len(ids) - 1, characters)
+
+
+def _metrics(nats, tokens, characters):
     loss = nats / tokens
     return {"loss": loss, **loss_metrics(loss, characters / tokens), "tokens": tokens, "characters": characters}
 
@@ -71,7 +74,5 @@ def evaluate_files(generator, paths, *, encoding="utf-8", errors="strict"):
     )
     if len(ids) < 2:
         raise TextgenError("the text to evaluate is shorter than two tokens")
-    tokens = len(ids) - 1
-    loss = score_tokens(generator.engine, ids) / tokens
-    characters = corpus.characters - 1  # the first character is context, not scored
-    return {"loss": loss, **loss_metrics(loss, characters / tokens), "tokens": tokens, "characters": characters}
+    # The first character is context, not scored.
+    return _metrics(score_tokens(generator.engine, ids), len(ids) - 1, corpus.characters - 1)

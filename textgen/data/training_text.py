@@ -35,23 +35,6 @@ class TrainingText:
         return steps_per_epoch(len(self.train_ids), train_config.seq_length, train_config.batch_size)
 
 
-def _known_text(corpus, tokenizer, drop_unknown):
-    """The corpus as a given char-level tokenizer can read it: unknown characters are an error, or dropped."""
-    if tokenizer.unknown_token is not None:
-        return corpus  # the word level reads unknown words as <unk>
-    unknown = tokenizer.unknown_tokens(corpus.text)
-    if not unknown:
-        return corpus
-    if not drop_unknown:
-        shown = ", ".join(repr(character) for character in unknown[:10])
-        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        raise TextgenError(
-            f"{len(unknown)} characters of the corpus are not in the model's vocabulary: "
-            f"{shown}{more}; pass --drop-unknown to leave them out"
-        )
-    return dataclasses.replace(corpus, text=corpus.text.translate({ord(character): None for character in unknown}))
-
-
 def prepare_training_text(
     corpus_config, tokenizer_config, train_config, *, tokenizer=None, drop_unknown=False, resolved=None
 ):
@@ -70,9 +53,7 @@ def prepare_training_text(
         corpus, tokenizer, ids = open_token_store(corpus_config, tokenizer_config, resolved=resolved,
                                                   tokenizer=tokenizer, drop_unknown=drop_unknown)  # fmt: skip
     else:
-        corpus = read_corpus(corpus_config, resolved)
-        if tokenizer is not None:
-            corpus = _known_text(corpus, tokenizer, drop_unknown)
+        corpus = read_corpus(corpus_config, resolved)  # words outside a given vocabulary read as <unk>
         tokenizer = tokenizer or fit_tokenizer(corpus.text, tokenizer_config)
         ids = tokenizer.encode(corpus.text)
     train_ids, validation_ids = split_train_validation(ids, corpus_config.validation_fraction)
