@@ -44,7 +44,7 @@ def test_the_store_holds_what_encoding_the_whole_text_gives(tmp_path, cache, mon
     corpus, tokenizer, ids = open_store(paths)
     assert tokenizer.vocabulary == expected_tokenizer.vocabulary  # same order, ties included
     np.testing.assert_array_equal(ids, expected_tokenizer.encode(whole.text))
-    assert ids.dtype == np.uint8 and isinstance(ids, np.memmap)
+    assert ids.dtype == np.uint8 and isinstance(ids, token_store.TokenFile)
     assert (corpus.sha256, corpus.characters, corpus.name) == (whole.sha256, len(whole.text), whole.name)
 
 
@@ -97,4 +97,26 @@ def test_an_unwritable_cache_still_trains_from_a_temporary_store(tmp_path, monke
     blocker.write_text("a file where the cache would go")
     monkeypatch.setenv("TEXTGEN_CACHE", str(blocker))
     corpus, tokenizer, ids = open_store(sources(tmp_path))
-    assert len(ids) == corpus.characters and not str(ids.filename).startswith(str(blocker))
+    assert len(ids) == corpus.characters and not str(ids.path).startswith(str(blocker))
+
+
+def test_a_token_file_reads_slices_and_windows_by_position(tmp_path):
+    values = np.arange(1000, dtype=np.uint16) * 7
+    values.tofile(tmp_path / "ids.bin")
+    ids = token_store.TokenFile(tmp_path / "ids.bin", np.uint16)
+    assert len(ids) == 1000
+    head, tail = ids[:900], ids[900:]
+    assert len(head) == 900 and len(tail) == 100
+    np.testing.assert_array_equal(np.asarray(tail), values[900:])
+    np.testing.assert_array_equal(np.asarray(tail[10:20]), values[910:920])  # a slice of a slice
+    assert len(ids[990:2000]) == 10 and len(ids[500:400]) == 0  # clipped like a list
+    starts = np.array([0, 5, 890])
+    rows = head.windows(starts, 11)
+    assert rows.dtype == np.int32
+    np.testing.assert_array_equal(rows, values[starts[:, np.newaxis] + np.arange(11)])
+    np.testing.assert_array_equal(tail.windows(np.array([3]), 4), values[np.newaxis, 903:907])
+    assert ids[3] == 21 and tail[-1] == values[-1]
+    with pytest.raises(IndexError):
+        tail[100]
+    with pytest.raises(TypeError):
+        ids[::2]

@@ -28,8 +28,8 @@ def score_tokens(engine, ids):
     state = engine.initial_state(1)
     total = 0.0
     for start in range(0, len(ids) - 1, chunk):
-        inputs = ids[start : start + chunk]  # (time,)
-        targets = ids[start + 1 : start + chunk + 1]  # the next token of each input
+        inputs = np.asarray(ids[start : start + chunk])  # (time,); a TokenFile reads just this stretch
+        targets = np.asarray(ids[start + 1 : start + chunk + 1])  # the next token of each input
         logits, state = engine.run(inputs[np.newaxis, : len(targets)], state)  # (1, time, vocab)
         log_probabilities = log_softmax(logits[0])  # (time, vocab)
         total -= log_probabilities[np.arange(len(targets)), targets].sum()

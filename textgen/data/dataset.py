@@ -1,7 +1,7 @@
 """Token ids -> tf.data batches of (inputs, targets), the targets shifted by one.
 
-The corpus lives once, as token ids in memory or memory-mapped from the token
-store (token_store.py). A batch is a set of window start positions, and the
+The corpus lives once, as token ids in memory or in the token store's file
+(token_store.TokenFile, read by position). A batch is a set of window start positions, and the
 windows are gathered only when the batch is made: no one-hot tensors, no copy
 of the corpus per window, no copy of the corpus in the graph.
 
@@ -22,6 +22,7 @@ Everything derives from one seed, so a run is reproducible.
 import numpy as np
 import tensorflow as tf
 
+from textgen.data.token_store import TokenFile
 from textgen.data.windows import steps_per_epoch, training_windows, validation_windows
 from textgen.errors import TextgenError
 
@@ -29,41 +30,70 @@ from textgen.errors import TextgenError
 PREFETCH_BATCHES = 2
 
 
-def _window_gatherer(ids, seq_length):
-    """A map function: (batch,) start positions -> inputs and targets, each (batch, seq_length).
+def _gather_windows(ids, starts, seq_length):
+    """(batch,) start positions -> inputs and targets, each (batch, seq_length) int32.
 
-    The windows are gathered in NumPy from ``ids`` as it is, a memory-mapped
-    token store included: only the windows of a batch are ever read into memory.
+    ``ids`` is an array, or a token store's TokenFile, which reads only the
+    windows of one batch from disk.
     """
-    offsets = np.arange(seq_length + 1)
+    if isinstance(ids, TokenFile):
+        windows = ids.windows(starts, seq_length + 1)
+    else:
+        windows = np.asarray(ids[starts[:, np.newaxis] + np.arange(seq_length + 1)], dtype=np.int32)
+    return windows[:, :-1], windows[:, 1:]  # (batch, seq_length + 1) split into reads and predictions
 
-    def gather(starts):
-        windows = np.asarray(ids[starts[:, np.newaxis] + offsets], dtype=np.int32)  # (batch, seq_length + 1)
-        return windows[:, :-1], windows[:, 1:]
 
-    def gather_op(starts):
-        inputs, targets = tf.numpy_function(gather, [starts], (tf.int32, tf.int32), stateful=False)
+def _as_dataset_op(make_batch, seq_length):
+    """Wrap ``make_batch(number) -> (inputs, targets)`` in NumPy as a tf.data map function."""
+
+    def batch_op(number):
+        inputs, targets = tf.numpy_function(make_batch, [number], (tf.int32, tf.int32), stateful=False)
         inputs.set_shape([None, seq_length])
         targets.set_shape([None, seq_length])
         return inputs, targets
 
-    return gather_op
+    return batch_op
 
 
-def _epoch_batches(random_value, *, token_count, seq_length, batch_size, steps, seed, stateful):
-    """One epoch's window start positions, (steps, batch): a fresh grid offset, then shuffled or as streams."""
-    offset = random_value % seq_length
-    if stateful:
-        # batch_size streams of stream_length tokens; each holds at least
-        # `steps` windows, whatever the offset: floor((n - 1 - offset) / batch / seq) >= steps.
-        stream_length = (token_count - 1 - offset) // batch_size
-        stream_starts = offset + stream_length * tf.range(batch_size, dtype=tf.int64)  # (batch,)
-        window_offsets = seq_length * tf.range(steps, dtype=tf.int64)  # (steps,)
-        return window_offsets[:, tf.newaxis] + stream_starts[tf.newaxis, :]  # (steps, batch)
-    starts = offset + seq_length * tf.range(training_windows(token_count, seq_length), dtype=tf.int64)  # (windows,)
-    order_seed = tf.stack([random_value, tf.constant(seed, tf.int64)])
-    shuffled = tf.random.experimental.stateless_shuffle(starts, seed=order_seed)
-    return tf.reshape(shuffled[: steps * batch_size], (steps, batch_size))  # windows past the last batch wait
+class _EpochLayout:
+    """The window start positions of any batch of the endless training stream.
+
+    Batch ``number`` is step ``number % steps`` of epoch ``number // steps``.
+    Each epoch draws its grid offset and its order from (seed, epoch) alone, so
+    any batch can be made without replaying the ones before it (resume starts
+    at its batch at once). Shuffled, an epoch holds one permutation of window
+    numbers, int32 while they fit: 4 bytes per window, 80 MB for a 1 GB corpus
+    of 50-token windows, made once per epoch and never copied.
+    """
+
+    def __init__(self, *, token_count, seq_length, batch_size, steps, seed, stateful):
+        self.token_count, self.seq_length, self.batch_size = token_count, seq_length, batch_size
+        self.steps, self.seed, self.stateful = steps, seed, stateful
+        self._epoch = None
+
+    def _start_epoch(self, epoch):
+        random = np.random.default_rng([self.seed, epoch])
+        self._offset = int(random.integers(self.seq_length))
+        if self.stateful:
+            # batch_size streams of stream_length tokens; each holds at least
+            # `steps` windows, whatever the offset: floor((n - 1 - offset) / batch / seq) >= steps.
+            self._stream_length = (self.token_count - 1 - self._offset) // self.batch_size
+        else:
+            windows = training_windows(self.token_count, self.seq_length)
+            self._order = np.arange(windows, dtype=np.int32 if windows < 2**31 else np.int64)
+            random.shuffle(self._order)  # in place: no second copy
+        self._epoch = epoch
+
+    def starts(self, number):
+        """(batch,) int64 start positions of batch ``number``."""
+        epoch, step = divmod(int(number), self.steps)
+        if epoch != self._epoch:
+            self._start_epoch(epoch)
+        if self.stateful:  # row i continues row i of the batch before
+            streams = np.arange(self.batch_size, dtype=np.int64) * self._stream_length
+            return self._offset + streams + step * self.seq_length
+        window_numbers = self._order[step * self.batch_size : (step + 1) * self.batch_size]  # the rest wait
+        return self._offset + window_numbers.astype(np.int64) * self.seq_length
 
 
 def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, stateful=False):
@@ -82,14 +112,16 @@ def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, state
             f"the training text has {len(ids)} tokens, too few for one batch of {batch_size} windows of "
             f"{seq_length + 1} tokens; lower --seq-length or --batch-size, or add text"
         )
-    layout = dict(
+    layout = _EpochLayout(
         token_count=len(ids), seq_length=seq_length, batch_size=batch_size, steps=steps, seed=seed, stateful=stateful
     )
+
+    def make_batch(number):
+        return _gather_windows(ids, layout.starts(number), seq_length)
+
     dataset = (
-        tf.data.Dataset.random(seed=seed)  # each element starts one epoch: its own offset and order
-        .flat_map(lambda random_value: tf.data.Dataset.from_tensor_slices(_epoch_batches(random_value, **layout)))
-        .skip(skip_batches)  # before the gather: skipping costs no window copies
-        .map(_window_gatherer(ids, seq_length))
+        tf.data.Dataset.range(skip_batches, np.iinfo(np.int64).max)  # batch numbers; a resumed run starts at its own
+        .map(_as_dataset_op(make_batch, seq_length))
         .prefetch(PREFETCH_BATCHES)
     )
     return dataset.with_options(_fixed_options()), steps
@@ -116,11 +148,15 @@ def validation_dataset(ids, *, seq_length, batch_size, max_windows=None):
             f"the validation text has {len(ids)} tokens, fewer than one window of {seq_length + 1}; "
             f"raise --validation-fraction or lower --seq-length"
         )
-    starts = tf.range(count, dtype=tf.int64) * seq_length
+
+    def make_batch(number):
+        first = int(number) * batch_size
+        starts = np.arange(first, min(first + batch_size, count), dtype=np.int64) * seq_length
+        return _gather_windows(ids, starts, seq_length)
+
     return (
-        tf.data.Dataset.from_tensor_slices(starts)
-        .batch(batch_size)
-        .map(_window_gatherer(ids, seq_length))
+        tf.data.Dataset.range(-(-count // batch_size))  # batch numbers; the last batch may be short
+        .map(_as_dataset_op(make_batch, seq_length))
         .prefetch(PREFETCH_BATCHES)
         .with_options(_fixed_options())
     )

@@ -6,8 +6,8 @@
 
 The text is never in memory whole. The files are read in pieces
 (corpus.iter_file_text) twice: once to count the characters (the vocabulary),
-once to encode them into ids.bin; training then gathers its windows from the
-memory-mapped ids (data/dataset.py). The key hashes the sources' paths, sizes
+once to encode them into ids.bin; training then reads its windows from
+ids.bin by position (TokenFile, data/dataset.py). The key hashes the sources' paths, sizes
 and modification times with every setting that changes the ids, so a second run
 on the same files (another --name, another model size) reuses the store, and a
 changed file makes a new one. Delete the directory to reclaim the space. Where
@@ -55,6 +55,55 @@ class StoredCorpus:
     def describe(self):
         """The ``corpus`` section of a saved model's config.json (as corpus.Corpus.describe)."""
         return {"name": self.name, "files": len(self.files), "characters": self.characters, "sha256": self.sha256}
+
+
+class TokenFile:
+    """Token ids in a file, read by position: a window, a slice, never the whole file unless asked.
+
+    Why not a memory map: every page a map touches counts as the process's
+    memory, and the kernel maps about 16 neighbouring pages per touch. Training
+    touches windows at random, so after one epoch the whole file would be
+    resident (0.5 GB after 12,800 windows of a 1 GB store). ``os.pread`` reads
+    only the bytes asked for, into the page cache, which the kernel owns.
+
+    ``ids[a:b]`` is a TokenFile of that stretch (no read); ``numpy.asarray(ids)``
+    reads it; ``ids[i]`` reads one id; ``ids.windows(starts, width)`` reads (batch, width) rows.
+    """
+
+    def __init__(self, path, dtype, start=0, stop=None, *, handle=None):
+        self.path, self.dtype = Path(path), np.dtype(dtype)
+        self._handle = handle or open(path, "rb", buffering=0)  # shared by every slice
+        tokens = os.fstat(self._handle.fileno()).st_size // self.dtype.itemsize
+        self._start, self._stop = start, tokens if stop is None else stop
+
+    def __len__(self):
+        return self._stop - self._start
+
+    def __getitem__(self, part):
+        if isinstance(part, (int, np.integer)):  # one id
+            position = range(len(self))[part]  # negative positions count from the end; IndexError past it
+            return self._read(position, 1)[0]
+        if not isinstance(part, slice) or part.step not in (None, 1):
+            raise TypeError("a TokenFile is read by [position] or [start:stop]; use windows() for many positions")
+        start, stop, _ = part.indices(len(self))
+        return TokenFile(
+            self.path, self.dtype, self._start + start, self._start + max(start, stop), handle=self._handle
+        )
+
+    def _read(self, first, count):
+        data = os.pread(self._handle.fileno(), count * self.dtype.itemsize, (self._start + first) * self.dtype.itemsize)
+        return np.frombuffer(data, dtype=self.dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        array = self._read(0, len(self))
+        return array if dtype is None else array.astype(dtype)
+
+    def windows(self, starts, width):
+        """(batch, width) int32: row i is the ``width`` ids from position ``starts[i]``."""
+        rows = np.empty((len(starts), width), dtype=np.int32)
+        for row, start in enumerate(starts):
+            rows[row] = self._read(int(start), width)
+        return rows
 
 
 def _writable_stores():
@@ -205,7 +254,7 @@ def _with_end(pieces, ends_with_newline):
 def open_token_store(
     corpus_config, tokenizer_config, *, resolved, tokenizer=None, drop_unknown=False, unknown_hint=DROP_HINT
 ):
-    """(StoredCorpus, tokenizer, ids): the corpus's token ids, memory-mapped, built on first use.
+    """(StoredCorpus, tokenizer, ids): the corpus's token ids as a TokenFile, built on first use.
 
     ``resolved``: (files, name) from corpus.resolve_sources. ``tokenizer``: a
     resumed or fine-tuned run's, used as it is (``drop_unknown`` leaves out the
@@ -218,7 +267,7 @@ def open_token_store(
         _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources, unknown_hint)
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     tokenizer = tokenizer_from_dict(manifest["tokenizer"])
-    ids = np.memmap(directory / "ids.bin", dtype=_id_dtype(tokenizer.vocabulary_size), mode="r")
+    ids = TokenFile(directory / "ids.bin", _id_dtype(tokenizer.vocabulary_size))
     if len(ids) != manifest["tokens"]:
         shutil.rmtree(directory, ignore_errors=True)
         raise TextgenError(f"the token store {directory} was damaged and is removed; run again to rebuild it")

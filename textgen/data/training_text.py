@@ -23,7 +23,7 @@ class TrainingText:
 
     corpus: object  # corpus.Corpus, or token_store.StoredCorpus (the char level: the text stays on disk)
     tokenizer: object  # tokenizer.Tokenizer
-    train_ids: np.ndarray  # (train_tokens,) int32, or a memory-mapped slice of the token store
+    train_ids: np.ndarray  # (train_tokens,) int32, or a token_store.TokenFile slice (on disk)
     validation_ids: np.ndarray  # (validation_tokens,) likewise
 
     @property
@@ -48,7 +48,7 @@ def prepare_training_text(
         (TrainingText, TrainConfig): the train config may come back with a
         smaller batch size when a short corpus has fewer windows than a batch.
     """
-    if tokenizer_config.level == "char":  # streamed into the token store, read back memory-mapped
+    if tokenizer_config.level == "char":  # streamed into the token store, read back from disk by position
         resolved = resolved or resolve_sources(corpus_config.sources)
         corpus, tokenizer, ids = open_token_store(corpus_config, tokenizer_config, resolved=resolved,
                                                   tokenizer=tokenizer, drop_unknown=drop_unknown)  # fmt: skip
