@@ -39,6 +39,14 @@ def test_the_word_tokenizer_round_trips_any_text(text):
     assert tokenizer.decode(tokenizer.encode(text)) == text
 
 
+@given(st.lists(texts, max_size=8))
+def test_word_pieces_cut_between_tokens_split_as_the_whole_text_does(parts):
+    # The token store counts and encodes a streamed corpus piece by piece.
+    aligned = list(WordTokenizer.token_aligned(parts))
+    assert "".join(aligned) == "".join(parts)
+    assert [token for piece in aligned for token in WordTokenizer.split(piece)] == WordTokenizer.split("".join(parts))
+
+
 @given(texts)
 def test_newline_normalization_is_idempotent_and_loses_no_other_character(text):
     normalized = normalize_newlines(text)

@@ -10,7 +10,7 @@ from textgen.config import CorpusConfig, TokenizerConfig
 from textgen.data import corpus as corpus_module
 from textgen.data import token_store
 from textgen.data.corpus import read_corpus, resolve_sources
-from textgen.data.tokenizer import CharTokenizer
+from textgen.data.tokenizer import CharTokenizer, WordTokenizer
 from textgen.errors import TextgenError
 
 
@@ -46,6 +46,22 @@ def test_the_store_holds_what_encoding_the_whole_text_gives(tmp_path, cache, mon
     np.testing.assert_array_equal(ids, expected_tokenizer.encode(whole.text))
     assert ids.dtype == np.uint8 and isinstance(ids, token_store.TokenFile)
     assert (corpus.sha256, corpus.characters, corpus.name) == (whole.sha256, len(whole.text), whole.name)
+
+
+@pytest.mark.parametrize("chunk_bytes", [5, 7, 1 << 22])
+@pytest.mark.parametrize("settings", [{}, {"max_vocab": 12, "lowercase": True}, {"min_count": 3}])
+def test_the_word_level_store_holds_what_encoding_the_whole_text_gives(tmp_path, cache, monkeypatch, chunk_bytes,
+                                                                        settings):  # fmt: skip
+    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", chunk_bytes)  # words and whitespace runs cut between pieces
+    paths = sources(tmp_path)
+    (tmp_path / "d.txt").write_text("\n\n   Extraordinarily long_words_and_underscores\t\t" * 30 + "x" * 700)
+    paths.append(str(tmp_path / "d.txt"))  # a whitespace run across the file boundary; a 700-letter word
+    whole = read_corpus(CorpusConfig(sources=tuple(paths)))
+    expected = WordTokenizer.fit(whole.text, **settings)
+    corpus, tokenizer, ids = open_store(paths, level="word", **settings)
+    assert tokenizer.kind == "word" and tokenizer.vocabulary == expected.vocabulary  # same order, ties included
+    np.testing.assert_array_equal(ids, expected.encode(whole.text))
+    assert (corpus.sha256, corpus.characters) == (whole.sha256, len(whole.text))
 
 
 def test_a_second_run_reuses_the_store_and_a_changed_file_rebuilds_it(tmp_path, cache, monkeypatch):

@@ -12,7 +12,7 @@ every token after the first is scored given all the text before it.
 import numpy as np
 
 from textgen.config import CorpusConfig, TokenizerConfig
-from textgen.data.corpus import read_corpus, resolve_sources
+from textgen.data.corpus import iter_corpus_text, resolve_sources
 from textgen.data.token_store import open_token_store
 from textgen.errors import TextgenError
 from textgen.generation.probabilities import log_softmax
@@ -56,23 +56,24 @@ def _metrics(nats, tokens, characters):
 def evaluate_files(generator, paths, *, encoding="utf-8", errors="strict"):
     """Metrics for files read (and joined) exactly as a training corpus is.
 
-    At the character level the files stream into a token store (data/token_store.py)
-    and are scored from it, so a file larger than memory can be evaluated.
+    The files stream into a token store (data/token_store.py) and are scored
+    from it, so a file larger than memory can be evaluated.
     """
     config = CorpusConfig(
         sources=tuple(str(path) for path in paths), encoding=encoding, errors=errors, validation_fraction=0.0
     )
     tokenizer = generator.tokenizer
-    if tokenizer.kind != "char":
-        return evaluate_text(generator, read_corpus(config).text)
+    resolved = resolve_sources(config.sources)
     corpus, _, ids = open_token_store(
         config,
-        TokenizerConfig(level="char", lowercase=tokenizer.lowercase),
-        resolved=resolve_sources(config.sources),
+        TokenizerConfig(level=tokenizer.kind, lowercase=tokenizer.lowercase),
+        resolved=resolved,
         tokenizer=tokenizer,
         unknown_hint="",  # evaluate has no --drop-unknown: the text is scored as it is or not at all
     )
     if len(ids) < 2:
         raise TextgenError("the text to evaluate is shorter than two tokens")
-    # The first character is context, not scored.
-    return _metrics(score_tokens(generator.engine, ids), len(ids) - 1, corpus.characters - 1)
+    # The first token is context, not scored: its characters are left out of bits per character.
+    first_piece = next(iter(tokenizer.token_aligned(iter_corpus_text(resolved[0], config))))
+    first_token = tokenizer.split(first_piece.lower() if tokenizer.lowercase else first_piece)[0]
+    return _metrics(score_tokens(generator.engine, ids), len(ids) - 1, corpus.characters - len(first_token))

@@ -205,23 +205,48 @@ def resolve_sources(sources):
     return files, names[0]
 
 
+def iter_corpus_text(files, config):
+    """The whole corpus's text in pieces: the files in order, each ending with a line end.
+
+    Joining the pieces gives the corpus text exactly: a file that is empty or
+    only whitespace is left out (and is an error when it is the only one or all
+    are), and one newline is added after a file that does not end with one.
+    Nothing holds more than a piece at a time, except the leading whitespace of
+    a file, held until the file shows it is not blank.
+    """
+    kept = 0
+    for path in files:
+        held, last = [], ""  # the file's whitespace so far, while it may still be blank
+        for piece in iter_file_text(path, encoding=config.encoding, errors=config.errors):
+            if not piece:
+                continue
+            last = piece[-1]
+            if held is not None and not piece.strip():
+                held.append(piece)
+                continue
+            if held is not None:  # the first text of the file: it is kept
+                yield from held
+                held = None
+            yield piece
+        if held is not None:  # blank from start to end
+            if len(files) == 1:
+                raise TextgenError(f"{path} is empty or only whitespace")
+            continue
+        kept += 1
+        if last != "\n":
+            yield "\n"
+    if not kept:
+        raise TextgenError(f"the corpus {', '.join(config.sources)} is empty or only whitespace")
+
+
 def read_corpus(config, resolved=None):
-    """Read every source of a ``CorpusConfig`` into one normalized ``Corpus``.
+    """Read every source of a ``CorpusConfig`` into one normalized ``Corpus`` (iter_corpus_text, joined).
 
     ``resolved``: what ``resolve_sources`` returned for the same sources, when the caller already asked.
     """
     files, name = resolved or resolve_sources(config.sources)
-    parts = []
-    for path in files:
-        text = read_file(path, encoding=config.encoding, errors=config.errors)
-        if not text.strip():
-            if len(files) == 1:
-                raise TextgenError(f"{path} is empty or only whitespace")
-            continue
-        parts.append(text if text.endswith("\n") else text + "\n")
-    if not parts:
-        raise TextgenError(f"the corpus {', '.join(config.sources)} is empty or only whitespace")
-    return Corpus(text="".join(parts), files=tuple(str(path) for path in files), name=name)
+    text = "".join(iter_corpus_text(files, config))
+    return Corpus(text=text, files=tuple(str(path) for path in files), name=name)
 
 
 def split_train_validation(sequence, validation_fraction):

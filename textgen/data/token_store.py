@@ -1,12 +1,13 @@
-"""The token store: a char-level corpus encoded once into a file of token ids, read from disk by training.
+"""The token store: a corpus encoded once into a file of token ids, read from disk by training.
 
     $TEXTGEN_CACHE (default ~/.cache/textgen)/tokens/<key>/
         ids.bin        the corpus's token ids: uint8, uint16 or uint32, by vocabulary size
         manifest.json  the sources (path, size, mtime), the settings, counts and sha256
 
 The text is never in memory whole. The files are read in pieces
-(corpus.iter_file_text) twice: once to count the characters (the vocabulary),
-once to encode them into ids.bin; training then reads its windows from
+(corpus.iter_corpus_text), cut between tokens (Tokenizer.token_aligned: a word
+split by a piece boundary moves whole into the next piece), twice: once to
+count the tokens (the vocabulary), once to encode them into ids.bin; training then reads its windows from
 ids.bin by position (TokenFile, data/dataset.py). The key hashes the sources' paths, sizes
 and modification times with every setting that changes the ids, so a second run
 on the same files (another --name, another model size) reuses the store, and a
@@ -28,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from textgen.data.corpus import iter_file_text
-from textgen.data.tokenizer import CharTokenizer, tokenizer_from_dict
+from textgen.data.corpus import iter_corpus_text
+from textgen.data.tokenizer import TOKENIZERS, WordTokenizer, tokenizer_from_dict
 from textgen.errors import TextgenError
 
 CACHE_VARIABLE = "TEXTGEN_CACHE"
@@ -178,27 +179,25 @@ class _CharacterCounts:
         return collections.Counter({chr(code): int(self.counts[code]) for code in self.order})
 
 
+class _WordCounts:
+    """Word-level token counts, in first-seen order (a Counter keeps the order keys arrive in)."""
+
+    def __init__(self):
+        self.counts = collections.Counter()
+
+    def add(self, piece):
+        self.counts.update(WordTokenizer.split(piece))
+
+    def counter(self):
+        return self.counts
+
+
 def _scan(files, corpus_config, tokenizer_config):
-    """Pass 1: per file, whether it is kept (not whitespace only) and whether it ends with a newline; the counts."""
-    counts, kept = _CharacterCounts(), []
-    for path in files:
-        file_counts, blank, last = _CharacterCounts(), True, ""
-        for piece in iter_file_text(path, encoding=corpus_config.encoding, errors=corpus_config.errors):
-            if piece:
-                blank = blank and not piece.strip()
-                last = piece[-1]
-                file_counts.add(piece.lower() if tokenizer_config.lowercase else piece)
-        if blank:
-            if len(files) == 1:
-                raise TextgenError(f"{path} is empty or only whitespace")
-            continue
-        counts.merge(file_counts)
-        kept.append((path, last == "\n"))
-        if last != "\n":
-            counts.add("\n")  # the line end added between files
-    if not kept:
-        raise TextgenError(f"the corpus {', '.join(corpus_config.sources)} is empty or only whitespace")
-    return counts.counter(), kept
+    """Pass 1: the corpus's token counts, in first-seen order, its text streamed in token-aligned pieces."""
+    counts = _CharacterCounts() if tokenizer_config.level == "char" else _WordCounts()
+    for piece in TOKENIZERS[tokenizer_config.level].token_aligned(iter_corpus_text(files, corpus_config)):
+        counts.add(piece.lower() if tokenizer_config.lowercase else piece)
+    return counts.counter()
 
 
 DROP_HINT = "; pass --drop-unknown to leave them out"
@@ -207,7 +206,7 @@ DROP_HINT = "; pass --drop-unknown to leave them out"
 def _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown, unknown_hint=DROP_HINT):
     """The run's tokenizer (fitted to the counts, or the given one) and the characters to drop."""
     if tokenizer is None:
-        fitted = CharTokenizer.from_counts(
+        fitted = TOKENIZERS[tokenizer_config.level].from_counts(
             counts,
             max_vocab=tokenizer_config.max_vocab,
             min_count=tokenizer_config.min_count,
@@ -226,29 +225,23 @@ def _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown, unknown_hi
     return tokenizer, "".join(unknown)
 
 
-def _encode(kept, corpus_config, tokenizer, dropped, ids_path):
-    """Pass 2: every kept file's text, in pieces, into ids_path; (characters, sha256 of the text)."""
-    digest, characters, dtype = hashlib.sha256(), 0, _id_dtype(tokenizer.vocabulary_size)
+def _encode(files, corpus_config, tokenizer, dropped, ids_path):
+    """Pass 2: the corpus's text, in token-aligned pieces, into ids_path; (characters, tokens, sha256 of the text)."""
+    digest, characters, tokens, dtype = hashlib.sha256(), 0, 0, _id_dtype(tokenizer.vocabulary_size)
     drop = {ord(character): None for character in dropped}
+    pieces = iter_corpus_text(files, corpus_config)
+    if drop:
+        pieces = (piece.translate(drop) for piece in pieces)
     with open(ids_path, "wb") as handle:
-        for path, ends_with_newline in kept:
-            pieces = iter_file_text(path, encoding=corpus_config.encoding, errors=corpus_config.errors)
-            for piece in _with_end(pieces, ends_with_newline):
-                piece = piece.translate(drop) if drop else piece
-                if not piece:
-                    continue
-                digest.update(piece.encode("utf-8"))
-                characters += len(piece)
-                tokenizer.encode(piece).astype(dtype).tofile(handle)
+        for piece in tokenizer.token_aligned(pieces):
+            digest.update(piece.encode("utf-8"))
+            characters += len(piece)
+            ids = tokenizer.encode(piece)
+            tokens += len(ids)
+            ids.astype(dtype).tofile(handle)
         handle.flush()
         os.fsync(handle.fileno())
-    return characters, digest.hexdigest()
-
-
-def _with_end(pieces, ends_with_newline):
-    yield from pieces
-    if not ends_with_newline:
-        yield "\n"
+    return characters, tokens, digest.hexdigest()
 
 
 def open_token_store(
@@ -276,18 +269,18 @@ def open_token_store(
 
 
 def _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources, unknown_hint):
-    counts, kept = _scan(files, corpus_config, tokenizer_config)
+    counts = _scan(files, corpus_config, tokenizer_config)
     tokenizer, dropped = _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown, unknown_hint)
     staging = directory.with_name(f".{directory.name}-{secrets.token_hex(4)}")  # whole or not at all
     staging.mkdir()
     try:
-        characters, sha256 = _encode(kept, corpus_config, tokenizer, dropped, staging / "ids.bin")
+        characters, tokens, sha256 = _encode(files, corpus_config, tokenizer, dropped, staging / "ids.bin")
         manifest = {
             "version": STORE_VERSION,
             "sources": sources,
             "tokenizer": tokenizer.to_dict(),
             "characters": characters,
-            "tokens": characters,  # one token per character
+            "tokens": tokens,
             "sha256": sha256,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")

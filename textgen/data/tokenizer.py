@@ -71,6 +71,15 @@ class Tokenizer:
     def split(text):
         raise NotImplementedError
 
+    @classmethod
+    def token_aligned(cls, pieces):
+        """The same text as ``pieces``, cut only between tokens, so each piece splits and encodes on its own.
+
+        Every character is a token, so character pieces are already aligned;
+        WordTokenizer moves a word or whitespace run cut in two into the next piece.
+        """
+        return pieces
+
     def unknown_tokens(self, text):
         """Distinct tokens of ``text`` outside the vocabulary, in first-seen order."""
         text = text.lower() if self.lowercase else text
@@ -135,6 +144,33 @@ class WordTokenizer(Tokenizer):
     @staticmethod
     def split(text):
         return _WORD_PATTERN.findall(text)
+
+    @classmethod
+    def token_aligned(cls, pieces):
+        # Only a piece's last token can run on into the next piece (the tokens
+        # before it already ended at a change of class), so it is held back.
+        held = ""
+        for piece in pieces:
+            text = held + piece
+            cut = _last_token_start(text)
+            held = text[cut:]
+            if cut:
+                yield text[:cut]
+        if held:
+            yield held
+
+
+# The last token of a text: a run of word characters or of whitespace, or one mark, reaching the end.
+_LAST_TOKEN = re.compile(r"(?:\w+|\s+|[^\w\s])\Z")
+
+
+def _last_token_start(text):
+    """Where the last token of ``text`` starts (0 for an empty text)."""
+    tail_start = max(0, len(text) - 256)  # searching only the tail keeps this O(1) for a 4 MB piece
+    found = _LAST_TOKEN.search(text, tail_start)
+    if found and found.start() > tail_start or tail_start == 0:
+        return found.start() if found else 0
+    return len(text) - len(WordTokenizer.split(text)[-1])  # a token longer than the tail: split it all
 
 
 TOKENIZERS = {tokenizer.kind: tokenizer for tokenizer in (CharTokenizer, WordTokenizer)}

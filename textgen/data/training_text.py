@@ -10,9 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from textgen.data.corpus import read_corpus, resolve_sources, split_train_validation
+from textgen.data.corpus import resolve_sources, split_train_validation
 from textgen.data.token_store import open_token_store
-from textgen.data.tokenizer import fit_tokenizer
 from textgen.data.windows import steps_per_epoch, training_windows, validation_windows
 from textgen.errors import TextgenError
 
@@ -21,9 +20,9 @@ from textgen.errors import TextgenError
 class TrainingText:
     """A tokenized corpus, split for training and validation."""
 
-    corpus: object  # corpus.Corpus, or token_store.StoredCorpus (the char level: the text stays on disk)
+    corpus: object  # token_store.StoredCorpus: what is known of the corpus (the text stays on disk)
     tokenizer: object  # tokenizer.Tokenizer
-    train_ids: np.ndarray  # (train_tokens,) int32, or a token_store.TokenFile slice (on disk)
+    train_ids: object  # (train_tokens,) a token_store.TokenFile slice (on disk), or an int32 array
     validation_ids: np.ndarray  # (validation_tokens,) likewise
 
     @property
@@ -42,20 +41,17 @@ def prepare_training_text(
 
     A ``tokenizer`` given (a resumed or fine-tuned run's) is used as it is
     instead of fitting one; ``drop_unknown`` leaves out characters it lacks.
-    ``resolved``: the sources' files and name, if already resolved (``read_corpus``).
+    ``resolved``: the sources' files and name, if already resolved (``resolve_sources``).
 
     Returns:
         (TrainingText, TrainConfig): the train config may come back with a
         smaller batch size when a short corpus has fewer windows than a batch.
     """
-    if tokenizer_config.level == "char":  # streamed into the token store, read back from disk by position
-        resolved = resolved or resolve_sources(corpus_config.sources)
-        corpus, tokenizer, ids = open_token_store(corpus_config, tokenizer_config, resolved=resolved,
-                                                  tokenizer=tokenizer, drop_unknown=drop_unknown)  # fmt: skip
-    else:
-        corpus = read_corpus(corpus_config, resolved)  # words outside a given vocabulary read as <unk>
-        tokenizer = tokenizer or fit_tokenizer(corpus.text, tokenizer_config)
-        ids = tokenizer.encode(corpus.text)
+    # Streamed into the token store, read back from disk by position. A given
+    # word tokenizer reads words outside its vocabulary as <unk>.
+    resolved = resolved or resolve_sources(corpus_config.sources)
+    corpus, tokenizer, ids = open_token_store(corpus_config, tokenizer_config, resolved=resolved,
+                                              tokenizer=tokenizer, drop_unknown=drop_unknown)  # fmt: skip
     train_ids, validation_ids = split_train_validation(ids, corpus_config.validation_fraction)
     seq_length = train_config.seq_length
     windows = training_windows(len(train_ids), seq_length)
