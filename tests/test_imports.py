@@ -14,7 +14,7 @@ try:
     main.main(sys.argv[1:], standalone_mode=False)
 except SystemExit:
     pass
-loaded = sorted(name for name in ("tensorflow", "keras") if name in sys.modules)
+loaded = sorted(name for name in ("tensorflow", "keras", "tensorflow_datasets") if name in sys.modules)
 print("LOADED " + json.dumps(loaded))
 """
 

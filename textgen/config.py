@@ -73,6 +73,10 @@ class CorpusConfig(Settings):
     encoding: str = setting("utf-8", "How to decode the files.", parse=_check_encoding)
     errors: str = setting("strict", "On undecodable bytes: fail, or replace them.", choices=("strict", "replace"))
     validation_fraction: float = setting(0.1, "Held-out tail of the corpus.", interval="[0, 0.5]")
+    tfds_data_dir: str | None = setting(
+        None, "Where tfds: sources are prepared.", optional=True, default_help="TFDS's own, ~/tensorflow_datasets"
+    )
+    tfds_download: bool = setting(False, "Download a tfds: source that is not prepared yet.", boolean=True)
 
     def check(self):
         sources = (self.sources,) if isinstance(self.sources, (str, os.PathLike)) else tuple(self.sources)

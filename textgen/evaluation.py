@@ -12,7 +12,7 @@ every token after the first is scored given all the text before it.
 import numpy as np
 
 from textgen.config import CorpusConfig, TokenizerConfig
-from textgen.data.corpus import iter_corpus_text, resolve_sources
+from textgen.data.corpus import iter_corpus_text, resolve_corpus_sources
 from textgen.data.token_store import open_token_store
 from textgen.errors import TextgenError
 from textgen.generation.probabilities import log_softmax
@@ -63,7 +63,7 @@ def evaluate_files(generator, paths, *, encoding="utf-8", errors="strict"):
         sources=tuple(str(path) for path in paths), encoding=encoding, errors=errors, validation_fraction=0.0
     )
     tokenizer = generator.tokenizer
-    resolved = resolve_sources(config.sources)
+    resolved = resolve_corpus_sources(config)
     corpus, _, ids = open_token_store(
         config,
         TokenizerConfig(level=tokenizer.kind, lowercase=tokenizer.lowercase),

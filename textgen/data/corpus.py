@@ -17,6 +17,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from textgen.data.tfds_source import TfdsSource, is_tfds_source
 from textgen.errors import TextgenError
 
 # Directories never worth reading as training text.
@@ -175,10 +176,18 @@ def _directory_files(directory):
     return files
 
 
-def resolve_sources(sources):
-    """Files named by the sources, in a stable order, and a default model name."""
+def resolve_sources(sources, *, tfds_data_dir=None, tfds_download=False):
+    """Files named by the sources, in a stable order, and a default model name.
+
+    A ``tfds:`` source stands in the list as a tfds_source.TfdsSource, read
+    where a file would be.
+    """
     files, names = [], []
     for source in sources:
+        if is_tfds_source(source):
+            files.append(TfdsSource(source, data_dir=tfds_data_dir, download=tfds_download))
+            names.append(files[-1].name)
+            continue
         path = Path(source)
         if path.is_symlink() and not path.exists():
             raise TextgenError(f"{source} is a broken symbolic link or a symbolic link loop")
@@ -217,7 +226,11 @@ def iter_corpus_text(files, config):
     kept = 0
     for path in files:
         held, last = [], ""  # the file's whitespace so far, while it may still be blank
-        for piece in iter_file_text(path, encoding=config.encoding, errors=config.errors):
+        if isinstance(path, TfdsSource):
+            pieces = path.pieces(errors=config.errors)  # UTF-8 records, normalized, each ending in a blank line
+        else:
+            pieces = iter_file_text(path, encoding=config.encoding, errors=config.errors)
+        for piece in pieces:
             if not piece:
                 continue
             last = piece[-1]
@@ -239,12 +252,17 @@ def iter_corpus_text(files, config):
         raise TextgenError(f"the corpus {', '.join(config.sources)} is empty or only whitespace")
 
 
+def resolve_corpus_sources(config):
+    """``resolve_sources`` for a ``CorpusConfig``: its sources with its TFDS settings."""
+    return resolve_sources(config.sources, tfds_data_dir=config.tfds_data_dir, tfds_download=config.tfds_download)
+
+
 def read_corpus(config, resolved=None):
     """Read every source of a ``CorpusConfig`` into one normalized ``Corpus`` (iter_corpus_text, joined).
 
     ``resolved``: what ``resolve_sources`` returned for the same sources, when the caller already asked.
     """
-    files, name = resolved or resolve_sources(config.sources)
+    files, name = resolved or resolve_corpus_sources(config)
     text = "".join(iter_corpus_text(files, config))
     return Corpus(text=text, files=tuple(str(path) for path in files), name=name)
 

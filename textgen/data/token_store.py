@@ -30,10 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from textgen.data.corpus import iter_corpus_text
+from textgen.data.tfds_source import TfdsSource
 from textgen.data.tokenizer import TOKENIZERS, WordTokenizer, tokenizer_from_dict
 from textgen.errors import TextgenError
 
 CACHE_VARIABLE = "TEXTGEN_CACHE"
+SOURCES_LISTED = 10  # a saved model's config.json names this many of its corpus's files
 STORE_VERSION = 1
 
 
@@ -48,14 +50,19 @@ def cache_directory():
 class StoredCorpus:
     """What a run knows of a corpus it reads from a token store (corpus.Corpus, without the text)."""
 
-    files: tuple
+    files: tuple  # each file's path, or a tfds: source's full spelling
     name: str
     characters: int
     sha256: str
+    sizes: tuple = ()  # bytes read from each of ``files`` (a tfds: source: its prepared files)
 
     def describe(self):
-        """The ``corpus`` section of a saved model's config.json (as corpus.Corpus.describe)."""
-        return {"name": self.name, "files": len(self.files), "characters": self.characters, "sha256": self.sha256}
+        """The ``corpus`` section of a saved model's config.json: what it was, and where it came from."""
+        read_from = [f"{source} ({size:,} bytes)" for source, size in zip(self.files, self.sizes)]
+        if len(read_from) > SOURCES_LISTED:
+            read_from = read_from[:SOURCES_LISTED] + [f"and {len(read_from) - SOURCES_LISTED:,} more files"]
+        summary = {"name": self.name, "files": len(self.files), "characters": self.characters, "sha256": self.sha256}
+        return {**summary, "read_from": read_from}
 
 
 class TokenFile:
@@ -124,10 +131,15 @@ def _id_dtype(vocabulary_size):
 
 
 def _key(files, corpus_config, tokenizer_config, tokenizer, drop_unknown):
-    sources = []
+    sources, sizes = [], []
     for path in files:
+        if isinstance(path, TfdsSource):  # the dataset's prepared files stand for it: [name, size, mtime] each
+            sources.append(path.fingerprint())
+            sizes.append(sum(size for _, size, _ in sources[-1][2:]))
+            continue
         info = os.stat(path)
         sources.append([str(Path(path).resolve()), info.st_size, info.st_mtime_ns])
+        sizes.append(info.st_size)
     settings = {
         "version": STORE_VERSION,
         "sources": sources,
@@ -137,7 +149,7 @@ def _key(files, corpus_config, tokenizer_config, tokenizer, drop_unknown):
         "given": None if tokenizer is None else tokenizer.to_dict(),
         "drop_unknown": drop_unknown,
     }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32], sources
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32], sources, sizes
 
 
 class _CharacterCounts:
@@ -254,7 +266,7 @@ def open_token_store(
     characters it lacks; ``unknown_hint`` ends the refusal when it lacks some and may not drop them).
     """
     files, name = resolved
-    key, sources = _key(files, corpus_config, tokenizer_config, tokenizer, drop_unknown)
+    key, sources, sizes = _key(files, corpus_config, tokenizer_config, tokenizer, drop_unknown)
     directory = _writable_stores() / key
     if not (directory / "manifest.json").is_file():
         _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources, unknown_hint)
@@ -264,7 +276,9 @@ def open_token_store(
     if len(ids) != manifest["tokens"]:
         shutil.rmtree(directory, ignore_errors=True)
         raise TextgenError(f"the token store {directory} was damaged and is removed; run again to rebuild it")
-    corpus = StoredCorpus(tuple(str(path) for path in files), name, manifest["characters"], manifest["sha256"])
+    corpus = StoredCorpus(
+        tuple(str(path) for path in files), name, manifest["characters"], manifest["sha256"], tuple(sizes)
+    )
     return corpus, tokenizer, ids
 
 

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from textgen.data.corpus import resolve_sources, split_train_validation
+from textgen.data.corpus import resolve_corpus_sources, split_train_validation
 from textgen.data.token_store import open_token_store
 from textgen.data.windows import steps_per_epoch, training_windows, validation_windows
 from textgen.errors import TextgenError
@@ -49,7 +49,7 @@ def prepare_training_text(
     """
     # Streamed into the token store, read back from disk by position. A given
     # word tokenizer reads words outside its vocabulary as <unk>.
-    resolved = resolved or resolve_sources(corpus_config.sources)
+    resolved = resolved or resolve_corpus_sources(corpus_config)
     corpus, tokenizer, ids = open_token_store(corpus_config, tokenizer_config, resolved=resolved,
                                               tokenizer=tokenizer, drop_unknown=drop_unknown)  # fmt: skip
     train_ids, validation_ids = split_train_validation(ids, corpus_config.validation_fraction)

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig, training_configs
-from textgen.data.corpus import resolve_sources
+from textgen.data.corpus import resolve_corpus_sources
 from textgen.data.training_text import prepare_training_text
 from textgen.errors import TextgenError
 from textgen.native_logs import quiet_native_logs
@@ -108,7 +108,7 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings, s
         configs[ModelConfig], configs[TokenizerConfig] = base_model.model, base_model.tokenizer_config
     elif drop_unknown:
         raise TextgenError("--drop-unknown only applies with --from MODEL")
-    resolved = resolve_sources(configs[CorpusConfig].sources)
+    resolved = resolve_corpus_sources(configs[CorpusConfig])
     directory = Path(root) / check_model_name(name or default_model_name(resolved[1]))
     check_not_being_trained(directory)  # early, before a big corpus is read; again under the lock below
     check_new_model_directory(directory, overwrite=overwrite)
