@@ -35,8 +35,8 @@ def store_dataset(data_dir, name, records, features=None, **extra):
 def data_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tfds")
     store_dataset(directory, "local_notes", RECORDS, number=list(range(len(RECORDS))))
-    store_dataset(directory, "two_texts", ["a b c\n"] * 3, {"title": tfds.features.Text(), "text": tfds.features.Text()},
-                  title=["t\n"] * 3)  # fmt: skip
+    two_texts = {"title": tfds.features.Text(), "text": tfds.features.Text()}
+    store_dataset(directory, "two_texts", ["a b c\n"] * 3, two_texts, title=["t\n"] * 3)
     return directory
 
 
