@@ -76,7 +76,7 @@ def test_the_token_store_keys_on_the_prepared_files_and_names_the_split(data_dir
         ("tfds:no_such_dataset_here", "no TFDS dataset 'no_such_dataset_here'"),
         ("tfds:local_notes:test", "Unknown split 'test'"),
         ("tfds:local_notes#number", "no text feature 'number' (text features: text)"),
-        ("tfds:two_texts", "has 2 text features (title, text); name one with #FEATURE"),
+        ("tfds:two_texts", "has 2 text features (text, title); name one with #FEATURE"),
         # Known to TFDS but not prepared here: no download without --tfds-download, and the command to run.
         ("tfds:tiny_shakespeare", "add --tfds-download to download it, or run `tfds build tiny_shakespeare --data_dir"),
     ],

@@ -98,7 +98,7 @@ class TfdsSource:
 
     def text_feature(self):
         """The feature read: the one named, or the dataset's only text feature."""
-        texts = [name for name, feature in self.builder().info.features.items() if _is_text(feature)]
+        texts = sorted(name for name, feature in self.builder().info.features.items() if _is_text(feature))
         if self.feature:
             if self.feature not in texts:
                 shown = ", ".join(texts) or "none"
