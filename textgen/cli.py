@@ -187,7 +187,7 @@ def train(context, corpus, name, overwrite, resume, base, drop_unknown, **settin
         progress_bar=sys.stdout.isatty(),
         **_given(context, settings),
     )
-    if not resume:
+    if not resume and result.directory is not None:  # None: a cluster worker, not the chief
         click.echo(f"sample from it: textgen sample {result.directory}")
     if result.stopped_by_signal:
         sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])

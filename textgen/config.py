@@ -91,6 +91,13 @@ class CorpusConfig(Settings):
         _check_encoding(self.encoding)
 
 
+def _check_devices(text):
+    from textgen.training.distribution import parse_devices
+
+    parse_devices(text)
+    return text
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, None: 1}
 
@@ -163,6 +170,19 @@ class TrainConfig(Settings):
         None, "Write a resumable backup every N steps (and always at the end).", integer=(1, None), optional=True
     )
     seed: int = setting(0, "Same seed, same run.", integer=(0, 2**31 - 1))
+    # tf.distribute (training/distribution.py); --batch-size stays the global batch.
+    strategy: str = setting(
+        "auto",
+        "one device, mirrored (several local devices), multi-worker (machines named by TF_CONFIG), or auto.",
+        choices=("auto", "one", "mirrored", "multi-worker"),
+    )
+    devices: str | None = setting(
+        None,
+        "With --strategy mirrored: the devices, e.g. GPU:0,GPU:1 (CPU:0,CPU:1 splits the CPU, to try it).",
+        optional=True,
+        parse=_check_devices,
+        default_help="every GPU",
+    )
 
     def epochs_for(self, steps_per_epoch):
         """The epochs to run: as set, or enough for AUTO_EPOCH_STEPS steps (a short text gets more passes)."""

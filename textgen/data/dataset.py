@@ -44,10 +44,10 @@ def _gather_windows(ids, starts, seq_length):
 
 
 def _as_dataset_op(make_batch, seq_length):
-    """Wrap ``make_batch(number) -> (inputs, targets)`` in NumPy as a tf.data map function."""
+    """Wrap ``make_batch(element) -> (inputs, targets)`` in NumPy as a tf.data map function."""
 
-    def batch_op(number):
-        inputs, targets = tf.numpy_function(make_batch, [number], (tf.int32, tf.int32), stateful=False)
+    def batch_op(element):
+        inputs, targets = tf.numpy_function(make_batch, [element], (tf.int32, tf.int32), stateful=False)
         inputs.set_shape([None, seq_length])
         targets.set_shape([None, seq_length])
         return inputs, targets
@@ -96,12 +96,19 @@ class _EpochLayout:
         return self._offset + window_numbers.astype(np.int64) * self.seq_length
 
 
-def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, stateful=False):
+def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, stateful=False, replicas=None):
     """An endless dataset of (inputs, targets) batches; one epoch is ``steps_per_epoch`` batches.
 
     ``skip_batches`` starts the stream that many batches in: a resumed run sees
     exactly the batches the interrupted one would have seen next. ``stateful``
     lays the windows out as consecutive streams (see the module docstring).
+
+    ``replicas``: (first, local, total) when training on several devices
+    (tf.distribute, training/distribution.py): this worker's replicas are
+    numbers first .. first + local - 1 of ``total``. Each global batch of
+    ``batch_size`` windows (the same ones one device would train on) is cut into
+    ``total`` row blocks, and this dataset yields the blocks of its replicas, one
+    after another, batch after batch: every window is trained once, on one replica.
 
     Returns:
         (dataset, steps_per_epoch). Pass both to ``model.fit``.
@@ -115,12 +122,16 @@ def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, state
     layout = _EpochLayout(
         token_count=len(ids), seq_length=seq_length, batch_size=batch_size, steps=steps, seed=seed, stateful=stateful
     )
+    first, local, total = replicas or (0, 1, 1)
+    rows = batch_size // total  # per replica
 
-    def make_batch(number):
-        return _gather_windows(ids, layout.starts(number), seq_length)
+    def make_batch(element):
+        number, replica = skip_batches + int(element) // local, first + int(element) % local
+        starts = layout.starts(number)[replica * rows : (replica + 1) * rows]
+        return _gather_windows(ids, starts, seq_length)
 
     dataset = (
-        tf.data.Dataset.range(skip_batches, np.iinfo(np.int64).max)  # batch numbers; a resumed run starts at its own
+        tf.data.Dataset.range(np.iinfo(np.int64).max)  # this worker's blocks, from the run's first batch on
         .map(_as_dataset_op(make_batch, seq_length))
         .prefetch(PREFETCH_BATCHES)
     )
@@ -149,13 +160,13 @@ def validation_dataset(ids, *, seq_length, batch_size, max_windows=None):
             f"raise --validation-fraction or lower --seq-length"
         )
 
-    def make_batch(number):
-        first = int(number) * batch_size
-        starts = np.arange(first, min(first + batch_size, count), dtype=np.int64) * seq_length
-        return _gather_windows(ids, starts, seq_length)
+    def make_batch(window_numbers):
+        return _gather_windows(ids, window_numbers * seq_length, seq_length)
 
+    # Window numbers batched by a batch op, so tf.distribute can split each batch across replicas.
     return (
-        tf.data.Dataset.range(-(-count // batch_size))  # batch numbers; the last batch may be short
+        tf.data.Dataset.range(count)
+        .batch(batch_size)  # the last batch may be short
         .map(_as_dataset_op(make_batch, seq_length))
         .prefetch(PREFETCH_BATCHES)
         .with_options(_fixed_options())

@@ -3,6 +3,7 @@
     PlainModel     keeps the saved (plain) model in step with the trained one; puts val_loss in the logs
     TimeBudget     stops training, mid-epoch if need be, once the budget is spent
     SignalStop     SIGINT / SIGTERM stop after the current batch; a second Ctrl-C stops at once
+    AgreeToStop    workers of a cluster stop at the same step when any one of them stops
     EpochMetrics   adds bits per character, perplexity, chars/s and the learning rate to each epoch's logs
     BestModel      writes model.keras when the epoch's loss is the best so far
     EpochLog       appends the epoch to the history, writes metrics.json, prints one line
@@ -19,9 +20,11 @@ import signal
 import time
 
 import keras
+import tensorflow as tf
 
 from textgen.metrics import loss_metrics
 from textgen.saved.saved_model import write_metrics, write_model
+from textgen.training.checkpoints import optimizer_step
 
 
 class PlainModel(keras.callbacks.Callback):
@@ -80,6 +83,31 @@ class TimeBudget(keras.callbacks.Callback):
         if self.seconds is not None and time.monotonic() - self.started >= self.seconds:
             self.expired = True
             self.model.stop_training = True
+
+
+class AgreeToStop(keras.callbacks.Callback):
+    """Workers of a cluster stop at the same step: when any of them wants to, all do.
+
+    Each worker's time budget runs on its own clock, and Ctrl-C may reach only
+    one of them; a worker that stopped alone would leave the others waiting in
+    their next all-reduce forever. After every step (and the callbacks before
+    this one) the workers all-reduce their wish to stop: one number, summed.
+    """
+
+    def __init__(self, strategy):
+        super().__init__()
+        self.strategy = strategy
+
+        @tf.function
+        def any_worker(wish):  # () float32, 1.0 to stop
+            per_replica = strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("SUM", wish))
+            return strategy.experimental_local_results(per_replica)[0]
+
+        self._any_worker = any_worker
+
+    def on_train_batch_end(self, batch, logs=None):
+        wish = tf.constant(1.0 if self.model.stop_training else 0.0)
+        self.model.stop_training = bool(self._any_worker(wish) > 0)
 
 
 class SignalStop(keras.callbacks.Callback):
@@ -142,7 +170,9 @@ class EpochMetrics(keras.callbacks.Callback):
             return
         seconds = max(self.last_batch_time - self.epoch_started, 1e-9)
         logs["characters_per_second"] = self.batches * self.characters_per_batch / seconds
-        logs["learning_rate"] = float(self.model.optimizer.learning_rate)  # as the last step used it
+        logs["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        )  # as the last step used it
         logs["steps"] = self.batches
         for prefix in ("", "val_"):  # train and validation alike; Keras logs val_* as validation
             if prefix + "loss" in logs:
@@ -191,7 +221,7 @@ class EpochLog(keras.callbacks.Callback):
         self._print_pending()
 
     def on_epoch_end(self, epoch, logs=None):
-        record = {"run": self.state.run, "epoch": epoch + 1, "global_step": int(self.model.optimizer.iterations)}
+        record = {"run": self.state.run, "epoch": epoch + 1, "global_step": optimizer_step(self.model)}
         record.update({key: float(value) for key, value in (logs or {}).items()})
         record["steps"] = int(record.get("steps", 0))
         record["saved"] = self.state.last_saved_epoch == epoch + 1

@@ -19,6 +19,15 @@ from textgen.saved.backup import read_backup, write_backup
 from textgen.saved.saved_model import weights_file_bytes
 
 
+def optimizer_step(model):
+    """The optimizer's step count: the run's global step, however many replicas hold it.
+
+    ``int(variable)`` works on one device, but under tf.distribute the
+    variable is a MirroredVariable, which only converts through NumPy.
+    """
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
 @dataclasses.dataclass
 class RunState:
     """Where a run stands: what a backup saves and a resumed run starts from.
@@ -100,13 +109,13 @@ class Backup(keras.callbacks.Callback):
         self.every = every
 
     def write(self):
-        global_step = int(self.model.optimizer.iterations)
+        global_step = optimizer_step(self.model)
         state = self.state.to_backup(global_step)
         write_backup(self.directory, self.model.save_weights, state, expected_bytes=weights_file_bytes(self.model))
 
     def on_train_batch_end(self, batch, logs=None):
         finite = math.isfinite(float((logs or {}).get("loss", 0.0)))
-        if self.every and finite and int(self.model.optimizer.iterations) % self.every == 0:
+        if self.every and finite and optimizer_step(self.model) % self.every == 0:
             self.write()
 
     def on_train_end(self, logs=None):

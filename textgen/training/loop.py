@@ -8,6 +8,7 @@ killed leaves the best model it reached.
 """
 
 import functools
+import json
 import math
 import platform
 
@@ -22,8 +23,17 @@ from textgen.native_logs import quiet_native_logs
 from textgen.saved.layout import LOGS_DIRECTORY, MODEL_FILE, SAMPLES_LOGS
 from textgen.saved.saved_model import write_settings
 from textgen.training import cpu_threads
-from textgen.training.callbacks import BestModel, EpochLog, EpochMetrics, PlainModel, SignalStop, TimeBudget
+from textgen.training.callbacks import (
+    AgreeToStop,
+    BestModel,
+    EpochLog,
+    EpochMetrics,
+    PlainModel,
+    SignalStop,
+    TimeBudget,
+)
 from textgen.training.checkpoints import Backup, RunState, fit_segments, restore
+from textgen.training.distribution import plan_distribution, start_distribution
 from textgen.training.fused_rnn import FUSED_LAYERS, choose_kernel
 from textgen.training.plan import TrainingResult
 from textgen.training.precision import cpu_flags, resolve_precision
@@ -40,17 +50,34 @@ LARGE_VOCABULARY = 10_000
 
 
 def _prepare_hardware(train_config, echo):
-    """CPU thread pools, the dtype policy, the recurrent kernel and the seeds; returns (precision, kernel)."""
+    """Strategy, CPU thread pools, dtype policy, kernel and seeds: (distribution, precision, kernel).
+
+    Order matters: the thread pools and logical CPUs can only be set before
+    TensorFlow's runtime starts, and a strategy starts it.
+    """
     with quiet_native_logs():  # finding no GPU logs a CUDA "error" that is none
-        gpu_available = bool(tf.config.list_physical_devices("GPU"))
-    precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=cpu_flags())
-    kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpu_available)
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    kind, cluster, local_replicas = plan_distribution(train_config, gpus=gpus)
+    if kind != "one" and train_config.stateful:
+        raise TextgenError(f"--stateful trains on one device; it cannot run under --strategy {kind}")
+    precision = resolve_precision(train_config.precision, gpu_available=gpus > 0, flags=cpu_flags())
+    kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpus > 0)
+    if kernel == "onednn" and local_replicas > 1:  # one workspace per layer: one replica per process
+        kernel = "keras"
+        note = f"the oneDNN kernel trains one replica per process; these {local_replicas} use Keras's layers"
     if note:
         echo(note)
-    if not gpu_available:  # before the first operation fixes the thread pools
+    if not gpus:  # before the first operation fixes the thread pools
         cpu_threads.configure_for_training(fused_kernel=kernel == "onednn")
+    with quiet_native_logs():
+        distribution = start_distribution(kind, cluster, train_config, gpus=gpus)
+    if train_config.batch_size % distribution.replicas:
+        raise TextgenError(
+            f"--batch-size {train_config.batch_size} does not split evenly over {distribution.replicas} replicas; "
+            f"use a multiple of {distribution.replicas} (it is the global batch)"
+        )
     keras.utils.set_random_seed(train_config.seed)
-    return precision, kernel
+    return distribution, precision, kernel
 
 
 def _compiled_models(plan, precision, kernel):
@@ -76,6 +103,14 @@ def _compiled_models(plan, precision, kernel):
     return model, plain_model
 
 
+def _run_description(plan, state):
+    """What every worker of a cluster must agree on: settings (but the time budget), text, vocabulary, step."""
+    train = {**plan.train.to_dict(), "time_budget": None}
+    parts = [plan.model.to_dict(), plan.tokenizer.to_dict(), train, plan.text.corpus.sha256,
+             plan.text.tokenizer.vocabulary, state.global_step]  # fmt: skip
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
 def _start(plan, model, directory):
     """Where the run starts: a backup's state (weights loaded), or a new run's (settings written first).
 
@@ -83,7 +118,7 @@ def _start(plan, model, directory):
     fresh optimizer: the new text gets full-size steps from the start.
     """
     if plan.resume:
-        return restore(directory, model)
+        return restore(plan.directory, model)
     versions = {
         "textgen": __version__,
         "keras": keras.__version__,
@@ -136,15 +171,19 @@ def _validation_data(plan):
     )
 
 
-def _callbacks(plan, output, plain_model, state, *, budget, interruption, steps_per_epoch, progress_bar, echo):
+def _callbacks(
+    plan, output, plain_model, state, *, budget, interruption, distribution, steps_per_epoch, progress_bar, echo
+):
     """Ours and Keras's, in the order Keras must call them."""
     directory, train_config, text = output.path, plan.train, plan.text
     logs = directory / LOGS_DIRECTORY
     validation_data = _validation_data(plan)
     characters_per_batch = train_config.batch_size * train_config.seq_length * text.characters_per_token
+    agreement = [AgreeToStop(distribution.strategy)] if distribution.kind == "multi-worker" else []
     callbacks = [
         budget,
         interruption,
+        *agreement,  # after the two that may want to stop, before any that acts on it
         PlainModel(plain_model, validation_data),  # puts val_loss in the logs, for everything below
         LearningRateDecay(
             train_config.lr_schedule,
@@ -192,9 +231,13 @@ def fit(plan, *, output, echo=None, progress_bar=False, callbacks=()):
         A ``TrainingResult``.
     """
     echo = echo or functools.partial(print, flush=True)
-    precision, kernel = _prepare_hardware(plan.train, echo)
-    model, plain_model = _compiled_models(plan, precision, kernel)
-    state = _start(plan, model, output.path)
+    distribution, precision, kernel = _prepare_hardware(plan.train, echo)
+    with distribution.scope():  # the variables are made once per replica, kept in step by the strategy
+        model, plain_model = _compiled_models(plan, precision, kernel)
+        state = _start(plan, model, output.path)  # a resumed run restores from plan.directory
+    distribution.check_same_run(_run_description(plan, state))
+    if distribution.describe():
+        echo(f"training with {distribution.describe()}")
     steps_per_epoch = plan.text.steps_per_epoch(plan.train)
     epochs = plan.train.epochs_for(steps_per_epoch)
     _announce(plan, model, precision, kernel, state, epochs=epochs, steps_per_epoch=steps_per_epoch, echo=echo)
@@ -206,12 +249,13 @@ def fit(plan, *, output, echo=None, progress_bar=False, callbacks=()):
         state,
         budget=budget,
         interruption=interruption,
+        distribution=distribution,
         steps_per_epoch=steps_per_epoch,
         progress_bar=progress_bar,
         echo=echo,
     )
     try:
-        _fit_segments(plan, model, state, [*callbacks, *ours], steps_per_epoch, epochs, progress_bar)
+        _fit_segments(plan, model, state, distribution, [*callbacks, *ours], steps_per_epoch, epochs, progress_bar)
     finally:  # also when training fails: Keras then skips on_train_end
         interruption.restore()
         for callback in ours:
@@ -220,17 +264,23 @@ def fit(plan, *, output, echo=None, progress_bar=False, callbacks=()):
     return _report(plan, output, state, precision, kernel, budget=budget, interruption=interruption, echo=echo)
 
 
-def _fit_segments(plan, model, state, callbacks, steps_per_epoch, epochs, progress_bar):
+def _fit_segments(plan, model, state, distribution, callbacks, steps_per_epoch, epochs, progress_bar):
     """``model.fit`` from the run's global step: the rest of a partly trained epoch, then whole ones."""
     for initial_epoch, end_epoch, steps, skip in fit_segments(state.global_step, steps_per_epoch, epochs):
-        train_data, _ = training_dataset(
-            plan.text.train_ids,
-            seq_length=plan.train.seq_length,
-            batch_size=plan.train.batch_size,
-            seed=plan.train.seed,
-            skip_batches=skip,
-            stateful=plan.train.stateful,
-        )
+
+        def make_dataset(replicas, skip=skip):
+            dataset, _ = training_dataset(
+                plan.text.train_ids,
+                seq_length=plan.train.seq_length,
+                batch_size=plan.train.batch_size,
+                seed=plan.train.seed,
+                skip_batches=skip,
+                stateful=plan.train.stateful,
+                replicas=replicas,
+            )
+            return dataset
+
+        train_data = distribution.datasets(make_dataset)
         # shuffle=False: the dataset orders its own windows. Validation: PlainModel.
         model.fit(
             train_data,
@@ -246,6 +296,10 @@ def _fit_segments(plan, model, state, callbacks, steps_per_epoch, epochs, progre
 
 
 def _report(plan, output, state, precision, kernel, *, budget, interruption, echo):
+    if not plan.chief:
+        echo("this worker's part is done; the chief saved the model")
+        return TrainingResult(None, precision, state.best_loss, state.history, budget.expired, interruption.received,
+                              kernel)  # fmt: skip
     if not output.published or not (plan.directory / MODEL_FILE).exists():
         intact = f"; the previous model in {plan.directory} is intact" if output.staged else ""
         raise TextgenError(

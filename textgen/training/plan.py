@@ -20,13 +20,14 @@ class RunPlan:
     resume: bool = False  # continue from the directory's backup
     base: object = None  # a saved.saved_model.SavedModel to fine-tune (its weights fit ``model``)
     base_network: object = None  # the base's weights, read and checked (saved.keras_archive.Network)
+    chief: bool = True  # False: a multi-worker task that trains but writes only to a temporary directory
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingResult:
     """What a run did: ``textgen.train`` returns it."""
 
-    directory: object  # the model directory
+    directory: object  # the model directory (None on a worker that is not the chief: it saved nothing)
     precision: str  # the dtype policy it trained in
     best_loss: float  # the saved model's loss (validation loss when there was held-out text)
     epochs: list  # metrics.json: one record per epoch, of every run of this model

@@ -12,6 +12,8 @@ import time
 
 import keras
 
+from textgen.training.checkpoints import optimizer_step
+
 # Seconds between two lines (read when a run starts, so a test can shorten it).
 EVERY_SECONDS = 30.0
 
@@ -46,13 +48,13 @@ class ProgressLog(keras.callbacks.Callback):
         now = time.monotonic()
         if self.started is None:  # a resumed run may call fit twice; one clock for the run
             self.started = now
-        self.last_time, self.last_step = now, int(self.model.optimizer.iterations)
+        self.last_time, self.last_step = now, optimizer_step(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.monotonic()
         if now - self.last_time < self.every_seconds:
             return
-        step = int(self.model.optimizer.iterations)
+        step = optimizer_step(self.model)
         steps_per_second = (step - self.last_step) / (now - self.last_time)
         self.last_time, self.last_step = now, step
         self.echo(self.line(step, float((logs or {}).get("loss", float("nan"))), steps_per_second, now))

@@ -16,6 +16,7 @@ thin shell over this function.
 import contextlib
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig, training_configs
@@ -29,10 +30,11 @@ from textgen.saved.keras_archive import expected_weights
 from textgen.saved.layout import SAVED_MODELS_DIRECTORY
 from textgen.saved.run_directory import RunDirectory, check_not_being_trained, writer_lock
 from textgen.saved.saved_model import load_saved_model
+from textgen.training.distribution import read_cluster
 from textgen.training.plan import RunPlan
 
 # What a resumed run may change; every other setting is the saved run's.
-RESUMABLE_SETTINGS = ("epochs", "time_budget", "checkpoint_every")
+RESUMABLE_SETTINGS = ("epochs", "time_budget", "checkpoint_every", "strategy", "devices")
 
 
 def train(
@@ -74,19 +76,36 @@ def train(
     sources = (corpus,) if isinstance(corpus, (str, os.PathLike)) else tuple(corpus)
     # The stack holds the writer lock, taken as soon as the directory is known, until the run ends.
     with contextlib.ExitStack() as stack:
+        chief = not _cluster_worker(settings.get("strategy", "auto"))
         if resume:
-            plan = _resume_plan(sources, name=name, root=root, settings=settings, stack=stack)
+            plan = _resume_plan(sources, name=name, root=root, settings=settings, stack=stack, lock=chief)
         else:
+            # A worker that is not the chief trains in step with it, but writes to a directory of its own that
+            # is removed at the end: the model directory is the chief's alone.
+            root = root if chief else stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-worker-"))
             plan = _new_plan(
                 sources, name=name, overwrite=overwrite, root=root, base=base, drop_unknown=drop_unknown,
                 settings=settings, stack=stack,
             )  # fmt: skip
+        plan = dataclasses.replace(plan, chief=chief)
         with quiet_native_logs():  # TensorFlow loads here, after every input is checked
             from textgen.training.loop import fit
 
-        # A new run that fails before saving leaves nothing behind; an --overwrite keeps the old model until then.
-        output = stack.enter_context(RunDirectory(plan.directory, resume=resume))
+        if chief:
+            # A new run that fails before saving leaves nothing behind; an --overwrite keeps the old model until then.
+            output = stack.enter_context(RunDirectory(plan.directory, resume=resume))
+        else:  # a resumed worker reads the run's backup (the same path: a shared file system) and writes apart
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-worker-")))
+            output = stack.enter_context(RunDirectory(scratch / plan.directory.name))
         return fit(plan, output=output, echo=echo, progress_bar=progress_bar, callbacks=callbacks)
+
+
+def _cluster_worker(strategy):
+    """True in a multi-worker task that is not the chief (TF_CONFIG): it writes nothing of the model's."""
+    if strategy not in ("auto", "multi-worker"):
+        return False
+    cluster = read_cluster()
+    return cluster is not None and len(cluster.tasks) > 1 and not cluster.is_chief
 
 
 def _flags(names):
@@ -135,7 +154,7 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings, s
     )
 
 
-def _resume_plan(sources, *, name, root, settings, stack):
+def _resume_plan(sources, *, name, root, settings, stack, lock=True):
     """Continue a run from its backup; every setting but RESUMABLE_SETTINGS comes from the saved run."""
     if name is None:
         raise TextgenError("--resume needs --name: the run to continue, under ./saved_models")
@@ -148,20 +167,24 @@ def _resume_plan(sources, *, name, root, settings, stack):
     directory = Path(root) / check_model_name(name)
     if not directory.is_dir():
         raise TextgenError(f"no model directory at {directory} to resume")
-    stack.enter_context(writer_lock(directory))
+    if lock:  # the chief's; other workers of a cluster only read the backup
+        stack.enter_context(writer_lock(directory))
     saved = load_saved_model(directory, require_weights=False)
     # Fail now, before the corpus is read, if there is nothing (safe) to resume.
     check_backup_weights(
         directory, read_backup(directory), expected_weights(saved.model, saved.tokenizer.vocabulary_size)
     )
     corpus_config = CorpusConfig(
-        sources=sources, **{key: saved.corpus_setting(key) for key in ("encoding", "errors", "validation_fraction")}
+        sources=sources,
+        **{key: saved.corpus_setting(key) for key in ("encoding", "errors", "validation_fraction", "tfds_data_dir")},
     )
     train_config = dataclasses.replace(
         saved.train,
         time_budget=settings.get("time_budget"),
         epochs=settings.get("epochs") if settings.get("epochs") is not None else saved.train.epochs,
         checkpoint_every=settings.get("checkpoint_every") or saved.train.checkpoint_every,
+        strategy=settings.get("strategy", saved.train.strategy),
+        devices=settings.get("devices", saved.train.devices),
     )
     text, train_config = prepare_training_text(
         corpus_config, saved.tokenizer_config, train_config, tokenizer=saved.tokenizer

@@ -15,6 +15,8 @@ import time
 
 import keras
 
+from textgen.training.checkpoints import optimizer_step
+
 # The "cooldown" schedule holds the peak rate and decays over this last part of the run.
 COOLDOWN_FRACTION = 0.2
 
@@ -54,7 +56,7 @@ class LearningRateDecay(keras.callbacks.Callback):
         self.started = None
 
     def progress(self):
-        done = int(self.model.optimizer.iterations) / max(self.total_steps, 1)
+        done = optimizer_step(self.model) / max(self.total_steps, 1)
         progress = max(self.initial_progress, done)
         if self.time_budget is not None and self.started is not None:
             spent = (time.monotonic() - self.started) / self.time_budget

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from textgen.metrics import loss_metrics
 from textgen.training.callbacks import judged_loss
+from textgen.training.checkpoints import optimizer_step
 
 # How often: a training point every SCALAR_STEPS steps and SCALAR_SECONDS apart (whichever is
 # sparser: dozens of points in two minutes, never thousands in an hour); text samples every
@@ -67,19 +68,21 @@ class StepScalars(keras.callbacks.Callback):
             return
         seconds = max(time.monotonic() - self.interval_started, 1e-9)
         loss = self.loss_sum / self.batches
-        step = int(self.model.optimizer.iterations)
+        step = optimizer_step(self.model)
         with self.writers["train"].as_default():
             tf.summary.scalar("loss", loss, step=step)
             tf.summary.scalar("bits_per_character", loss_metrics(loss, self.characters_per_token)["bits_per_character"],
                               step=step)  # fmt: skip
-            tf.summary.scalar("learning_rate", float(self.model.optimizer.learning_rate), step=step)
+            tf.summary.scalar(
+                "learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)), step=step
+            )
             tf.summary.scalar("characters_per_second", self.batches * self.characters_per_batch / seconds, step=step)
         self._start_interval()
 
     def on_epoch_end(self, epoch, logs=None):
         self._write_training_point()  # the epoch's last steps, so the curve ends where validation is
         if logs and "val_loss" in logs:
-            step = int(self.model.optimizer.iterations)
+            step = optimizer_step(self.model)
             loss = float(logs["val_loss"])
             with self.writers["validation"].as_default():
                 tf.summary.scalar("loss", loss, step=step)
@@ -139,7 +142,7 @@ class TextSamples(keras.callbacks.Callback):
         from textgen.generation.numpy_engine import NumpyEngine
         from textgen.saved.keras_archive import Network
 
-        step = int(self.model.optimizer.iterations)
+        step = optimizer_step(self.model)
         generator = Generator(self.tokenizer, NumpyEngine(Network.from_keras_model(self.model)))
         with self.writer.as_default():
             for temperature in self.temperatures:
