@@ -180,7 +180,8 @@ def test_two_workers_train_one_model_written_by_the_chief(corpus, tmp_path):
     for returncode, _out, error in results:
         assert returncode == 0, error[-2000:]
     assert digests[0].read_text() == digests[1].read_text()  # the replicas ended with equal weights
-    assert [path.name for path in (tmp_path / "saved_models").iterdir()] == ["cluster"]  # the chief's only
+    models = [path.name for path in (tmp_path / "saved_models").iterdir() if not path.name.startswith(".")]
+    assert models == ["cluster"]  # the chief's only (beside its lock file)
     sampled = textgen("sample", tmp_path / "saved_models" / "cluster", "--length", "20", "--seed", "1", cwd=tmp_path)
     assert sampled.returncode == 0 and len(sampled.stdout) >= 20
 
@@ -201,8 +202,11 @@ def test_a_killed_cluster_resumes_at_its_global_step(corpus, tmp_path):
     resumed = start_workers(corpus, tmp_path, free_ports(2), {"name": "cluster", "resume": "True", "epochs": 1,
                                                               "strategy": "multi-worker"})  # fmt: skip
     results = finish(resumed)
-    for returncode, _out, error in results:
+    for returncode, out, error in results:
         assert returncode == 0, error[-2000:]
+        assert f"resuming at global step {step:,}" in out  # every worker, from the chief's backup
+    records = json.loads((tmp_path / "saved_models" / "cluster" / "metrics.json").read_text())
+    assert records[-1]["run"] == 2 and records[-1]["global_step"] > step
 
 
 @pytest.mark.slow

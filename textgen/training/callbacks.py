@@ -20,7 +20,6 @@ import signal
 import time
 
 import keras
-import tensorflow as tf
 
 from textgen.metrics import loss_metrics
 from textgen.saved.saved_model import write_metrics, write_model
@@ -91,23 +90,16 @@ class AgreeToStop(keras.callbacks.Callback):
     Each worker's time budget runs on its own clock, and Ctrl-C may reach only
     one of them; a worker that stopped alone would leave the others waiting in
     their next all-reduce forever. After every step (and the callbacks before
-    this one) the workers all-reduce their wish to stop: one number, summed.
+    this one) the workers gather their wishes to stop: one number each.
     """
 
-    def __init__(self, strategy):
+    def __init__(self, distribution):
         super().__init__()
-        self.strategy = strategy
-
-        @tf.function
-        def any_worker(wish):  # () float32, 1.0 to stop
-            per_replica = strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("SUM", wish))
-            return strategy.experimental_local_results(per_replica)[0]
-
-        self._any_worker = any_worker
+        self.distribution = distribution  # training/distribution.py
 
     def on_train_batch_end(self, batch, logs=None):
-        wish = tf.constant(1.0 if self.model.stop_training else 0.0)
-        self.model.stop_training = bool(self._any_worker(wish) > 0)
+        wishes = self.distribution.gather(1.0 if self.model.stop_training else 0.0)  # (replicas,)
+        self.model.stop_training = bool(wishes.max() > 0)
 
 
 class SignalStop(keras.callbacks.Callback):

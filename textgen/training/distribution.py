@@ -131,6 +131,7 @@ class Distribution:
     kind: str  # one, mirrored or multi-worker
     strategy: object  # a tf.distribute.Strategy (TensorFlow's default one for "one")
     cluster: Cluster = None  # multi-worker only
+    _gather: object = dataclasses.field(default=None, repr=False)  # gather's compiled function, made once
 
     @property
     def replicas(self):
@@ -157,6 +158,22 @@ class Distribution:
             return f"multi-worker: {len(self.cluster.tasks)} workers, {self.replicas} replicas, this is {this}"
         return ""
 
+    def gather(self, number):
+        """Every replica's ``number`` (float64), as a NumPy array: a collective, so every worker must call it."""
+        import tensorflow as tf
+
+        if self._gather is None:
+
+            @tf.function
+            def gather(value):  # () -> (replicas,)
+                # all_gather, not all_reduce: under multi-worker an all_reduce of this value
+                # failed in TF 2.21 with "destinations can not be empty".
+                mine = lambda value: tf.distribute.get_replica_context().all_gather(value[tf.newaxis], axis=0)  # noqa: E731
+                return self.strategy.experimental_local_results(self.strategy.run(mine, args=(value,)))[0]
+
+            self._gather = gather
+        return self._gather(tf.constant(number, tf.float64)).numpy()
+
     def check_same_run(self, description):
         """Multi-worker: train only if every worker has the same ``description`` (settings, text, step).
 
@@ -165,20 +182,62 @@ class Distribution:
         """
         if self.kind != "multi-worker":
             return
-        import tensorflow as tf
-
         digest = float(int(hashlib.sha256(description.encode()).hexdigest()[:13], 16))  # 52 bits: exact in float64
-
-        @tf.function
-        def everyone(value):  # () -> (replicas,): each replica's value
-            context = lambda: tf.distribute.get_replica_context().all_gather(value[tf.newaxis], axis=0)  # noqa: E731
-            return self.strategy.experimental_local_results(self.strategy.run(context))[0]
-
-        if len(set(everyone(tf.constant(digest, tf.float64)).numpy().tolist())) != 1:
+        if len(set(self.gather(digest).tolist())) != 1:
             raise TextgenError(
                 "the workers were not started alike: their settings, corpus or resumed step differ; "
                 "run the same textgen command, on the same files, on every worker"
             )
+
+    def adapt_model(self, model):
+        """Make ``model.fit`` and ``evaluate`` work under multi-worker (keras#20585); nothing otherwise.
+
+        Keras 3.15's fit fails under MultiWorkerMirroredStrategy in two places
+        (its MirroredStrategy path is fine), found by reading the traceback:
+
+        1. Before training, ``_maybe_symbolic_build`` takes one batch of *data*
+           and averages it across workers with ``strategy.reduce`` only to learn
+           its shapes; the collective reduce cannot convert the PerReplica it is
+           given ("Attempt to convert a value (PerReplica ...) to a Tensor"). A
+           local replica's batch has the same shapes and needs no reduce.
+        2. After each step, ``reduce_per_replica`` averages every metric across
+           workers with ``strategy.reduce("MEAN", value, axis=0)``, and a scalar
+           has no axis 0. The step functions here return scalars with one axis,
+           shape (1,), which that reduce averages into the scalar Keras expects.
+
+        Both are replaced on this model object only, not in Keras.
+        """
+        if self.kind != "multi-worker":
+            return model
+        import tensorflow as tf
+        from keras import tree
+
+        strategy = self.strategy
+
+        def local(value):  # one replica's part of a distributed value: same shapes and dtypes
+            distributed = isinstance(value, tf.distribute.DistributedValues)
+            return strategy.experimental_local_results(value)[0] if distributed else value
+
+        def maybe_symbolic_build(iterator=None, data_batch=None):
+            if iterator is not None:
+                for _, _, batches in iterator:
+                    data_batch = tree.map_structure(local, next(batches))
+                    break
+            with strategy.scope():
+                model._symbolic_build(data_batch=data_batch)
+
+        def with_one_axis(step):
+            def stepped(data):
+                outputs = step(data)
+                return tree.map_structure(lambda v: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v,
+                                          outputs)  # fmt: skip
+
+            return stepped
+
+        model._maybe_symbolic_build = maybe_symbolic_build
+        model.train_step = with_one_axis(model.train_step)
+        model.test_step = with_one_axis(model.test_step)
+        return model
 
     def datasets(self, make_dataset):
         """The training data: ``make_dataset(replicas)`` (see data/dataset.py's ``replicas``) per worker."""
@@ -258,13 +317,32 @@ def _mirrored_devices(devices, gpus):
 
 def _multi_worker_strategy(cluster):
     import tensorflow as tf
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
     from tensorflow.python.distribute import collective_all_reduce_strategy
+    from tensorflow.python.eager import context
 
     timeout = cluster_timeout()
-    # MultiWorkerMirroredStrategy first waits for every worker with a collective whose
-    # timeout is this class attribute, 0 (forever) by default: a worker that never
-    # starts would hang the others without a word. TensorFlow's own tests set it so.
+    # Left alone, MultiWorkerMirroredStrategy waits forever, without a word, for a
+    # worker that never starts: twice. (1) Its coordination service waits for every
+    # task to register, with no timeout unless it is configured before the strategy
+    # does it (it only configures one when none is): so it is configured here, as
+    # the strategy would, plus the timeout. (2) Its first collective waits with the
+    # timeout in this class attribute, 0 (forever) unless set, as TensorFlow's tests do.
     collective_all_reduce_strategy.CollectiveAllReduceExtended._check_health_initial_timeout = timeout
+    roles = {role for role, _, _ in cluster.tasks}
+    if context.context().coordination_service is None:
+        context.context().configure_coordination_service(
+            service_type="standalone",
+            service_leader=f"/job:{'chief' if 'chief' in roles else 'worker'}/replica:0/task:0",
+            coordinated_jobs=[
+                coordination_config_pb2.CoordinatedJob(name=role, num_tasks=sum(r == role for r, _, _ in cluster.tasks))
+                for role in _ROLES
+                if role in roles
+            ],
+            cluster_register_timeout_in_ms=timeout * 1000,
+        )
+        # The timeout holds only where registering is a barrier (the leader waits there for the rest).
+        context.context().coordination_service.cluster_register_with_barrier = True
     others = ", ".join(
         address for role, index, address in cluster.tasks if (role, index) != (cluster.role, cluster.index)
     )

@@ -157,7 +157,8 @@ def _announce(plan, model, precision, kernel, state, *, epochs, steps_per_epoch,
             f"note: {text.tokenizer.vocabulary_size:,} tokens make the output layer the slowest part; "
             f"--max-vocab {LARGE_VOCABULARY} or --min-count 2 trains faster"
         )
-    echo(f"watch it learn: tensorboard --logdir {plan.directory / LOGS_DIRECTORY}")
+    if plan.chief:  # other workers log to a temporary directory
+        echo(f"watch it learn: tensorboard --logdir {plan.directory / LOGS_DIRECTORY}")
 
 
 def _validation_data(plan):
@@ -179,7 +180,7 @@ def _callbacks(
     logs = directory / LOGS_DIRECTORY
     validation_data = _validation_data(plan)
     characters_per_batch = train_config.batch_size * train_config.seq_length * text.characters_per_token
-    agreement = [AgreeToStop(distribution.strategy)] if distribution.kind == "multi-worker" else []
+    agreement = [AgreeToStop(distribution)] if distribution.kind == "multi-worker" else []
     callbacks = [
         budget,
         interruption,
@@ -234,6 +235,8 @@ def fit(plan, *, output, echo=None, progress_bar=False, callbacks=()):
     distribution, precision, kernel = _prepare_hardware(plan.train, echo)
     with distribution.scope():  # the variables are made once per replica, kept in step by the strategy
         model, plain_model = _compiled_models(plan, precision, kernel)
+        for each in {id(model): model, id(plain_model): plain_model}.values():  # once each: they may be one
+            distribution.adapt_model(each)
         state = _start(plan, model, output.path)  # a resumed run restores from plan.directory
     distribution.check_same_run(_run_description(plan, state))
     if distribution.describe():
