@@ -226,3 +226,19 @@ def test_workers_started_with_different_settings_are_refused(corpus, tmp_path):
     results = finish(processes)
     for returncode, _out, error in results:
         assert returncode != 0 and "the workers were not started alike" in error, error[-2000:]
+
+
+@pytest.mark.slow
+def test_when_one_worker_stops_all_stop_at_the_same_step(corpus, tmp_path):
+    # Worker 1 alone has a time budget (it is not part of what workers must agree on): at its end,
+    # both stop after the same step, instead of worker 0 waiting forever in its next all-reduce.
+    digests = [tmp_path / "worker0.sha", tmp_path / "worker1.sha"]
+    processes = start_workers(corpus, tmp_path, free_ports(2), {**WORKER_SETTINGS, "epochs": 500}, digests,
+                              extra={1: {"time_budget": "8s"}})  # fmt: skip
+    results = finish(processes, timeout=240)
+    for returncode, _out, error in results:
+        assert returncode == 0, error[-2000:]
+    assert "time budget of 8s reached" in results[1][1]
+    assert digests[0].read_text() == digests[1].read_text()  # the same weights: the same last step
+    records = json.loads((tmp_path / "saved_models" / "cluster" / "metrics.json").read_text())
+    assert records[-1]["global_step"] < 500 * 40  # stopped long before its 500 epochs

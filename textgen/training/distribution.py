@@ -43,6 +43,12 @@ class Cluster:
         return self.role == "chief" or (self.role == "worker" and self.index == 0 and self.tasks[0][0] != "chief")
 
     @property
+    def tasks_on_this_host(self):
+        """Tasks whose address names the same host as this one's (two processes of one machine share its cores)."""
+        host = self.address.rpartition(":")[0]
+        return sum(address.rpartition(":")[0] == host for _, _, address in self.tasks)
+
+    @property
     def address(self):
         return next(address for role, index, address in self.tasks if (role, index) == (self.role, self.index))
 

@@ -10,6 +10,7 @@ killed leaves the best model it reached.
 import functools
 import json
 import math
+import os
 import platform
 
 import keras
@@ -60,6 +61,13 @@ def _prepare_hardware(train_config, echo):
     kind, cluster, local_replicas = plan_distribution(train_config, gpus=gpus)
     if kind != "one" and train_config.stateful:
         raise TextgenError(f"--stateful trains on one device; it cannot run under --strategy {kind}")
+    cores = cpu_threads.available_cores()
+    if kind == "multi-worker" and cluster.tasks_on_this_host > 1:
+        # Workers on one machine share its cores: each takes its part, or their thread pools fight
+        # over the same cores (oneDNN's OpenMP threads spin while they wait: 224 steps took minutes).
+        cores = max(1, cores // cluster.tasks_on_this_host)
+        os.environ.setdefault("OMP_NUM_THREADS", str(cores))  # read when oneDNN's OpenMP library loads, below
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     precision = resolve_precision(train_config.precision, gpu_available=gpus > 0, flags=cpu_flags())
     kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpus > 0)
     if kernel == "onednn" and local_replicas > 1:  # one workspace per layer: one replica per process
@@ -68,7 +76,7 @@ def _prepare_hardware(train_config, echo):
     if note:
         echo(note)
     if not gpus:  # before the first operation fixes the thread pools
-        cpu_threads.configure_for_training(fused_kernel=kernel == "onednn")
+        cpu_threads.configure_for_training(cores, fused_kernel=kernel == "onednn")
     with quiet_native_logs():
         distribution = start_distribution(kind, cluster, train_config, gpus=gpus)
     if train_config.batch_size % distribution.replicas:
