@@ -239,6 +239,7 @@ def test_when_one_worker_stops_all_stop_at_the_same_step(corpus, tmp_path):
     for returncode, _out, error in results:
         assert returncode == 0, error[-2000:]
     assert "time budget of 8s reached" in results[1][1]
+    assert "stopped with the other workers" in results[0][1]
     assert digests[0].read_text() == digests[1].read_text()  # the same weights: the same last step
     records = json.loads((tmp_path / "saved_models" / "cluster" / "metrics.json").read_text())
     assert records[-1]["global_step"] < 500 * 40  # stopped long before its 500 epochs

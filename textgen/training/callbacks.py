@@ -3,7 +3,7 @@
     PlainModel     keeps the saved (plain) model in step with the trained one; puts val_loss in the logs
     TimeBudget     stops training, mid-epoch if need be, once the budget is spent
     SignalStop     SIGINT / SIGTERM stop after the current batch; a second Ctrl-C stops at once
-    AgreeToStop    workers of a cluster stop at the same step when any one of them stops
+    WorkersAgree   workers of a cluster take the chief's learning rate, and stop together
     EpochMetrics   adds bits per character, perplexity, chars/s and the learning rate to each epoch's logs
     BestModel      writes model.keras when the epoch's loss is the best so far
     EpochLog       appends the epoch to the history, writes metrics.json, prints one line
@@ -84,22 +84,33 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class AgreeToStop(keras.callbacks.Callback):
-    """Workers of a cluster stop at the same step: when any of them wants to, all do.
+class WorkersAgree(keras.callbacks.Callback):
+    """Workers of a cluster agree, at every step, on the learning rate and on when to stop.
 
-    Each worker's time budget runs on its own clock, and Ctrl-C may reach only
-    one of them; a worker that stopped alone would leave the others waiting in
-    their next all-reduce forever. After every step (and the callbacks before
-    this one) the workers gather their wishes to stop: one number each.
+    Each worker runs every callback on its own clock. The schedule (schedule.py)
+    spreads the rate over the time budget, so two workers would step with
+    slightly different rates and their weights drift apart: before each step,
+    all take the chief's rate (it comes after LearningRateDecay in the list).
+    The time budget and Ctrl-C may end one worker alone, which would leave the
+    others waiting in their next all-reduce forever: after each step, all stop
+    if any wants to (it comes after TimeBudget and SignalStop). One number
+    gathered from every replica each time (distribution.gather).
     """
 
     def __init__(self, distribution):
         super().__init__()
         self.distribution = distribution  # training/distribution.py
+        self.stopped_by_another = False  # this worker went on, but another one stopped
+
+    def on_train_batch_begin(self, batch, logs=None):
+        rates = self.distribution.gather(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        self.model.optimizer.learning_rate = float(rates[0])  # replica 0 is the chief's
 
     def on_train_batch_end(self, batch, logs=None):
-        wishes = self.distribution.gather(1.0 if self.model.stop_training else 0.0)  # (replicas,)
+        wished = self.model.stop_training
+        wishes = self.distribution.gather(1.0 if wished else 0.0)  # (replicas,)
         self.model.stop_training = bool(wishes.max() > 0)
+        self.stopped_by_another = self.stopped_by_another or (self.model.stop_training and not wished)
 
 
 class SignalStop(keras.callbacks.Callback):

@@ -25,13 +25,13 @@ from textgen.saved.layout import LOGS_DIRECTORY, MODEL_FILE, SAMPLES_LOGS
 from textgen.saved.saved_model import write_settings
 from textgen.training import cpu_threads
 from textgen.training.callbacks import (
-    AgreeToStop,
     BestModel,
     EpochLog,
     EpochMetrics,
     PlainModel,
     SignalStop,
     TimeBudget,
+    WorkersAgree,
 )
 from textgen.training.checkpoints import Backup, RunState, fit_segments, restore
 from textgen.training.distribution import plan_distribution, start_distribution
@@ -188,11 +188,10 @@ def _callbacks(
     logs = directory / LOGS_DIRECTORY
     validation_data = _validation_data(plan)
     characters_per_batch = train_config.batch_size * train_config.seq_length * text.characters_per_token
-    agreement = [AgreeToStop(distribution)] if distribution.kind == "multi-worker" else []
+    agreement = [WorkersAgree(distribution)] if distribution.kind == "multi-worker" else []
     callbacks = [
         budget,
         interruption,
-        *agreement,  # after the two that may want to stop, before any that acts on it
         PlainModel(plain_model, validation_data),  # puts val_loss in the logs, for everything below
         LearningRateDecay(
             train_config.lr_schedule,
@@ -201,6 +200,7 @@ def _callbacks(
             total_steps=train_config.total_steps(steps_per_epoch),
             time_budget=train_config.time_budget,
         ),
+        *agreement,  # after the rate is set and the stop wished for, before anything acts on them
         EpochMetrics(characters_per_token=text.characters_per_token, characters_per_batch=characters_per_batch),
         BestModel(output, plain_model, state),
         EpochLog(directory, state, echo=echo),
@@ -272,6 +272,8 @@ def fit(plan, *, output, echo=None, progress_bar=False, callbacks=()):
         for callback in ours:
             if hasattr(callback, "close"):
                 callback.close()  # TensorBoard's event files
+    if any(getattr(callback, "stopped_by_another", False) for callback in ours):
+        echo("stopped with the other workers: one of them reached its time budget or was interrupted")
     return _report(plan, output, state, precision, kernel, budget=budget, interruption=interruption, echo=echo)
 
 
@@ -307,11 +309,7 @@ def _fit_segments(plan, model, state, distribution, callbacks, steps_per_epoch, 
 
 
 def _report(plan, output, state, precision, kernel, *, budget, interruption, echo):
-    if not plan.chief:
-        echo("this worker's part is done; the chief saved the model")
-        return TrainingResult(None, precision, state.best_loss, state.history, budget.expired, interruption.received,
-                              kernel)  # fmt: skip
-    if not output.published or not (plan.directory / MODEL_FILE).exists():
+    if plan.chief and (not output.published or not (plan.directory / MODEL_FILE).exists()):
         intact = f"; the previous model in {plan.directory} is intact" if output.staged else ""
         raise TextgenError(
             f"training diverged (the loss became NaN or infinite) before any model was saved{intact}; "
@@ -323,6 +321,10 @@ def _report(plan, output, state, precision, kernel, *, budget, interruption, ech
         echo(f"stopped by {interruption.received}")
     elif budget.expired:
         echo(f"time budget of {plan.train.time_budget:g}s reached")
+    if not plan.chief:  # a cluster's other worker: its files were temporary
+        echo("this worker's part is done; the chief saved the model")
+        return TrainingResult(None, precision, state.best_loss, state.history, budget.expired, interruption.received,
+                              kernel)  # fmt: skip
     echo(f"saved the best model (loss {state.best_loss:.4f}) to {plan.directory}")
     return TrainingResult(
         plan.directory, precision, state.best_loss, state.history, budget.expired, interruption.received, kernel
