@@ -230,11 +230,11 @@ def test_workers_started_with_different_settings_are_refused(corpus, tmp_path):
 
 @pytest.mark.slow
 def test_when_one_worker_stops_all_stop_at_the_same_step(corpus, tmp_path):
-    # Worker 1 alone has a time budget (it is not part of what workers must agree on): at its end,
-    # both stop after the same step, instead of worker 0 waiting forever in its next all-reduce.
+    # Worker 1 has the shorter time budget (its length is not part of what workers must agree on): at
+    # its end, both stop after the same step, instead of worker 0 waiting forever in its next all-reduce.
     digests = [tmp_path / "worker0.sha", tmp_path / "worker1.sha"]
     processes = start_workers(corpus, tmp_path, free_ports(2), {**WORKER_SETTINGS, "epochs": 500}, digests,
-                              extra={1: {"time_budget": "8s"}})  # fmt: skip
+                              extra={0: {"time_budget": "120s"}, 1: {"time_budget": "8s"}})  # fmt: skip
     results = finish(processes, timeout=240)
     for returncode, _out, error in results:
         assert returncode == 0, error[-2000:]

@@ -112,8 +112,9 @@ def _compiled_models(plan, precision, kernel):
 
 
 def _run_description(plan, state):
-    """What every worker of a cluster must agree on: settings (but the time budget), text, vocabulary, step."""
-    train = {**plan.train.to_dict(), "time_budget": None}
+    """What every worker of a cluster must agree on: settings (but the budget's length), text, vocabulary, step."""
+    # The budget may differ (workers stop together), but all or none must have one: the rate follows it.
+    train = {**plan.train.to_dict(), "time_budget": plan.train.time_budget is not None}
     parts = [plan.model.to_dict(), plan.tokenizer.to_dict(), train, plan.text.corpus.sha256,
              plan.text.tokenizer.vocabulary, state.global_step]  # fmt: skip
     return json.dumps(parts, sort_keys=True, default=str)
@@ -188,7 +189,8 @@ def _callbacks(
     logs = directory / LOGS_DIRECTORY
     validation_data = _validation_data(plan)
     characters_per_batch = train_config.batch_size * train_config.seq_length * text.characters_per_token
-    agreement = [WorkersAgree(distribution)] if distribution.kind == "multi-worker" else []
+    clocked_rate = train_config.time_budget is not None
+    agreement = [WorkersAgree(distribution, clocked_rate=clocked_rate)] if distribution.kind == "multi-worker" else []
     callbacks = [
         budget,
         interruption,
