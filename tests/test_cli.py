@@ -386,7 +386,10 @@ def test_resume_bad_inputs(in_tmp, tiny_model):
     other.write_text(make_text(lines=50, seed=9))
     assert_clean_failure(run("train", other, "--resume", "--name", "tiny", "--time-budget", "1s"), "not the text")
     refused = run("train", corpus, "--resume", "--name", "tiny", "--units", 512, "--seed", 0)
-    assert_clean_failure(refused, "only --epochs, --time-budget, --checkpoint-every may be given, not --seed, --units")
+    assert_clean_failure(
+        refused,
+        "only --epochs, --time-budget, --checkpoint-every, --strategy, --devices may be given, not --seed, --units",
+    )
     (in_tmp / "saved_models" / "tiny" / "backup.json").unlink()
     assert_clean_failure(run("train", corpus, "--resume", "--name", "tiny"), "no training backup")
 

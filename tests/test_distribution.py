@@ -91,6 +91,7 @@ def corpus(tmp_path):
         (["--strategy", "mirrored", "--devices", "CPU:0,CPU:1", "--stateful"], "--stateful trains on one device"),
         (["--strategy", "mirrored", "--devices", "CPU:0,CPU:1", "--batch-size", "7"], "does not split evenly over 2"),
         (["--devices", "CPU0"], "--devices takes a comma-separated list"),
+        (["--strategy", "one", "--devices", "CPU:0,CPU:1"], "--devices lists the devices of --strategy mirrored"),
     ],
 )
 def test_bad_strategy_setups_fail_in_one_line(corpus, tmp_path, options, message):

@@ -7,7 +7,7 @@
     multi-worker  tf.distribute.MultiWorkerMirroredStrategy: one process per machine, each
                   run with the same command and its own TF_CONFIG (cluster + task)
     auto          multi-worker when TF_CONFIG names more than one task, mirrored when more
-                  than one GPU is visible, else one
+                  than one GPU is visible or --devices names some, else one
 
 What a user can count on under every strategy:
   * --batch-size is the global batch: each step trains the same windows one device
@@ -25,7 +25,6 @@ import os
 
 from textgen.errors import TextgenError
 
-STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 TF_CONFIG = "TF_CONFIG"
 _ROLES = ("chief", "worker")  # parameter servers and evaluators are not for synchronous training
 
@@ -265,10 +264,15 @@ def plan_distribution(train_config, *, gpus):
     """
     if TF_CONFIG in os.environ and not os.environ[TF_CONFIG].strip():
         del os.environ[TF_CONFIG]  # set but empty: unset (TensorFlow's own strategies would fail parsing it)
-    cluster = read_cluster()  # checked whatever the strategy: TensorFlow reads it too
+    # Checked for every strategy but one: TensorFlow's MirroredStrategy reads it too.
+    cluster = read_cluster() if train_config.strategy != "one" else None
     if train_config.strategy not in ("auto", "multi-worker"):
         cluster = None
     kind = choose_strategy(train_config.strategy, gpus=gpus, cluster=cluster)
+    if train_config.devices and kind != "mirrored":
+        if train_config.strategy != "auto":
+            raise TextgenError(f"--devices lists the devices of --strategy mirrored, not of {kind}")
+        kind = "mirrored"  # devices named: that is what auto means
     if kind == "multi-worker" and cluster is None:
         raise TextgenError(
             "--strategy multi-worker needs TF_CONFIG naming the cluster and this task, e.g. "
