@@ -58,7 +58,7 @@ def train(
         name: the model directory's name (default: from the corpus, e.g. the file's stem).
         overwrite: replace an existing model of that name (only once the new run has saved a model).
         resume: continue the run ``name`` from its backup (same corpus; only epochs,
-            time_budget and checkpoint_every may be given).
+            time_budget, checkpoint_every, strategy and devices may be given).
         base: a model directory to fine-tune: its network and vocabulary, a fresh optimizer.
         drop_unknown: with ``base``, leave out characters the base model does not know.
         root: the directory model directories live in.
