@@ -68,16 +68,12 @@ def build_and_reuse(corpus, level):
 
 def pipeline_windows_per_second(ids, batches=2000):
     """Windows per second out of training_dataset with nothing consuming them but a loop."""
+    from pipeline_rate import characters_per_second  # its rate per batch unit: here, windows
+
     from textgen.data.dataset import training_dataset
 
     dataset, _ = training_dataset(ids, seq_length=50, batch_size=64, seed=0)
-    iterator = iter(dataset)
-    for _ in range(50):  # warm up: the first epoch's permutation, tf.data's start
-        next(iterator)
-    started = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return batches * 64 / (time.perf_counter() - started)
+    return characters_per_second(dataset, batches, 64)
 
 
 def store_against_memory(ids, rounds=3, steps=60):

@@ -3,8 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from textgen.config import TokenizerConfig
-from textgen.data.tokenizer import CharTokenizer, WordTokenizer, fit_tokenizer, tokenizer_from_dict
+from textgen.data.tokenizer import CharTokenizer, WordTokenizer, tokenizer_from_dict
 from textgen.errors import TextgenError
 
 MIXED = "床前明月光，疑是地上霜。\nA cat 🐈 sat; the 猫 sat too! 👩‍👩‍👧\n"
@@ -60,7 +59,7 @@ def test_max_vocab_and_min_count_cap_the_vocabulary():
 
 
 def test_lowercase():
-    tokenizer = fit_tokenizer("The Cat", TokenizerConfig(level="word", lowercase=True))
+    tokenizer = WordTokenizer.fit("The Cat", lowercase=True)
     assert "The" not in tokenizer.vocabulary
     assert tokenizer.decode(tokenizer.encode("THE CAT")) == "the cat"
 

@@ -178,13 +178,6 @@ def _last_token_start(text):
 TOKENIZERS = {tokenizer.kind: tokenizer for tokenizer in (CharTokenizer, WordTokenizer)}
 
 
-def fit_tokenizer(text, config):
-    """A tokenizer of the ``TokenizerConfig``'s level, fitted to ``text``."""
-    return TOKENIZERS[config.level].fit(
-        text, max_vocab=config.max_vocab, min_count=config.min_count, lowercase=config.lowercase
-    )
-
-
 def tokenizer_from_dict(data):
     """Rebuild a tokenizer from ``to_dict``'s data; refuses unknown kinds and malformed vocabularies."""
     kind = data.get("kind") if isinstance(data, dict) else None
