@@ -24,7 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from textgen.training.onednn import BIAS_GATES, GATES, OneDNN, RecurrentPrimitive, load_library
+from textgen.errors import TextgenError
+from textgen.training.onednn import BIAS_GATES, OneDNN, RecurrentPrimitive, bfloat16_refusal, load_library
 
 _ONEDNN = None  # the engine and stream, made once per process
 _ONEDNN_LOCK = threading.Lock()
@@ -65,52 +66,65 @@ def _to_keras_bias_gradient(cell, gradient):
     return np.stack([np.concatenate([update_reset, candidate]), np.concatenate([update_reset, recurrent_candidate])])
 
 
-def time_major(sequences):
-    """(batch, time, channels) <-> (time, batch, channels), as a new C-contiguous float32 array."""
-    return np.ascontiguousarray(np.swapaxes(sequences, 0, 1), dtype=np.float32)
+# NumPy's name for each precision's sequence type (TensorFlow's bfloat16 is ml_dtypes' NumPy type).
+SEQUENCE_TYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(tf.bfloat16.as_numpy_dtype)}
+
+
+def time_major(sequences, dtype=np.float32):
+    """(batch, time, channels) <-> (time, batch, channels), as a new C-contiguous array of ``dtype``."""
+    return np.ascontiguousarray(np.swapaxes(sequences, 0, 1), dtype=dtype)
 
 
 class FusedKernel:
-    """One layer's oneDNN primitives (per input shape) and the buffers its last forward pass left."""
+    """One layer's oneDNN primitives (per input shape and precision) and the buffers its last forward pass left.
+
+    Under mixed_bfloat16 the sequences and h states come and go in bfloat16; the
+    kernels and bias always come in float32 (Keras's variables) and their
+    gradients go back in float32; the conversions happen here, not in Keras.
+    """
 
     def __init__(self, cell):
         self.cell = cell
-        self.primitives = {}  # (batch, time, input_dim, units) -> RecurrentPrimitive
-        self.saved = None  # the last forward pass's arrays, for its backward pass
+        self.primitives = {}  # (batch, time, input_dim, units, precision) -> RecurrentPrimitive
+        self.saved = None  # the last forward pass's (primitive, arrays, padded kernels), for its backward pass
         self.lock = threading.Lock()
 
-    def _primitive(self, batch, time, input_dim, units):
-        key = (batch, time, input_dim, units)
+    def _primitive(self, batch, time, input_dim, units, precision):
+        key = (batch, time, input_dim, units, precision)
         if key not in self.primitives:
             onednn, _ = onednn_status()
-            self.primitives[key] = RecurrentPrimitive(onednn, self.cell, batch=batch, time=time,
-                                                      input_dim=input_dim, units=units)  # fmt: skip
+            self.primitives[key] = RecurrentPrimitive(onednn, self.cell, batch=batch, time=time, input_dim=input_dim,
+                                                      units=units, precision=precision)  # fmt: skip
         return self.primitives[key]
 
     def forward(self, inputs, kernel, recurrent_kernel, bias, *initial_state):
-        """(outputs, final states...) of the sequence; keeps what the backward pass needs."""
+        """(outputs, final states...) of the sequence, in the inputs' types; keeps what the backward pass needs."""
         batch, time, input_dim = inputs.shape
         units = recurrent_kernel.shape[0]
+        precision = "bfloat16" if inputs.dtype == SEQUENCE_TYPES["bfloat16"] else "float32"
+        sequence_type = SEQUENCE_TYPES[precision]
         with self.lock:
-            primitive = self._primitive(batch, time, input_dim, units)
+            primitive = self._primitive(batch, time, input_dim, units, precision)
             # Copies of the inputs: the backward pass reads them after this op has returned, when
             # TensorFlow may have reused the memory of the arrays it lent to this call.
+            kernels = {"weights_layer": primitive.pad(kernel), "weights_iter": primitive.pad(recurrent_kernel)}
             arrays = {
-                "src_layer": time_major(inputs), "src_iter": np.array(initial_state[0], np.float32),
-                "weights_layer": primitive.pad(kernel), "weights_iter": primitive.pad(recurrent_kernel),
+                "src_layer": time_major(inputs, sequence_type), "src_iter": np.array(initial_state[0], sequence_type),
+                **primitive.forward_weights(kernels),
                 "bias": np.array(_to_onednn_bias(self.cell, bias), np.float32),
-                "dst_layer": np.empty((time, batch, units), np.float32),
-                "dst_iter": np.empty((batch, units), np.float32),
+                "dst_layer": np.empty((time, batch, units), sequence_type),
+                "dst_iter": np.empty((batch, units), sequence_type),
                 "workspace": self._workspace(primitive.workspace_bytes),
             }  # fmt: skip
-            if self.cell == "lstm":
+            if self.cell == "lstm":  # c stays float32 in both precisions
                 arrays["src_iter_c"] = np.array(initial_state[1], np.float32)
                 arrays["dst_iter_c"] = np.empty((batch, units), np.float32)
             primitive.forward(arrays)
-            self.saved = (primitive, arrays)
+            self.saved = (primitive, arrays, kernels, [state.dtype for state in initial_state])
         # Copies go to TensorFlow, which may reuse an output's memory; the backward pass reads these.
-        states = [arrays["dst_iter"].copy()] + ([arrays["dst_iter_c"].copy()] if self.cell == "lstm" else [])
-        return [time_major(arrays["dst_layer"]), *states]  # batch first again
+        states = [arrays["dst_iter"]] + ([arrays["dst_iter_c"]] if self.cell == "lstm" else [])
+        states = [np.array(state, initial.dtype) for state, initial in zip(states, initial_state)]
+        return [time_major(arrays["dst_layer"], inputs.dtype), *states]  # batch first again
 
     def _workspace(self, size):
         # Kept from one batch to the next: allocating ~100 MB per step cost a third of the step in page faults.
@@ -119,63 +133,81 @@ class FusedKernel:
         return self.saved[1]["workspace"]
 
     def backward(self, output_gradient, *state_gradients):
-        """Gradients of the inputs, initial states, kernel, recurrent kernel and bias (Keras's layouts)."""
+        """Gradients of the inputs, initial states, kernel, recurrent kernel and bias (Keras's layouts and types)."""
         with self.lock:
-            primitive, forward = self.saved
+            primitive, forward, kernels, state_types = self.saved
             time, batch, input_dim = forward["src_layer"].shape
             units = forward["dst_iter"].shape[1]
-            gate_columns = GATES[self.cell] * units
             arrays = dict(forward)
-            arrays.update({
-                # The backward primitive reads the kernels as (gates * units, input): Keras's kernel, transposed.
-                "weights_layer": primitive.pad(forward["weights_layer"][:, :gate_columns].T),
-                "weights_iter": primitive.pad(forward["weights_iter"][:, :gate_columns].T),
+            arrays.update(primitive.backward_weights(kernels))
+            arrays.update({  # every gradient is float32 in both precisions
                 "diff_dst_layer": time_major(output_gradient),
-                "diff_dst_iter": np.ascontiguousarray(state_gradients[0]),
+                "diff_dst_iter": np.asarray(state_gradients[0], np.float32, order="C"),
                 "diff_src_layer": np.empty((time, batch, input_dim), np.float32),
                 "diff_src_iter": np.empty((batch, units), np.float32),
                 # oneDNN adds the weight gradients to what these hold.
-                "diff_weights_layer": np.zeros(forward["weights_layer"].shape, np.float32),  # padded like them
-                "diff_weights_iter": np.zeros(forward["weights_iter"].shape, np.float32),
+                "diff_weights_layer": np.zeros(kernels["weights_layer"].shape, np.float32),  # padded like them
+                "diff_weights_iter": np.zeros(kernels["weights_iter"].shape, np.float32),
                 "diff_bias": np.zeros(BIAS_GATES[self.cell] * units, np.float32),
             })  # fmt: skip
             if self.cell == "lstm":
-                arrays["diff_dst_iter_c"] = np.ascontiguousarray(state_gradients[1])
+                arrays["diff_dst_iter_c"] = np.asarray(state_gradients[1], np.float32, order="C")
                 arrays["diff_src_iter_c"] = np.empty((batch, units), np.float32)
             primitive.backward(arrays)
         state_gradients = [arrays["diff_src_iter"]] + ([arrays["diff_src_iter_c"]] if self.cell == "lstm" else [])
-        weight_gradients = [np.ascontiguousarray(arrays[name][:, :gate_columns])
+        weight_gradients = [np.ascontiguousarray(arrays[name][:, : primitive.gate_columns])
                             for name in ("diff_weights_layer", "diff_weights_iter")]  # fmt: skip
         return [
-            time_major(arrays["diff_src_layer"]),  # batch first again
+            time_major(arrays["diff_src_layer"], forward["src_layer"].dtype),  # batch first again
             *weight_gradients,
             _to_keras_bias_gradient(self.cell, arrays["diff_bias"]),
-            *state_gradients,
+            *[np.asarray(gradient, dtype) for gradient, dtype in zip(state_gradients, state_types)],
         ]
 
 
 def fused_sequence(kernel_object, inputs, kernel, recurrent_kernel, bias, initial_state):
-    """The fused forward pass as a TensorFlow op whose gradient is the fused backward pass."""
+    """The fused forward pass as a TensorFlow op whose gradient is the fused backward pass.
+
+    ``inputs`` and ``initial_state`` are float32 or bfloat16 (the layer's compute
+    type); the kernels and bias float32. Each output and gradient has the type of
+    what it stands for.
+    """
 
     @tf.custom_gradient
     def run(inputs, kernel, recurrent_kernel, bias, *initial_state):
-        outputs = tf.numpy_function(kernel_object.forward, [inputs, kernel, recurrent_kernel, bias, *initial_state],
-                                    [tf.float32] * (1 + len(initial_state)), stateful=True)  # fmt: skip
+        arguments = [inputs, kernel, recurrent_kernel, bias, *initial_state]
+        output_types = [inputs.dtype] + [state.dtype for state in initial_state]
+        outputs = tf.numpy_function(kernel_object.forward, arguments, output_types, stateful=True)
         outputs[0].set_shape(inputs.shape[:2].concatenate(recurrent_kernel.shape[:1]))
         for state, initial in zip(outputs[1:], initial_state):
             state.set_shape(initial.shape)
 
         def gradient(*upstream):
             upstream = [tf.zeros_like(output) if grad is None else grad for grad, output in zip(upstream, outputs)]
-            grads = tf.numpy_function(kernel_object.backward, upstream,
-                                      [tf.float32] * (4 + len(initial_state)), stateful=True)  # fmt: skip
-            for grad, like in zip(grads, [inputs, kernel, recurrent_kernel, bias, *initial_state]):
-                grad.set_shape(like.shape)
+            like = [inputs, kernel, recurrent_kernel, bias, *initial_state]
+            grads = tf.numpy_function(
+                kernel_object.backward, upstream, [tensor.dtype for tensor in like], stateful=True
+            )
+            for grad, tensor in zip(grads, like):
+                grad.set_shape(tensor.shape)
             return grads
 
         return outputs, gradient
 
     return run(inputs, kernel, recurrent_kernel, bias, *initial_state)
+
+
+def float32_variables():
+    """A scope where Keras's variables read as they are stored, not cast to the layer's compute type.
+
+    Keras 3.15 has no public way to read a float32 variable uncast inside a mixed-precision
+    layer's call (``Layer.__call__`` enters an ``AutocastScope`` of the compute type); an
+    ``AutocastScope(None)`` inside it turns the cast off, as Keras itself does for layers made
+    with ``autocast=False``. tests/test_fused_rnn.py checks that the kernel reads float32.
+    """
+    from keras.src.backend import AutocastScope
+
+    return AutocastScope(None)
 
 
 class _Fused:
@@ -191,12 +223,15 @@ class _Fused:
     def inner_loop(self, sequences, initial_state, mask, training=False):
         # Validation takes this path too (training=False): Keras's loop of small ops made the
         # held-out pass at each epoch's end ~10% of a tiny_shakespeare epoch (5.2 s for 16 batches).
-        if mask is not None or sequences.dtype != tf.float32 or self.go_backwards:
+        if mask is not None or sequences.dtype not in (tf.float32, tf.bfloat16) or self.go_backwards:
             return super().inner_loop(sequences, initial_state, mask, training=training)
         states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
         # Read the variables here, outside the custom gradient: their gradients flow through the reads.
-        weights = [tf.convert_to_tensor(variable) for variable in (self.cell.kernel, self.cell.recurrent_kernel,
-                                                                     self.cell.bias)]  # fmt: skip
+        # In float32 even under mixed_bfloat16, where Keras would hand them out cast to bfloat16: the
+        # kernel converts them itself and returns float32 gradients for the float32 variables.
+        with float32_variables():
+            weights = [tf.convert_to_tensor(variable) for variable in (self.cell.kernel, self.cell.recurrent_kernel,
+                                                                         self.cell.bias)]  # fmt: skip
         outputs, *final_states = fused_sequence(self.fused_kernel(), sequences, *weights, list(states))
         return outputs[:, -1], outputs, final_states
 
@@ -218,20 +253,43 @@ class SimpleRNN(_Fused, keras.layers.SimpleRNN):
 FUSED_LAYERS = {layer.cell_name: layer for layer in (LSTM, GRU, SimpleRNN)}
 
 
-def choose_kernel(requested, *, precision, gpu_available):
+# The policies the fused kernel trains in, by Keras's name -> the kernel's precision.
+KERNEL_PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+
+
+def choose_kernel(requested, *, precision, gpu_available, native_bfloat16):
     """Whether training uses the fused layers, and a line saying why not where a user may wonder.
+
+    ``native_bfloat16``: the CPU computes bfloat16 itself (AVX-512 BF16 or AMX). Without
+    it, oneDNN either refuses a bfloat16 primitive (AVX2) or emulates it slowly.
 
     Returns:
         ("onednn" or "keras", note or None).
+
+    Raises:
+        TextgenError: ``--kernel onednn`` with a precision it cannot train in here.
     """
     if requested == "keras":
         return "keras", None
     if gpu_available:  # Keras's layers run cuDNN's fused kernel there
         return "keras", None if requested == "auto" else "the oneDNN kernel is for CPUs; on a GPU training uses cuDNN"
-    if precision != "float32":
-        note = f"the oneDNN kernel trains in float32; this run is {precision}, so it uses Keras's layers"
-        return "keras", None if requested == "auto" else note
+    if precision not in KERNEL_PRECISIONS:
+        if requested == "onednn":
+            raise TextgenError(
+                f"--kernel onednn trains in {' or '.join(KERNEL_PRECISIONS)}, not {precision}; "
+                "use --kernel keras or another --precision"
+            )
+        return "keras", None
     onednn, reason = onednn_status()
     if onednn is None:
         return "keras", f"note: oneDNN's fused kernel is not available ({reason}); training uses Keras's layers"
+    if KERNEL_PRECISIONS[precision] == "bfloat16":
+        refusal = bfloat16_refusal(onednn) if native_bfloat16 else "this CPU has neither AVX-512 BF16 nor AMX"
+        if refusal:
+            if requested == "onednn":
+                raise TextgenError(f"--kernel onednn cannot train in {precision} here: {refusal}")
+            return (
+                "keras",
+                f"note: the oneDNN kernel cannot train in {precision} here ({refusal}); training uses Keras's layers",
+            )
     return "onednn", None

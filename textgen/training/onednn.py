@@ -11,10 +11,20 @@ package (oneDNN 3.2's ``libdnnl.so``), for the three cells textgen builds:
     gru         dnnl_lbr_gru     "linear before reset": Keras's reset_after=True GRU
     simple_rnn  dnnl_vanilla_rnn with tanh
 
-Arrays are float32 NumPy arrays: sequences time-major (``tnc``: the backward
-pass ran 20% faster than on batch-first ``ntc``), kernels in Keras's layout
-with rows padded (``padded_row``). ``fused_rnn.py`` makes the two calls a
+Arrays are NumPy arrays: sequences time-major (``tnc``: the backward pass
+ran 20% faster than on batch-first ``ntc``), kernels in Keras's layout with
+rows padded (``padded_row``). ``fused_rnn.py`` makes the two calls a
 TensorFlow op with a gradient.
+
+Two precisions (``PRECISIONS``):
+
+    float32   every array float32; the kernels passed in Keras's own layout
+    bfloat16  sequences and h states bfloat16; the bias, the LSTM's c state and
+              every gradient float32 (what oneDNN's bf16 RNN takes). The kernels
+              are reordered from Keras's float32 layout into the blocked bfloat16
+              layout the primitive asks for (``format_tag_any``): given Keras's
+              strided layout in bf16, oneDNN falls back to its slow reference code.
+              oneDNN refuses to create it on a CPU without native bf16.
 """
 
 import ctypes
@@ -25,10 +35,10 @@ import numpy as np
 
 # Values of oneDNN 3.2's enums and #defines (dnnl_types.h), printed by a C probe compiled
 # against the onednn-devel-cpu-gomp headers.
-_F32, _CPU, _IN_ORDER = 3, 1, 1
-_TNC, _LDNC, _LDGO = 4, 5, 5  # format tags: tnc = (time, batch, channels) in memory; kernels: strides
+_F32, _BF16, _CPU, _IN_ORDER = 3, 2, 1, 1
+_ANY, _TNC, _LDNC, _LDGO = 1, 4, 5, 5  # format tags: any = the primitive's choice; tnc = (time, batch, channels)
 _FORWARD_TRAINING, _BACKWARD, _LEFT_TO_RIGHT, _TANH = 64, 128, 1, 33
-_QUERY_WORKSPACE, _QUERY_SCRATCHPAD = 135, 136
+_QUERY_IMPLEMENTATION, _QUERY_WORKSPACE, _QUERY_SCRATCHPAD, _QUERY_ARGUMENT = 8, 135, 136, 255
 # The scratchpad (temporary memory) is ours, passed in with each call: oneDNN's default keeps
 # it per thread, sized when the primitive is made, and TensorFlow may run the backward pass on
 # another thread than the one that made it (that crashed).
@@ -38,8 +48,11 @@ _ARGUMENTS = {
     "weights_layer": 33, "weights_iter": 34, "bias": 41, "workspace": 64,
     "diff_src_layer": 129, "diff_src_iter": 130, "diff_src_iter_c": 131, "diff_dst_layer": 145,
     "diff_dst_iter": 146, "diff_dst_iter_c": 147, "diff_weights_layer": 161, "diff_weights_iter": 162,
-    "diff_bias": 169, "scratchpad": 80,
+    "diff_bias": 169, "scratchpad": 80, "src": 1, "dst": 17,
 }  # fmt: skip
+# Which arrays are bfloat16 in a bfloat16 primitive; all others (bias, c states, gradients) stay float32.
+_BFLOAT16_ARRAYS = {"src_layer", "src_iter", "dst_layer", "dst_iter", "weights_layer", "weights_iter"}
+PRECISIONS = {"float32": _F32, "bfloat16": _BF16}
 # Gate blocks in each cell's weights, and in its oneDNN bias (lbr_gru has one more: the h U bias of c~).
 GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
 BIAS_GATES = {"lstm": 4, "gru": 4, "simple_rnn": 1}
@@ -88,19 +101,33 @@ class OneDNN:
         if status != 0:
             raise RuntimeError(f"oneDNN {what} failed with status {status}")
 
-    def memory_desc(self, dims, layout):
-        """A float32 memory descriptor: ``layout`` is a format tag, or the strides of each dimension."""
+    def memory_desc(self, dims, layout, data_type=_F32):
+        """A memory descriptor: ``layout`` is a format tag, or the strides of each dimension."""
         descriptor = ctypes.c_void_p()
         shape = (ctypes.c_int64 * len(dims))(*dims)
         if isinstance(layout, tuple):
             strides = (ctypes.c_int64 * len(dims))(*layout)
-            status = self.library.dnnl_memory_desc_create_with_strides(ctypes.byref(descriptor), len(dims), shape,
-                                                                       _F32, strides)  # fmt: skip
+            create, how = self.library.dnnl_memory_desc_create_with_strides, strides
         else:
-            status = self.library.dnnl_memory_desc_create_with_tag(ctypes.byref(descriptor), len(dims), shape, _F32,
-                                                                   layout)  # fmt: skip
-        self.check(status, "memory_desc_create")
+            create, how = self.library.dnnl_memory_desc_create_with_tag, layout
+        self.check(create(ctypes.byref(descriptor), len(dims), shape, data_type, how), "memory_desc_create")
         return descriptor
+
+    def query_descriptor(self, primitive_descriptor, what, index=0):
+        """A memory descriptor a primitive descriptor chose (owned by it: valid while it lives)."""
+        return ctypes.c_void_p(self.library.dnnl_primitive_desc_query_md(primitive_descriptor, what, index))
+
+    def size(self, descriptor):
+        return self.library.dnnl_memory_desc_get_size(descriptor)
+
+    def implementation(self, primitive_descriptor):
+        """oneDNN's name for the code a primitive runs, e.g. 'brgemm:avx512_core_bf16' or 'ref'."""
+        name = ctypes.c_char_p()
+        self.check(
+            self.library.dnnl_primitive_desc_query(primitive_descriptor, _QUERY_IMPLEMENTATION, 0, ctypes.byref(name)),
+            "primitive_desc_query",
+        )
+        return name.value.decode()
 
     def memory(self, descriptor):
         memory = ctypes.c_void_p()
@@ -139,19 +166,56 @@ def padded_row(length):
     return row + 16 if row % 256 == 0 else row
 
 
-class RecurrentPrimitive:
-    """One layer's forward-training and backward primitives for fixed shapes.
+def aligned_empty(size):
+    """``size`` bytes starting on a 64-byte boundary: oneDNN reads its blocked layouts with aligned loads."""
+    buffer = np.empty(size + 64, np.uint8)
+    offset = -buffer.ctypes.data % 64
+    return buffer[offset : offset + size]
 
-    Arrays, all float32 and C-contiguous, in oneDNN's names:
+
+class Reorder:
+    """A copy from one memory descriptor to another: another layout, another data type, or both."""
+
+    def __init__(self, onednn, source, destination):
+        self.onednn = onednn
+        self.descriptor = ctypes.c_void_p()  # kept: the descriptors it hands out live as long as it
+        create = onednn.library.dnnl_reorder_primitive_desc_create
+        onednn.check(
+            create(ctypes.byref(self.descriptor), source, onednn.engine, destination, onednn.engine, onednn.attributes),
+            "reorder_primitive_desc_create",
+        )
+        self.primitive = onednn.primitive(self.descriptor)
+        scratchpad = onednn.query_descriptor(self.descriptor, _QUERY_SCRATCHPAD)
+        self.scratchpad = np.empty(max(onednn.size(scratchpad), 1), np.uint8)
+        self.memories = {"src": onednn.memory(source), "dst": onednn.memory(destination),
+                         "scratchpad": onednn.memory(scratchpad)}  # fmt: skip
+        self.destination_bytes = onednn.size(destination)
+
+    def __call__(self, source):
+        destination = aligned_empty(self.destination_bytes)
+        self.onednn.execute(self.primitive, self.memories, {"src": source, "dst": destination,
+                                                            "scratchpad": self.scratchpad})  # fmt: skip
+        return destination
+
+
+class RecurrentPrimitive:
+    """One layer's forward-training and backward primitives for fixed shapes and precision.
+
+    Arrays, C-contiguous, in oneDNN's names (bfloat16 where ``precision`` is
+    and the module's docstring says so, else float32):
         src_layer (time, batch, input)     dst_layer (time, batch, units)
         src_iter, src_iter_c, dst_iter, dst_iter_c (batch, units): initial and final h (and c, LSTM)
-        weights_layer (input, gates * units), weights_iter (units, gates * units): Keras's kernels
+        weights_layer, weights_iter: from ``forward_weights`` / ``backward_weights``
         bias (bias_gates * units,)
+    The kernels come in as ``pad``-ded float32 copies of Keras's kernels,
+    (input, gates * units) and (units, gates * units).
     """
 
-    def __init__(self, onednn, cell, *, batch, time, input_dim, units):
-        self.onednn, self.cell = onednn, cell
+    def __init__(self, onednn, cell, *, batch, time, input_dim, units, precision="float32"):
+        self.onednn, self.cell, self.precision = onednn, cell, precision
         gates, bias_gates = GATES[cell], BIAS_GATES[cell]
+        self.gate_columns = gates * units
+        blocked = precision != "float32"  # the kernels in the layout the primitive picks
         shapes = {
             "src_layer": ((time, batch, input_dim), _TNC), "dst_layer": ((time, batch, units), _TNC),
             "src_iter": ((1, 1, batch, units), _LDNC), "dst_iter": ((1, 1, batch, units), _LDNC),
@@ -161,33 +225,56 @@ class RecurrentPrimitive:
         }  # fmt: skip
         if cell == "lstm":
             shapes["src_iter_c"], shapes["dst_iter_c"] = shapes["src_iter"], shapes["dst_iter"]
-        shapes.update({f"diff_{name}": shape for name, shape in list(shapes.items())})
-        # The backward pass reads the kernels transposed, (gates * units, input): Keras's kernel.T.
-        shapes["backward_weights_layer"] = ((1, 1, input_dim, gates, units), self._ldgoi(input_dim, gates, units))
-        shapes["backward_weights_iter"] = ((1, 1, units, gates, units), self._ldgoi(units, gates, units))
-        self.descriptors = {name: onednn.memory_desc(dims, tag) for name, (dims, tag) in shapes.items()}
+        keras_kernels = {name: shapes[name] for name in ("weights_layer", "weights_iter")}
+        gradients = {f"diff_{name}": shape for name, shape in shapes.items()}
+        if blocked:
+            shapes.update({name: (dims, _ANY) for name, (dims, _) in keras_kernels.items()})
+        # The float32 backward pass reads the kernels transposed, (gates * units, input): Keras's kernel.T.
+        transposed = {
+            "weights_layer": self._ldgoi(input_dim, gates, units),
+            "weights_iter": self._ldgoi(units, gates, units),
+        }
+        for name, (dims, _) in keras_kernels.items():
+            shapes[f"backward_{name}"] = (dims, _ANY if blocked else transposed[name])
+        data_type = PRECISIONS[precision]
+        self.descriptors = {
+            name: onednn.memory_desc(
+                dims, layout, data_type if name.removeprefix("backward_") in _BFLOAT16_ARRAYS else _F32
+            )
+            for name, (dims, layout) in shapes.items()
+        }
+        self.descriptors.update({name: onednn.memory_desc(dims, layout) for name, (dims, layout) in gradients.items()})
         self.forward_descriptor = self._create(_FORWARD_TRAINING)
         self.backward_descriptor = self._create(_BACKWARD, hint=self.forward_descriptor)
         self.forward_primitive = onednn.primitive(self.forward_descriptor)
         self.backward_primitive = onednn.primitive(self.backward_descriptor)
-        query = onednn.library.dnnl_primitive_desc_query_md
-        workspace = ctypes.c_void_p(query(self.forward_descriptor, _QUERY_WORKSPACE, 0))
-        scratchpads = [
-            ctypes.c_void_p(query(pd, _QUERY_SCRATCHPAD, 0))
-            for pd in (self.forward_descriptor, self.backward_descriptor)
-        ]
-        self.workspace_bytes = onednn.library.dnnl_memory_desc_get_size(workspace)
-        sizes = [onednn.library.dnnl_memory_desc_get_size(scratchpad) for scratchpad in scratchpads]
-        self.scratchpad = np.empty(max(sizes + [1]), np.uint8)
-        # One memory object per argument, each with the descriptor its primitive expects.
+        self.implementation = onednn.implementation(self.forward_descriptor)
+        workspace = onednn.query_descriptor(self.forward_descriptor, _QUERY_WORKSPACE)
+        scratchpads = [onednn.query_descriptor(pd, _QUERY_SCRATCHPAD)
+                       for pd in (self.forward_descriptor, self.backward_descriptor)]  # fmt: skip
+        self.workspace_bytes = onednn.size(workspace)
+        self.scratchpad = np.empty(max([onednn.size(scratchpad) for scratchpad in scratchpads] + [1]), np.uint8)
+        # One memory object per argument, each with the descriptor its primitive expects; the kernels'
+        # descriptors are the ones the primitives chose (with format_tag_any they are only known now).
+        chosen = {}
+        for prefix, descriptor in (("", self.forward_descriptor), ("backward_", self.backward_descriptor)):
+            for name in keras_kernels:
+                chosen[prefix + name] = onednn.query_descriptor(descriptor, _QUERY_ARGUMENT, _ARGUMENTS[name])
         self.forward_memories = {name: onednn.memory(descriptor) for name, descriptor in self.descriptors.items()
-                                 if not name.startswith("backward_")}  # fmt: skip
+                                 if not name.startswith("backward_") and name not in keras_kernels}  # fmt: skip
         self.forward_memories["workspace"] = onednn.memory(workspace)
         self.backward_memories = dict(self.forward_memories)
-        for name in ("weights_layer", "weights_iter"):
-            self.backward_memories[name] = onednn.memory(self.descriptors[f"backward_{name}"])
+        for name in keras_kernels:
+            self.forward_memories[name] = onednn.memory(chosen[name])
+            self.backward_memories[name] = onednn.memory(chosen[f"backward_{name}"])
         self.forward_memories["scratchpad"] = onednn.memory(scratchpads[0])
         self.backward_memories["scratchpad"] = onednn.memory(scratchpads[1])
+        # bfloat16: Keras's float32 kernels (padded rows) -> the blocked bfloat16 layout of each pass.
+        keras_layout = {name: self.descriptors[f"diff_{name}"] for name in keras_kernels}  # float32, Keras's strides
+        self.reorders = {
+            prefix + name: Reorder(onednn, keras_layout[name], chosen[prefix + name])
+            for prefix in ("", "backward_") for name in keras_kernels
+        } if blocked else {}  # fmt: skip
 
     @staticmethod
     def _ldigo(inputs, gates, units):
@@ -207,6 +294,18 @@ class RecurrentPrimitive:
         padded = np.zeros((matrix.shape[0], padded_row(matrix.shape[1])), np.float32)
         padded[:, : matrix.shape[1]] = matrix
         return padded
+
+    def forward_weights(self, kernels):
+        """{weights_layer, weights_iter} as the forward primitive reads them, from the padded Keras kernels."""
+        if not self.reorders:
+            return dict(kernels)
+        return {name: self.reorders[name](kernel) for name, kernel in kernels.items()}
+
+    def backward_weights(self, kernels):
+        """The same kernels as the backward primitive reads them (float32: transposed)."""
+        if not self.reorders:
+            return {name: self.pad(kernel[:, : self.gate_columns].T) for name, kernel in kernels.items()}
+        return {name: self.reorders[f"backward_{name}"](kernel) for name, kernel in kernels.items()}
 
     def _create(self, prop_kind, hint=None):
         library, d, none = self.onednn.library, self.descriptors, None
@@ -230,9 +329,8 @@ class RecurrentPrimitive:
         head += [_TANH] if self.cell == "simple_rnn" else []
         tail = [0] + ([ctypes.c_float(0.0), ctypes.c_float(0.0)] if self.cell == "simple_rnn" else [])
         tail += [hint] if hint else []
-        self.onednn.check(
-            function(*head, _LEFT_TO_RIGHT, *arguments, *tail, self.onednn.attributes), f"{name} primitive_desc_create"
-        )
+        status = function(*head, _LEFT_TO_RIGHT, *arguments, *tail, self.onednn.attributes)
+        self.onednn.check(status, f"{self.precision} {name} primitive_desc_create")
         return descriptor
 
     def forward(self, arrays):
@@ -240,5 +338,14 @@ class RecurrentPrimitive:
         self.onednn.execute(self.forward_primitive, self.forward_memories, {**arrays, "scratchpad": self.scratchpad})
 
     def backward(self, arrays):
-        """The backward pass: the forward's arrays (kernels transposed), diff_dst_* and zeroed diff weights."""
+        """The backward pass: the forward's arrays (backward_weights' kernels), diff_dst_* and zeroed diff weights."""
         self.onednn.execute(self.backward_primitive, self.backward_memories, {**arrays, "scratchpad": self.scratchpad})
+
+
+def bfloat16_refusal(onednn):
+    """None where oneDNN makes a bfloat16 RNN primitive on this CPU, else oneDNN's refusal as a phrase."""
+    try:
+        RecurrentPrimitive(onednn, "lstm", batch=2, time=2, input_dim=16, units=16, precision="bfloat16")
+    except RuntimeError as error:  # status 3, unimplemented: no bfloat16 on this CPU (AVX2 only)
+        return f"oneDNN has no bfloat16 RNN for this CPU ({error}); it needs AVX-512 BF16 or AMX"
+    return None

@@ -23,12 +23,17 @@ def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
     return set()
 
 
+def has_native_bfloat16(flags):
+    """Whether the CPU computes bfloat16 products itself (else oneDNN refuses or emulates them)."""
+    return bool(NATIVE_BFLOAT16_FLAGS & set(flags))
+
+
 def resolve_precision(requested, *, gpu_available, flags):
     """The dtype policy name for a requested precision (only ``auto`` is looked up)."""
     if requested != "auto":
         return requested
     if gpu_available:
         return "mixed_float16"
-    if NATIVE_BFLOAT16_FLAGS & set(flags):
+    if has_native_bfloat16(flags):
         return "mixed_bfloat16"
     return "float32"
