@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from textgen.errors import TextgenError
 from textgen.training.onednn import BIAS_GATES, OneDNN, RecurrentPrimitive, bfloat16_refusal, load_library
+from textgen.training.precision import has_native_bfloat16, resolve_precision
 
 _ONEDNN = None  # the engine and stream, made once per process
 _ONEDNN_LOCK = threading.Lock()
@@ -293,3 +294,22 @@ def choose_kernel(requested, *, precision, gpu_available, native_bfloat16):
                 f"note: the oneDNN kernel cannot train in {precision} here ({refusal}); training uses Keras's layers",
             )
     return "onednn", None
+
+
+def choose_training_path(train_config, *, gpu_available, flags):
+    """(precision, kernel, note or None): the dtype policy and recurrent kernel a run trains with.
+
+    ``--precision auto`` follows precision.AUTO_PRECISION for the CPU's class. Its
+    bfloat16 is the fused kernel's: where that kernel cannot train in bfloat16 (no
+    oneDNN, ``--kernel keras``), auto trains in float32 instead, which through the
+    kernel was faster than bfloat16 through Keras's layers on every CPU measured.
+    """
+    native = has_native_bfloat16(flags)
+    precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=flags)
+    kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpu_available,
+                                 native_bfloat16=native)  # fmt: skip
+    if train_config.precision == "auto" and precision == "mixed_bfloat16" and kernel != "onednn":
+        precision = "float32"
+        kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpu_available,
+                                     native_bfloat16=native)  # fmt: skip
+    return precision, kernel, note

@@ -35,9 +35,9 @@ from textgen.training.callbacks import (
 )
 from textgen.training.checkpoints import Backup, RunState, fit_segments, restore
 from textgen.training.distribution import plan_distribution, start_distribution
-from textgen.training.fused_rnn import FUSED_LAYERS, choose_kernel
+from textgen.training.fused_rnn import FUSED_LAYERS, choose_training_path
 from textgen.training.plan import TrainingResult
-from textgen.training.precision import cpu_flags, has_native_bfloat16, resolve_precision
+from textgen.training.precision import cpu_flags
 from textgen.training.progress import ProgressLog
 from textgen.training.schedule import LearningRateDecay
 from textgen.training.tensorboard_logs import StepScalars, TextSamples
@@ -68,10 +68,7 @@ def _prepare_hardware(train_config, echo):
         cores = max(1, cores // cluster.tasks_on_this_host)
         os.environ.setdefault("OMP_NUM_THREADS", str(cores))  # read when oneDNN's OpenMP library loads, below
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    flags = cpu_flags()
-    precision = resolve_precision(train_config.precision, gpu_available=gpus > 0, flags=flags)
-    kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpus > 0,
-                                 native_bfloat16=has_native_bfloat16(flags))  # fmt: skip
+    precision, kernel, note = choose_training_path(train_config, gpu_available=gpus > 0, flags=cpu_flags())
     if kernel == "onednn" and local_replicas > 1:  # one workspace per layer: one replica per process
         kernel = "keras"
         note = f"the oneDNN kernel trains one replica per process; these {local_replicas} use Keras's layers"

@@ -9,6 +9,9 @@ from pathlib import Path
 
 # CPU flags (as /proc/cpuinfo spells them) that mean bfloat16 matmuls run natively.
 NATIVE_BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}
+# The classes of CPU textgen meets, each named by the flag that sets it apart, the most capable
+# first: Intel Xeon (AMX tiles + AVX-512 BF16), AMD Zen 4 (AVX-512 BF16), and the rest (AVX2 laptops, Zen 1).
+CPU_CLASSES = ("amx_bf16", "avx512_bf16", "avx2")
 
 
 def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
@@ -21,6 +24,11 @@ def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
         if line.startswith("flags") and ":" in line:
             return set(line.split(":", 1)[1].split())
     return set()
+
+
+def cpu_class(flags):
+    """The first of CPU_CLASSES whose flag the CPU has, or "other" (no AVX2: old or not x86)."""
+    return next((name for name in CPU_CLASSES if name in set(flags)), "other")
 
 
 def has_native_bfloat16(flags):
