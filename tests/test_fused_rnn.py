@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 from conftest import make_text, quiet, train_small
 
+from textgen.config import TrainConfig
 from textgen.errors import TextgenError
-from textgen.training.fused_rnn import FUSED_LAYERS, choose_kernel, onednn_status
+from textgen.training.fused_rnn import FUSED_LAYERS, choose_kernel, choose_training_path, onednn_status
 from textgen.training.onednn import bfloat16_refusal, padded_row
 from textgen.training.precision import cpu_flags, has_native_bfloat16
 
@@ -96,6 +97,24 @@ def test_the_kernel_choice():
         choose("onednn", precision="mixed_float16")
     assert choose("auto", precision="float32")[0] == ("onednn" if available else "keras")
     assert choose("auto", precision="mixed_bfloat16")[0] == ("onednn" if NATIVE_BFLOAT16 else "keras")
+
+
+@needs_onednn
+def test_auto_trains_in_bfloat16_only_through_the_bfloat16_kernel():
+    def path(flags, **settings):
+        return choose_training_path(TrainConfig(**settings), gpu_available=False, flags=flags)[:2]
+
+    avx2, zen4, xeon = {"avx2", "fma"}, {"avx2", "avx512f", "avx512_bf16"}, {"avx512_bf16", "amx_bf16"}
+    assert path(avx2) == ("float32", "onednn")
+    makes_bfloat16 = bfloat16_refusal(onednn_status()[0]) is None  # what oneDNN says of the CPU this runs on
+    bfloat16 = ("mixed_bfloat16", "onednn") if makes_bfloat16 else ("float32", "onednn")  # AVX2: oneDNN refuses it
+    assert path(zen4) == path(xeon) == bfloat16
+    # Without the fused kernel, auto's bfloat16 would run through Keras's layers: float32 instead.
+    assert path(zen4, kernel="keras") == ("float32", "keras")
+    # An explicit precision is kept, whatever the kernel.
+    assert path(zen4, kernel="keras", precision="mixed_bfloat16") == ("mixed_bfloat16", "keras")
+    assert path(avx2, precision="mixed_bfloat16") == ("mixed_bfloat16", "keras")  # with the note of the test below
+    assert choose_training_path(TrainConfig(), gpu_available=True, flags=zen4)[:2] == ("mixed_float16", "keras")
 
 
 @needs_onednn

@@ -1,4 +1,4 @@
-from textgen.training.precision import cpu_flags, resolve_precision
+from textgen.training.precision import cpu_class, cpu_flags, resolve_precision
 
 
 def test_auto_prefers_float16_on_gpu_then_native_bf16_then_float32():
@@ -18,3 +18,11 @@ def test_cpu_flags_parse_cpuinfo(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
     assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
     assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_the_cpu_classes():
+    assert cpu_class({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}) == "amx_bf16"  # Intel Xeon
+    assert cpu_class({"avx2", "avx512f", "avx512_bf16"}) == "avx512_bf16"  # AMD Zen 4
+    assert cpu_class({"avx2", "fma"}) == "avx2"  # laptops, AMD Zen 1
+    assert cpu_class({"avx2", "avx512f"}) == "avx2"  # AVX-512 without bf16: no native bfloat16
+    assert cpu_class(set()) == "other"

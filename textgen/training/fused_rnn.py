@@ -71,11 +71,6 @@ def _to_keras_bias_gradient(cell, gradient):
 SEQUENCE_TYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(tf.bfloat16.as_numpy_dtype)}
 
 
-def time_major(sequences, dtype=np.float32):
-    """(batch, time, channels) <-> (time, batch, channels), as a new C-contiguous array of ``dtype``."""
-    return np.ascontiguousarray(np.swapaxes(sequences, 0, 1), dtype=dtype)
-
-
 class FusedKernel:
     """One layer's oneDNN primitives (per input shape and precision) and the buffers its last forward pass left.
 
@@ -110,7 +105,8 @@ class FusedKernel:
             # TensorFlow may have reused the memory of the arrays it lent to this call.
             kernels = {"weights_layer": primitive.pad(kernel), "weights_iter": primitive.pad(recurrent_kernel)}
             arrays = {
-                "src_layer": time_major(inputs, sequence_type), "src_iter": np.array(initial_state[0], sequence_type),
+                "src_layer": primitive.reorder_sequence("src_layer", inputs, sequence_type),
+                "src_iter": np.array(initial_state[0], sequence_type),
                 **primitive.forward_weights(kernels),
                 "bias": np.array(_to_onednn_bias(self.cell, bias), np.float32),
                 "dst_layer": np.empty((time, batch, units), sequence_type),
@@ -125,7 +121,7 @@ class FusedKernel:
         # Copies go to TensorFlow, which may reuse an output's memory; the backward pass reads these.
         states = [arrays["dst_iter"]] + ([arrays["dst_iter_c"]] if self.cell == "lstm" else [])
         states = [np.array(state, initial.dtype) for state, initial in zip(states, initial_state)]
-        return [time_major(arrays["dst_layer"], inputs.dtype), *states]  # batch first again
+        return [primitive.reorder_sequence("dst_layer", arrays["dst_layer"], sequence_type), *states]  # batch first
 
     def _workspace(self, size):
         # Kept from one batch to the next: allocating ~100 MB per step cost a third of the step in page faults.
@@ -142,7 +138,7 @@ class FusedKernel:
             arrays = dict(forward)
             arrays.update(primitive.backward_weights(kernels))
             arrays.update({  # every gradient is float32 in both precisions
-                "diff_dst_layer": time_major(output_gradient),
+                "diff_dst_layer": primitive.reorder_sequence("diff_dst_layer", output_gradient, np.float32),
                 "diff_dst_iter": np.asarray(state_gradients[0], np.float32, order="C"),
                 "diff_src_layer": np.empty((time, batch, input_dim), np.float32),
                 "diff_src_iter": np.empty((batch, units), np.float32),
@@ -159,7 +155,7 @@ class FusedKernel:
         weight_gradients = [np.ascontiguousarray(arrays[name][:, : primitive.gate_columns])
                             for name in ("diff_weights_layer", "diff_weights_iter")]  # fmt: skip
         return [
-            time_major(arrays["diff_src_layer"], forward["src_layer"].dtype),  # batch first again
+            primitive.reorder_sequence("diff_src_layer", arrays["diff_src_layer"], forward["src_layer"].dtype),
             *weight_gradients,
             _to_keras_bias_gradient(self.cell, arrays["diff_bias"]),
             *[np.asarray(gradient, dtype) for gradient, dtype in zip(state_gradients, state_types)],

