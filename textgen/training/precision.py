@@ -1,8 +1,10 @@
 """Choosing the dtype policy for ``--precision auto`` from the hardware found.
 
-mixed_float16 on a GPU (tensor cores, with loss scaling), mixed_bfloat16 on a
-CPU that computes bfloat16 natively (AVX-512 BF16 or AMX), float32 otherwise:
-emulated bfloat16 is slower than float32, so it is never assumed.
+mixed_float16 on a GPU (tensor cores, with loss scaling). On a CPU, what was
+measured fastest at equal quality on each class of CPU (``AUTO_PRECISION``):
+mixed_bfloat16 through the fused kernel's bfloat16 primitives where the CPU
+computes bfloat16 natively (AVX-512 BF16 or AMX), float32 otherwise (emulated
+bfloat16 is slower than float32, and oneDNN refuses it on AVX2).
 """
 
 from pathlib import Path
@@ -26,6 +28,25 @@ def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
     return set()
 
 
+# What --precision auto trains in on a CPU of each class, and the measurements that chose it.
+# 2x256 LSTM, seq 100, batch 64, each figure a process of its own (benchmarks/train_throughput.py,
+# chars/s; benchmarks/time_to_quality.py: held-out nats/char after 95 s on tiny_shakespeare).
+# Auto's bfloat16 is the fused kernel's: where it cannot run, auto trains in float32
+# (training/fused_rnn.choose_training_path).
+AUTO_PRECISION = {
+    # Intel Xeon, 2 cores: one LSTM layer 256 -> 256 forward + backward through oneDNN in
+    # bfloat16 on AMX 26.0 ms, float32 79.9 ms (3.1x); the float32 kernel trained at 30.4k
+    # chars/s. Measured on that class one layer at a time: the whole run waits for a Xeon.
+    "amx_bf16": "mixed_bfloat16",
+    # AMD Zen 4, 2 cores: the bfloat16 kernel 39.2k-39.6k chars/s, the float32 kernel
+    # 24.7k-27.9k (1.4-1.6x), bfloat16 through Keras's layers 25.0k-25.5k.
+    "avx512_bf16": "mixed_bfloat16",
+    # AVX2 only (Zen 1, laptops): no native bfloat16; oneDNN refuses a bf16 primitive.
+    "avx2": "float32",
+    "other": "float32",
+}
+
+
 def cpu_class(flags):
     """The first of CPU_CLASSES whose flag the CPU has, or "other" (no AVX2: old or not x86)."""
     return next((name for name in CPU_CLASSES if name in set(flags)), "other")
@@ -42,6 +63,4 @@ def resolve_precision(requested, *, gpu_available, flags):
         return requested
     if gpu_available:
         return "mixed_float16"
-    if has_native_bfloat16(flags):
-        return "mixed_bfloat16"
-    return "float32"
+    return AUTO_PRECISION[cpu_class(flags)]
