@@ -470,3 +470,10 @@ def test_a_training_run_shows_no_tensorflow_log_lines_unless_verbose(tmp_path):
     loud = subprocess.run(textgen_command("--verbose", "train", corpus, "--name loud --epochs 1", SMALL_NETWORK),
                           cwd=tmp_path, capture_output=True, text=True, env=environment)  # fmt: skip
     assert loud.returncode == 0 and any(word in loud.stderr for word in noise)  # what the quiet run hid
+
+
+def test_a_kernel_that_cannot_train_in_the_precision_asked_for_is_one_line(in_tmp, text):
+    (in_tmp / "text.txt").write_text(text)
+    result = run("train", "text.txt", "--kernel", "onednn", "--precision", "mixed_float16", "--units", "8")
+    assert_clean_failure(result, "--kernel onednn trains in float32 or mixed_bfloat16, not mixed_float16")
+    assert not (in_tmp / "saved_models" / "text").exists()

@@ -149,15 +149,16 @@ class TrainConfig(Settings):
     )
     kernel: str = setting(
         "auto",
-        "The recurrent layers' training kernel: onednn (one fused oneDNN call per layer and sequence, float32 on a "
-        "CPU), keras (Keras's loop of ops per step), or auto (onednn where it can run).",
+        "The recurrent layers' training kernel: onednn (one fused oneDNN call per layer and sequence on a CPU, "
+        "float32 or native bfloat16), keras (Keras's loop of ops per step), or auto (onednn where it can run).",
         choices=("auto", "onednn", "keras"),
     )
     # The global norm of all gradients together, as in PyTorch's clip_grad_norm_.
     clip_norm: float = setting(1.0, "Clip the gradients' global norm to this.", interval="(0, inf)", option=False)
     precision: str = setting(
         "auto",
-        "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bfloat16, else float32.",
+        "auto: mixed_float16 on a GPU; on a CPU what measured fastest on its class: mixed_bfloat16 through the "
+        "oneDNN kernel with AVX-512 BF16 or AMX, else float32.",
         choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
     )
     time_budget: float | None = setting(

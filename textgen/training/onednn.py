@@ -214,11 +214,31 @@ class RecurrentPrimitive:
     (input, gates * units) and (units, gates * units).
     """
 
+    KERNELS = ("weights_layer", "weights_iter")
+
     def __init__(self, onednn, cell, *, batch, time, input_dim, units, precision="float32"):
         self.onednn, self.cell, self.precision = onednn, cell, precision
-        gates, bias_gates = GATES[cell], BIAS_GATES[cell]
-        self.gate_columns = gates * units
+        self.gate_columns = GATES[cell] * units
         blocked = precision != "float32"  # the kernels in the layout the primitive picks
+        data_type = PRECISIONS[precision]
+        self.descriptors = self._describe(batch, time, input_dim, units, data_type, blocked=blocked)
+        self.forward_descriptor = self._create(_FORWARD_TRAINING)
+        self.backward_descriptor = self._create(_BACKWARD, hint=self.forward_descriptor)
+        self.forward_primitive = onednn.primitive(self.forward_descriptor)
+        self.backward_primitive = onednn.primitive(self.backward_descriptor)
+        self.implementation = onednn.implementation(self.forward_descriptor)
+        chosen = self._bind_memories()
+        self._sequence_reorders(batch, time, input_dim, units, data_type)
+        # bfloat16: Keras's float32 kernels (padded rows) -> the blocked bfloat16 layout of each pass.
+        keras_layout = {name: self.descriptors[f"diff_{name}"] for name in self.KERNELS}  # float32, Keras's strides
+        self.reorders = {
+            prefix + name: Reorder(onednn, keras_layout[name], chosen[prefix + name])
+            for prefix in ("", "backward_") for name in self.KERNELS
+        } if blocked else {}  # fmt: skip
+
+    def _describe(self, batch, time, input_dim, units, data_type, *, blocked):
+        """Every argument's memory descriptor, by name (``backward_``: the kernels as the backward pass reads them)."""
+        gates, bias_gates = GATES[self.cell], BIAS_GATES[self.cell]
         shapes = {
             "src_layer": ((time, batch, input_dim), _TNC), "dst_layer": ((time, batch, units), _TNC),
             "src_iter": ((1, 1, batch, units), _LDNC), "dst_iter": ((1, 1, batch, units), _LDNC),
@@ -226,59 +246,55 @@ class RecurrentPrimitive:
             "weights_iter": ((1, 1, units, gates, units), self._ldigo(units, gates, units)),
             "bias": ((1, 1, bias_gates, units), _LDGO),
         }  # fmt: skip
-        if cell == "lstm":
+        if self.cell == "lstm":
             shapes["src_iter_c"], shapes["dst_iter_c"] = shapes["src_iter"], shapes["dst_iter"]
-        keras_kernels = {name: shapes[name] for name in ("weights_layer", "weights_iter")}
+        # Every gradient float32, in the layout of what it is the gradient of (the kernels: Keras's).
         gradients = {f"diff_{name}": shape for name, shape in shapes.items()}
-        if blocked:
-            shapes.update({name: (dims, _ANY) for name, (dims, _) in keras_kernels.items()})
         # The float32 backward pass reads the kernels transposed, (gates * units, input): Keras's kernel.T.
         transposed = {
             "weights_layer": self._ldgoi(input_dim, gates, units),
             "weights_iter": self._ldgoi(units, gates, units),
         }
-        for name, (dims, _) in keras_kernels.items():
+        for name in self.KERNELS:
+            dims = shapes[name][0]
             shapes[f"backward_{name}"] = (dims, _ANY if blocked else transposed[name])
-        data_type = PRECISIONS[precision]
-        self.descriptors = {
-            name: onednn.memory_desc(
-                dims, layout, data_type if name.removeprefix("backward_") in _BFLOAT16_ARRAYS else _F32
-            )
-            for name, (dims, layout) in shapes.items()
-        }
-        self.descriptors.update({name: onednn.memory_desc(dims, layout) for name, (dims, layout) in gradients.items()})
-        self.forward_descriptor = self._create(_FORWARD_TRAINING)
-        self.backward_descriptor = self._create(_BACKWARD, hint=self.forward_descriptor)
-        self.forward_primitive = onednn.primitive(self.forward_descriptor)
-        self.backward_primitive = onednn.primitive(self.backward_descriptor)
-        self.implementation = onednn.implementation(self.forward_descriptor)
+            if blocked:
+                shapes[name] = (dims, _ANY)
+
+        def data_type_of(name):
+            return data_type if name.removeprefix("backward_") in _BFLOAT16_ARRAYS else _F32
+
+        descriptors = {name: self.onednn.memory_desc(dims, layout, data_type_of(name))
+                       for name, (dims, layout) in shapes.items()}  # fmt: skip
+        descriptors.update({name: self.onednn.memory_desc(dims, layout) for name, (dims, layout) in gradients.items()})
+        return descriptors
+
+    def _bind_memories(self):
+        """One memory object per argument and pass, each with the descriptor its primitive expects.
+
+        Returns the kernels' descriptors as the primitives chose them (with format_tag_any
+        they are only known once the primitives exist), by name (``backward_``: the backward pass's).
+        """
+        onednn = self.onednn
         workspace = onednn.query_descriptor(self.forward_descriptor, _QUERY_WORKSPACE)
         scratchpads = [onednn.query_descriptor(pd, _QUERY_SCRATCHPAD)
                        for pd in (self.forward_descriptor, self.backward_descriptor)]  # fmt: skip
         self.workspace_bytes = onednn.size(workspace)
         self.scratchpad = np.empty(max([onednn.size(scratchpad) for scratchpad in scratchpads] + [1]), np.uint8)
-        # One memory object per argument, each with the descriptor its primitive expects; the kernels'
-        # descriptors are the ones the primitives chose (with format_tag_any they are only known now).
         chosen = {}
         for prefix, descriptor in (("", self.forward_descriptor), ("backward_", self.backward_descriptor)):
-            for name in keras_kernels:
+            for name in self.KERNELS:
                 chosen[prefix + name] = onednn.query_descriptor(descriptor, _QUERY_ARGUMENT, _ARGUMENTS[name])
         self.forward_memories = {name: onednn.memory(descriptor) for name, descriptor in self.descriptors.items()
-                                 if not name.startswith("backward_") and name not in keras_kernels}  # fmt: skip
+                                 if not name.startswith("backward_") and name not in self.KERNELS}  # fmt: skip
         self.forward_memories["workspace"] = onednn.memory(workspace)
         self.backward_memories = dict(self.forward_memories)
-        for name in keras_kernels:
+        for name in self.KERNELS:
             self.forward_memories[name] = onednn.memory(chosen[name])
             self.backward_memories[name] = onednn.memory(chosen[f"backward_{name}"])
         self.forward_memories["scratchpad"] = onednn.memory(scratchpads[0])
         self.backward_memories["scratchpad"] = onednn.memory(scratchpads[1])
-        self._sequence_reorders(batch, time, input_dim, units, data_type)
-        # bfloat16: Keras's float32 kernels (padded rows) -> the blocked bfloat16 layout of each pass.
-        keras_layout = {name: self.descriptors[f"diff_{name}"] for name in keras_kernels}  # float32, Keras's strides
-        self.reorders = {
-            prefix + name: Reorder(onednn, keras_layout[name], chosen[prefix + name])
-            for prefix in ("", "backward_") for name in keras_kernels
-        } if blocked else {}  # fmt: skip
+        return chosen
 
     def _sequence_reorders(self, batch, time, input_dim, units, data_type):
         """Keras's batch-first sequences <-> the primitive's time-major ones, converted where the types differ.
