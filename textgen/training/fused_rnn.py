@@ -1,9 +1,12 @@
 """Recurrent layers that train through oneDNN's fused kernel on a CPU (training/onednn.py).
 
 ``LSTM``, ``GRU`` and ``SimpleRNN`` here are Keras's own layers with one
-change: on float32, a whole sequence goes through one oneDNN call forward and
-one backward (a TensorFlow op with a custom gradient), instead of Keras's loop
-of small ops per time step; the held-out pass after each epoch too. Everything
+change: in float32 or mixed_bfloat16, a whole sequence goes through one oneDNN
+call forward and one backward (a TensorFlow op with a custom gradient), instead
+of Keras's loop of small ops per time step; the held-out pass after each epoch
+too. Under mixed_bfloat16 the sequences are bf16 and the float32 variables are
+read uncast: the op converts the kernels itself and hands back float32 weight
+gradients, so the master weights and the saved model stay float32. Everything
 else is Keras's: the weights (same variables, same layout, same names, so
 weight files and backups are interchangeable with the plain layers),
 statefulness, masks and ``go_backwards`` (Keras's loop).
