@@ -187,8 +187,11 @@ class Reorder:
         self.primitive = onednn.primitive(self.descriptor)
         scratchpad = onednn.query_descriptor(self.descriptor, _QUERY_SCRATCHPAD)
         self.scratchpad = np.empty(max(onednn.size(scratchpad), 1), np.uint8)
-        self.memories = {"src": onednn.memory(source), "dst": onednn.memory(destination),
-                         "scratchpad": onednn.memory(scratchpad)}  # fmt: skip
+        self.memories = {
+            "src": onednn.memory(source),
+            "dst": onednn.memory(destination),
+            "scratchpad": onednn.memory(scratchpad),
+        }
         self.destination_bytes = onednn.size(destination)
 
     def __call__(self, source, destination=None):
@@ -231,10 +234,15 @@ class RecurrentPrimitive:
         self._sequence_reorders(batch, time, input_dim, units, data_type)
         # bfloat16: Keras's float32 kernels (padded rows) -> the blocked bfloat16 layout of each pass.
         keras_layout = {name: self.descriptors[f"diff_{name}"] for name in self.KERNELS}  # float32, Keras's strides
-        self.reorders = {
-            prefix + name: Reorder(onednn, keras_layout[name], chosen[prefix + name])
-            for prefix in ("", "backward_") for name in self.KERNELS
-        } if blocked else {}  # fmt: skip
+        self.reorders = (
+            {
+                prefix + name: Reorder(onednn, keras_layout[name], chosen[prefix + name])
+                for prefix in ("", "backward_")
+                for name in self.KERNELS
+            }
+            if blocked
+            else {}
+        )
 
     def _describe(self, batch, time, input_dim, units, data_type, *, blocked):
         """Every argument's memory descriptor, by name (``backward_``: the kernels as the backward pass reads them)."""
@@ -264,8 +272,9 @@ class RecurrentPrimitive:
         def data_type_of(name):
             return data_type if name.removeprefix("backward_") in _BFLOAT16_ARRAYS else _F32
 
-        descriptors = {name: self.onednn.memory_desc(dims, layout, data_type_of(name))
-                       for name, (dims, layout) in shapes.items()}  # fmt: skip
+        descriptors = {
+            name: self.onednn.memory_desc(dims, layout, data_type_of(name)) for name, (dims, layout) in shapes.items()
+        }
         descriptors.update({name: self.onednn.memory_desc(dims, layout) for name, (dims, layout) in gradients.items()})
         return descriptors
 
@@ -277,16 +286,20 @@ class RecurrentPrimitive:
         """
         onednn = self.onednn
         workspace = onednn.query_descriptor(self.forward_descriptor, _QUERY_WORKSPACE)
-        scratchpads = [onednn.query_descriptor(pd, _QUERY_SCRATCHPAD)
-                       for pd in (self.forward_descriptor, self.backward_descriptor)]  # fmt: skip
+        scratchpads = [
+            onednn.query_descriptor(pd, _QUERY_SCRATCHPAD) for pd in (self.forward_descriptor, self.backward_descriptor)
+        ]
         self.workspace_bytes = onednn.size(workspace)
         self.scratchpad = np.empty(max([onednn.size(scratchpad) for scratchpad in scratchpads] + [1]), np.uint8)
         chosen = {}
         for prefix, descriptor in (("", self.forward_descriptor), ("backward_", self.backward_descriptor)):
             for name in self.KERNELS:
                 chosen[prefix + name] = onednn.query_descriptor(descriptor, _QUERY_ARGUMENT, _ARGUMENTS[name])
-        self.forward_memories = {name: onednn.memory(descriptor) for name, descriptor in self.descriptors.items()
-                                 if not name.startswith("backward_") and name not in self.KERNELS}  # fmt: skip
+        self.forward_memories = {
+            name: onednn.memory(descriptor)
+            for name, descriptor in self.descriptors.items()
+            if not name.startswith("backward_") and name not in self.KERNELS
+        }
         self.forward_memories["workspace"] = onednn.memory(workspace)
         self.backward_memories = dict(self.forward_memories)
         for name in self.KERNELS:
