@@ -46,17 +46,25 @@ class MatrixProduct:
         destination = onednn.memory_desc((m, n), _PLAIN_2D, _F32)
         self.descriptor = ctypes.c_void_p()
         create = onednn.library.dnnl_matmul_primitive_desc_create
-        onednn.check(create(ctypes.byref(self.descriptor), onednn.engine, source, weights, None, destination,
-                            onednn.attributes), "matmul_primitive_desc_create")  # fmt: skip
+        onednn.check(
+            create(ctypes.byref(self.descriptor), onednn.engine, source, weights, None, destination, onednn.attributes),
+            "matmul_primitive_desc_create",
+        )
         self.implementation = onednn.implementation(self.descriptor)
         self.primitive = onednn.primitive(self.descriptor)
         chosen = onednn.query_descriptor(self.descriptor, 255, _ARGUMENTS["weights_layer"])
         scratchpad = onednn.query_descriptor(self.descriptor, 136)
-        self.memories = {"src": onednn.memory(source), "weights_layer": onednn.memory(chosen),
-                         "dst": onednn.memory(destination), "scratchpad": onednn.memory(scratchpad)}  # fmt: skip
+        self.memories = {
+            "src": onednn.memory(source),
+            "weights_layer": onednn.memory(chosen),
+            "dst": onednn.memory(destination),
+            "scratchpad": onednn.memory(scratchpad),
+        }
         # Bytes of 0x3c: every float32 and bfloat16 reads as about 0.0115 (no zeros, no denormals).
-        self.arrays = {name: np.full(size, 0x3C, np.uint8) for name, size in (
-            ("src", onednn.size(source)), ("dst", onednn.size(destination)))}  # fmt: skip
+        self.arrays = {
+            name: np.full(size, 0x3C, np.uint8)
+            for name, size in (("src", onednn.size(source)), ("dst", onednn.size(destination)))
+        }
         self.arrays["weights_layer"] = aligned_empty(onednn.size(chosen))
         self.arrays["weights_layer"][:] = 0x3C
         self.arrays["scratchpad"] = np.empty(max(onednn.size(scratchpad), 1), np.uint8)
@@ -100,8 +108,11 @@ def products(cell, units, layers, batch, seq_length, vocabulary=VOCABULARY, embe
             (f"{name} d h, per step", batch, columns, units, seq_length),
             (f"{name} d U", units, rows, columns, 1),
         ]
-    shapes += [("logits", rows, units, vocabulary, 1), ("logits d h", rows, vocabulary, units, 1),
-               ("logits d W", units, rows, vocabulary, 1)]  # fmt: skip
+    shapes += [
+        ("logits", rows, units, vocabulary, 1),
+        ("logits d h", rows, vocabulary, units, 1),
+        ("logits d W", units, rows, vocabulary, 1),
+    ]
     return [(what, m, k, n, 2 * m * k * n * times / rows) for what, m, k, n, times in shapes]
 
 
@@ -148,8 +159,10 @@ def main():
     print(describe_cpu())
     shape = (arguments.cell, arguments.units, arguments.layers, arguments.batch, arguments.seq_length)
     results = ceilings(*shape, arguments.vocabulary)
-    print(f"{arguments.layers}x{arguments.units} {arguments.cell}, batch {arguments.batch}, "
-          f"seq {arguments.seq_length}, vocabulary {arguments.vocabulary}")  # fmt: skip
+    print(
+        f"{arguments.layers}x{arguments.units} {arguments.cell}, batch {arguments.batch}, "
+        f"seq {arguments.seq_length}, vocabulary {arguments.vocabulary}"
+    )
     for precision, (rate, rows) in results.items():
         total = sum(row[4] for row in rows)
         print(f"\n{precision}: {total / 1e6:.2f} MFLOP per character; GEMM-bound ceiling {rate:,.0f} chars/s")

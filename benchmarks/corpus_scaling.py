@@ -33,8 +33,10 @@ from machine import describe_cpu
 
 SHAKESPEARE = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "tiny_shakespeare.txt"
 # Runs a command and prints its peak resident memory (KB), as the kernel counted it.
-PEAK_RSS = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=sys.stderr); " \
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"  # fmt: skip
+PEAK_RSS = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=sys.stderr); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def make_corpus(path, megabytes, seed=0):
@@ -107,8 +109,20 @@ def store_against_memory(ids, rounds=3, steps=60):
 
 
 def train(corpus, level, budget, workdir):
-    command = [sys.executable, "-m", "textgen", "train", str(corpus), "--name", "scaling", "--overwrite",
-               "--level", level, "--time-budget", budget]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "textgen",
+        "train",
+        str(corpus),
+        "--name",
+        "scaling",
+        "--overwrite",
+        "--level",
+        level,
+        "--time-budget",
+        budget,
+    ]
     result = subprocess.run([sys.executable, "-c", PEAK_RSS, *command], cwd=workdir, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"training failed: {result.stderr.strip().splitlines()[-1:]}")
@@ -140,8 +154,11 @@ def main():
                 if megabytes == min(sizes) and level == "char":
                     smallest_ids = ids
                 peak_mb, speed = train(corpus, level, arguments.budget, scratch)
-                print(f"{megabytes:>5} MB {level:>5} {build:8.2f} {megabytes / build:11.1f} {reuse:8.3f} "
-                      f"{windows:10,.0f} {peak_mb:11,.0f} MB {speed or 0:>14,}", flush=True)  # fmt: skip
+                print(
+                    f"{megabytes:>5} MB {level:>5} {build:8.2f} {megabytes / build:11.1f} {reuse:8.3f} "
+                    f"{windows:10,.0f} {peak_mb:11,.0f} MB {speed or 0:>14,}",
+                    flush=True,
+                )
             corpus.unlink()
         if smallest_ids is not None and not arguments.no_steps:
             rates = store_against_memory(smallest_ids)

@@ -51,17 +51,31 @@ def free_ports(count):
 
 def run(name, options, corpus, common, workdir):
     """(seconds of training, global steps, held-out loss) of one configuration, a fresh model each time."""
-    command = [sys.executable, "-m", "textgen", "train", str(corpus), "--name", "bench", "--overwrite", *common,
-               *options]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "textgen",
+        "train",
+        str(corpus),
+        "--name",
+        "bench",
+        "--overwrite",
+        *common,
+        *options,
+    ]
     environments = [{**os.environ, "TF_CONFIG": ""}]
     if name == "2 workers":
         ports = free_ports(2)
         cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-        environments = [{**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker",
-                         "index": index}})} for index in range(2)]  # fmt: skip
+        environments = [
+            {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+            for index in range(2)
+        ]
     started = time.perf_counter()
-    processes = [subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for env in environments]  # fmt: skip
+    processes = [
+        subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for env in environments
+    ]
     outputs = [process.communicate() for process in processes]
     elapsed = time.perf_counter() - started
     for process, (_, error) in zip(processes, outputs):
@@ -81,8 +95,22 @@ def main():
     parser.add_argument("--characters", type=int, default=400_000, help="of tiny_shakespeare, from its start")
     arguments = parser.parse_args()
     print(describe_cpu(), flush=True)
-    common = ["--units", str(arguments.units), "--layers", "2", "--batch-size", "64", "--seq-length", "50",
-              "--epochs", str(arguments.epochs), "--precision", "float32", "--seed", "1"]  # fmt: skip
+    common = [
+        "--units",
+        str(arguments.units),
+        "--layers",
+        "2",
+        "--batch-size",
+        "64",
+        "--seq-length",
+        "50",
+        "--epochs",
+        str(arguments.epochs),
+        "--precision",
+        "float32",
+        "--seed",
+        "1",
+    ]
     results = {name: [] for name in CONFIGURATIONS}
     with tempfile.TemporaryDirectory(prefix="textgen-distributed-") as scratch:
         corpus = Path(scratch) / "shakespeare_part.txt"
@@ -92,8 +120,11 @@ def main():
             for name, options in CONFIGURATIONS.items():
                 elapsed, steps, loss, speeds = run(name, options, corpus, common, scratch)
                 results[name].append((elapsed, steps, loss, speeds))
-                print(f"round {round_number + 1}: {name:16} {elapsed:6.1f} s for {steps} global steps, "
-                      f"held-out loss {loss:.4f}, epoch chars/s {speeds}", flush=True)  # fmt: skip
+                print(
+                    f"round {round_number + 1}: {name:16} {elapsed:6.1f} s for {steps} global steps, "
+                    f"held-out loss {loss:.4f}, epoch chars/s {speeds}",
+                    flush=True,
+                )
     characters_per_step = 64 * 50
     print("\nmedians over rounds; steps/s and chars/s of the last epoch (global steps: 64 windows of 50 characters)")
     print("configuration      process s  global steps  steps/s   chars/s  ratio  held-out loss (each round)")
@@ -102,8 +133,10 @@ def main():
         elapsed = statistics.median(seconds for seconds, *_ in runs)
         speed = statistics.median(speeds[-1] for *_, speeds in runs)
         losses = ", ".join(f"{loss:.4f}" for _, _, loss, _ in runs)
-        print(f"{name:18} {elapsed:9.1f} {runs[0][1]:13} {speed / characters_per_step:8.2f} {speed:9,} "
-              f"{speed / base:6.2f}  {losses}")  # fmt: skip
+        print(
+            f"{name:18} {elapsed:9.1f} {runs[0][1]:13} {speed / characters_per_step:8.2f} {speed:9,} "
+            f"{speed / base:6.2f}  {losses}"
+        )
 
 
 if __name__ == "__main__":

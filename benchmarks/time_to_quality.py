@@ -53,9 +53,22 @@ def held_out_losses(budget, extra, corpus, peers, peer_cell):
         for peer in peers:
             recipe, precision = peer.split(":")
             script = str(HERE / "pytorch_char_rnn.py")
-            peer_result = json.loads(run(script, str(corpus), str(heldout), "--seconds", str(seconds(budget)),
-                                         "--cell", peer_cell, "--recipe", recipe, "--precision", precision,
-                                         cwd=scratch))  # fmt: skip
+            peer_result = json.loads(
+                run(
+                    script,
+                    str(corpus),
+                    str(heldout),
+                    "--seconds",
+                    str(seconds(budget)),
+                    "--cell",
+                    peer_cell,
+                    "--recipe",
+                    recipe,
+                    "--precision",
+                    precision,
+                    cwd=scratch,
+                )
+            )
             losses[peer] = (peer_result["loss"], peer_result["steps"])
     return losses
 
@@ -71,8 +84,9 @@ def main():
     parser.add_argument("--budgets", default="95s,10m")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--peer", action=argparse.BooleanOptionalAction,
-                        default=importlib.util.find_spec("torch") is not None)  # fmt: skip
+    parser.add_argument(
+        "--peer", action=argparse.BooleanOptionalAction, default=importlib.util.find_spec("torch") is not None
+    )
     parser.add_argument("--peers", default=default_peers(), help="recipe:precision of each PyTorch peer")
     parser.add_argument("--peer-cell", choices=("lstm", "gru"), default="lstm")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="options passed on to textgen train")
@@ -84,8 +98,10 @@ def main():
     print(describe_cpu())
     print(f"textgen train {corpus.name} {' '.join(extra) or '(defaults)'}; textgen evaluate on the last 10%")
     for peer in peers:
-        print(f"peer {peer}: benchmarks/pytorch_char_rnn.py --cell {arguments.peer_cell} --recipe "
-              f"{peer.replace(':', ' --precision ')}")  # fmt: skip
+        print(
+            f"peer {peer}: benchmarks/pytorch_char_rnn.py --cell {arguments.peer_cell} --recipe "
+            f"{peer.replace(':', ' --precision ')}"
+        )
     header = f"{'budget':>8} {'textgen':>9} {'steps':>7}"
     print(header + "".join(f" {peer:>17} {'steps':>7} {'ratio':>6}" for peer in peers))
     for _ in range(arguments.rounds):

@@ -183,8 +183,9 @@ def main():
     parser.add_argument("--steps", type=int, default=30, help="timed steps per run")
     parser.add_argument("--cells", default="lstm,gru,simple_rnn")
     parser.add_argument("--units", default="256")
-    parser.add_argument("--textgen", default="float32:onednn,bfloat16:onednn,bfloat16:keras",
-                        help="textgen's rows, precision:kernel")  # fmt: skip
+    parser.add_argument(
+        "--textgen", default="float32:onednn,bfloat16:onednn,bfloat16:keras", help="textgen's rows, precision:kernel"
+    )
     parser.add_argument("--pytorch", default="float32,bfloat16", help="PyTorch's precisions")
     # One measurement in this process (what the parent runs in each child).
     parser.add_argument("--measure", choices=("textgen", "pytorch", "ceiling", "pipeline"), help=argparse.SUPPRESS)
@@ -210,8 +211,10 @@ def main():
             for precision in peers:
                 value = in_own_process("pytorch", precision=precision, **shape)
                 rates.setdefault((model, "pytorch", precision, ""), []).append(value)
-    print(f"training throughput, {LAYERS} layers, seq {SEQ_LENGTH}, batch {BATCH_SIZE}, chars/s, each figure a "
-          f"process of its own; median of {arguments.rounds} rounds of {arguments.steps} steps")  # fmt: skip
+    print(
+        f"training throughput, {LAYERS} layers, seq {SEQ_LENGTH}, batch {BATCH_SIZE}, chars/s, each figure a "
+        f"process of its own; median of {arguments.rounds} rounds of {arguments.steps} steps"
+    )
     header = f"{'cell':<11} {'units':>5} {'side':<8} {'precision':<9} {'kernel':<7} {'chars/s':>9} {'each round':>20}"
     print(header + "".join(f" {'vs pt ' + peer:>13}" for peer in peers) + f" {'of ceiling':>10}")
     for (model, side, precision, kernel), values in rates.items():
@@ -224,8 +227,10 @@ def main():
         line += f" {median / ceiling:>10.2f}" if ceiling else f" {'-':>10}"
         print(line)
     for model in models:
-        print(f"{model[0]} {model[1]} GEMM-bound ceiling (benchmarks/ceiling.py): "
-              + ", ".join(f"{precision} {rate:,.0f}" for precision, rate in ceilings[model].items()))  # fmt: skip
+        print(
+            f"{model[0]} {model[1]} GEMM-bound ceiling (benchmarks/ceiling.py): "
+            + ", ".join(f"{precision} {rate:,.0f}" for precision, rate in ceilings[model].items())
+        )
     print(f"input pipeline alone: {in_own_process('pipeline'):,.0f} chars/s")
 
 

@@ -172,14 +172,17 @@ def test_an_output_that_fails_and_a_path_that_is_not_utf8_are_one_line(tiny_mode
     with open("/dev/full", "w") as full:
         process = subprocess.run(
             [sys.executable, "-m", "textgen", "sample", str(tiny_model[0]), "--length", "5000"],
-            stdout=full, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     assert process.returncode == 1 and process.stderr.startswith("Error: no space left on the device"), process.stderr
     assert process.stderr.count("\n") == 1
     reader = subprocess.Popen(
         [sys.executable, "-m", "textgen", "sample", str(tiny_model[0]), "--length", "200000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     reader.stdout.read(10)
     reader.stdout.close()  # as `textgen sample | head -c 10` does
     _, errors = reader.communicate(timeout=60)
@@ -462,13 +465,23 @@ def test_a_training_run_shows_no_tensorflow_log_lines_unless_verbose(tmp_path):
     environment = {
         key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "TEXTGEN_VERBOSE")
     }
-    quiet = subprocess.run(textgen_command("train", corpus, "--epochs 1", SMALL_NETWORK), cwd=tmp_path,
-                           capture_output=True, text=True, env=environment)  # fmt: skip
+    quiet = subprocess.run(
+        textgen_command("train", corpus, "--epochs 1", SMALL_NETWORK),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
     assert quiet.returncode == 0, quiet.stderr
     assert not [line for line in (quiet.stdout + quiet.stderr).splitlines() if any(word in line for word in noise)]
     assert quiet.stdout.startswith("training a ")
-    loud = subprocess.run(textgen_command("--verbose", "train", corpus, "--name loud --epochs 1", SMALL_NETWORK),
-                          cwd=tmp_path, capture_output=True, text=True, env=environment)  # fmt: skip
+    loud = subprocess.run(
+        textgen_command("--verbose", "train", corpus, "--name loud --epochs 1", SMALL_NETWORK),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
     assert loud.returncode == 0 and any(word in loud.stderr for word in noise)  # what the quiet run hid
 
 

@@ -18,13 +18,28 @@ from conftest import make_text
 from textgen.errors import TextgenError
 from textgen.training.distribution import choose_strategy, parse_devices, read_cluster
 
-SMALL = ["--units", "16", "--embedding-dim", "8", "--layers", "1", "--seq-length", "20", "--batch-size", "8",
-         "--precision", "float32", "--seed", "3"]  # fmt: skip
+SMALL = [
+    "--units",
+    "16",
+    "--embedding-dim",
+    "8",
+    "--layers",
+    "1",
+    "--seq-length",
+    "20",
+    "--batch-size",
+    "8",
+    "--precision",
+    "float32",
+    "--seed",
+    "3",
+]
 
 
 def cluster_config(ports, index):
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
-                       "task": {"type": "worker", "index": index}})  # fmt: skip
+    return json.dumps(
+        {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,8 +86,14 @@ def test_devices_are_parsed_or_refused():
 
 def textgen(*arguments, cwd, env=None, timeout=300):
     environment = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "textgen", *map(str, arguments)], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "textgen", *map(str, arguments)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -108,8 +129,20 @@ def held_out_loss(directory):
 def test_mirrored_over_two_logical_cpus_trains_saves_and_samples_like_one_device(corpus, tmp_path):
     one = textgen("train", corpus, *SMALL, "--epochs", "2", "--name", "one", "--strategy", "one", cwd=tmp_path)
     assert one.returncode == 0, one.stderr
-    two = textgen("train", corpus, *SMALL, "--epochs", "2", "--name", "two", "--strategy", "mirrored",
-                  "--devices", "CPU:0,CPU:1", cwd=tmp_path)  # fmt: skip
+    two = textgen(
+        "train",
+        corpus,
+        *SMALL,
+        "--epochs",
+        "2",
+        "--name",
+        "two",
+        "--strategy",
+        "mirrored",
+        "--devices",
+        "CPU:0,CPU:1",
+        cwd=tmp_path,
+    )
     assert two.returncode == 0, two.stderr
     assert "training with mirrored over 2 devices" in two.stdout
     assert "these 2 use Keras's layers" in two.stdout  # the fused kernel runs one replica per process
@@ -160,9 +193,16 @@ def start_workers(corpus, cwd, ports, settings, digests=None, extra=None):
         env = {**os.environ, "TF_CONFIG": cluster_config(ports, index), "TEXTGEN_CLUSTER_TIMEOUT": "60"}
         arguments = [f"{key}={value}" for key, value in {**settings, **((extra or {}).get(index, {}))}.items()]
         digest = digests[index] if digests else os.devnull
-        processes.append(subprocess.Popen([sys.executable, "-c", WORKER, str(corpus), str(digest), *arguments],
-                                          cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True))  # fmt: skip
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(corpus), str(digest), *arguments],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return processes
 
 
@@ -170,8 +210,16 @@ def finish(processes, timeout=300):
     return [(process.wait(timeout=timeout), *process.communicate()) for process in processes]
 
 
-WORKER_SETTINGS = dict(units=16, embedding_dim=8, layers=1, seq_length=20, batch_size=8, precision="float32",
-                       strategy="multi-worker", name="cluster")  # fmt: skip
+WORKER_SETTINGS = dict(
+    units=16,
+    embedding_dim=8,
+    layers=1,
+    seq_length=20,
+    batch_size=8,
+    precision="float32",
+    strategy="multi-worker",
+    name="cluster",
+)
 
 
 @pytest.mark.slow
@@ -200,8 +248,9 @@ def test_a_killed_cluster_resumes_at_its_global_step(corpus, tmp_path):
     finish(processes)
     step = json.loads(backup.read_text())["global_step"]
     assert step >= 20
-    resumed = start_workers(corpus, tmp_path, free_ports(2), {"name": "cluster", "resume": "True", "epochs": 1,
-                                                              "strategy": "multi-worker"})  # fmt: skip
+    resumed = start_workers(
+        corpus, tmp_path, free_ports(2), {"name": "cluster", "resume": "True", "epochs": 1, "strategy": "multi-worker"}
+    )
     results = finish(resumed)
     for returncode, out, error in results:
         assert returncode == 0, error[-2000:]
@@ -222,8 +271,9 @@ def test_a_worker_that_never_starts_is_a_timeout_naming_its_address(corpus, tmp_
 
 @pytest.mark.slow
 def test_workers_started_with_different_settings_are_refused(corpus, tmp_path):
-    processes = start_workers(corpus, tmp_path, free_ports(2), {**WORKER_SETTINGS, "epochs": 1},
-                              extra={1: {"learning_rate": "0.5"}})  # fmt: skip
+    processes = start_workers(
+        corpus, tmp_path, free_ports(2), {**WORKER_SETTINGS, "epochs": 1}, extra={1: {"learning_rate": "0.5"}}
+    )
     results = finish(processes)
     for returncode, _out, error in results:
         assert returncode != 0 and "the workers were not started alike" in error, error[-2000:]
@@ -234,8 +284,14 @@ def test_when_one_worker_stops_all_stop_at_the_same_step(corpus, tmp_path):
     # Worker 1 has the shorter time budget (its length is not part of what workers must agree on): at
     # its end, both stop after the same step, instead of worker 0 waiting forever in its next all-reduce.
     digests = [tmp_path / "worker0.sha", tmp_path / "worker1.sha"]
-    processes = start_workers(corpus, tmp_path, free_ports(2), {**WORKER_SETTINGS, "epochs": 500}, digests,
-                              extra={0: {"time_budget": "120s"}, 1: {"time_budget": "8s"}})  # fmt: skip
+    processes = start_workers(
+        corpus,
+        tmp_path,
+        free_ports(2),
+        {**WORKER_SETTINGS, "epochs": 500},
+        digests,
+        extra={0: {"time_budget": "120s"}, 1: {"time_budget": "8s"}},
+    )
     results = finish(processes, timeout=240)
     for returncode, _out, error in results:
         assert returncode == 0, error[-2000:]

@@ -56,16 +56,25 @@ def test_the_fused_layer_computes_what_keras_computes(cell, batch, time, input_d
         layer(inputs)
     # Scaled by the fan-in, as Keras initializes: with larger recurrent weights the network is
     # chaotic and any two summation orders part ways after a dozen steps, Keras against itself too.
-    weights = [(rng.normal(size=weight.shape) / np.sqrt(weight.shape[0] if weight.ndim == 2 else 4)).astype(np.float32)
-               for weight in plain.get_weights()]  # fmt: skip
+    weights = [
+        (rng.normal(size=weight.shape) / np.sqrt(weight.shape[0] if weight.ndim == 2 else 4)).astype(np.float32)
+        for weight in plain.get_weights()
+    ]
     fused.set_weights(weights)
     plain.set_weights(weights)
     output_weights = rng.normal(size=(batch, time, units)).astype(np.float32)
     state_weights = [rng.normal(size=(batch, units)).astype(np.float32) for _ in range(state_count)]
     ours = outputs_and_gradients(fused, inputs, initial_state, output_weights, state_weights)
     theirs = outputs_and_gradients(plain, inputs, initial_state, output_weights, state_weights)
-    names = ["outputs", *(f"state {i}" for i in range(state_count)), "d inputs", "d kernel", "d recurrent kernel",
-             "d bias", *(f"d initial state {i}" for i in range(state_count))]  # fmt: skip
+    names = [
+        "outputs",
+        *(f"state {i}" for i in range(state_count)),
+        "d inputs",
+        "d kernel",
+        "d recurrent kernel",
+        "d bias",
+        *(f"d initial state {i}" for i in range(state_count)),
+    ]
     assert len(ours) == len(theirs) == len(names)
     for name, mine, expected in zip(names, ours, theirs):
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-5, err_msg=name)
@@ -135,8 +144,23 @@ def test_onednn_refuses_bfloat16_on_an_avx2_cpu_and_the_run_says_so(tmp_path):
     # class that has no bfloat16 at all. oneDNN refuses the primitive; the run says so in one line.
     corpus = tmp_path / "text.txt"
     corpus.write_text(make_text(lines=60))
-    command = [sys.executable, "-m", "textgen", "train", str(corpus), "--precision", "mixed_bfloat16",
-               "--kernel", "onednn", "--units", "8", "--layers", "1", "--epochs", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "textgen",
+        "train",
+        str(corpus),
+        "--precision",
+        "mixed_bfloat16",
+        "--kernel",
+        "onednn",
+        "--units",
+        "8",
+        "--layers",
+        "1",
+        "--epochs",
+        "1",
+    ]
     environment = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
     run = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stderr
@@ -178,16 +202,25 @@ def test_the_bfloat16_kernel_is_as_close_to_float32_as_keras_own_bfloat16(cell, 
     }
     for layer in layers.values():
         layer(inputs)
-    weights = [(rng.normal(size=weight.shape) / np.sqrt(weight.shape[0] if weight.ndim == 2 else 4)).astype(np.float32)
-               for weight in layers["float32"].get_weights()]  # fmt: skip
+    weights = [
+        (rng.normal(size=weight.shape) / np.sqrt(weight.shape[0] if weight.ndim == 2 else 4)).astype(np.float32)
+        for weight in layers["float32"].get_weights()
+    ]
     output_weights = rng.normal(size=(batch, time, units)).astype(np.float32)
     state_weights = [rng.normal(size=(batch, units)).astype(np.float32) for _ in range(state_count)]
     results = {}
     for name, layer in layers.items():
         layer.set_weights(weights)
         results[name] = outputs_and_gradients(layer, inputs, initial_state, output_weights, state_weights)
-    names = ["outputs", *(f"state {i}" for i in range(state_count)), "d inputs", "d kernel", "d recurrent kernel",
-             "d bias", *(f"d initial state {i}" for i in range(state_count))]  # fmt: skip
+    names = [
+        "outputs",
+        *(f"state {i}" for i in range(state_count)),
+        "d inputs",
+        "d kernel",
+        "d recurrent kernel",
+        "d bias",
+        *(f"d initial state {i}" for i in range(state_count)),
+    ]
     for index, name in enumerate(names):
         exact = results["float32"][index]
         ours, keras_own = (
@@ -260,8 +293,17 @@ def test_training_with_and_without_the_kernel_reaches_the_same_loss(tmp_path, pr
 def test_a_stateful_fused_run_and_its_resume(tmp_path, precision):
     corpus = tmp_path / "text.txt"
     corpus.write_text(make_text(lines=300))
-    first = train_small(corpus, tmp_path, name="run", stateful=True, kernel="onednn", epochs=2, time_budget=0.5,
-                        checkpoint_every=3, precision=precision)  # fmt: skip
+    first = train_small(
+        corpus,
+        tmp_path,
+        name="run",
+        stateful=True,
+        kernel="onednn",
+        epochs=2,
+        time_budget=0.5,
+        checkpoint_every=3,
+        precision=precision,
+    )
     assert (first.kernel, first.precision) == ("onednn", precision)
     import textgen
 

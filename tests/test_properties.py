@@ -136,10 +136,13 @@ def test_the_validator_raises_only_textgen_errors_on_damaged_models(archive_part
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children,
-                                                                                         max_size=3),
-                    max_leaves=8))  # fmt: skip
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+        max_leaves=8,
+    )
+)
 def test_any_json_in_metrics_or_backup_is_read_or_refused_in_one_error(tmp_path_factory, content):
     from textgen.saved.backup import read_backup
     from textgen.saved.saved_model import SavedModel
@@ -196,8 +199,11 @@ def whole_file_reading(data, encoding):
         text = data.decode(codec)
     except UnicodeDecodeError as error:
         stripped = 3 if codec == "utf-8-sig" and data.startswith(b"\xef\xbb\xbf") else 0
-        return ("error", f"byte 0x{data[error.start + stripped : error.start + stripped + 1].hex()} at offset "
-                         f"{error.start + stripped}")  # fmt: skip
+        return (
+            "error",
+            f"byte 0x{data[error.start + stripped : error.start + stripped + 1].hex()} at offset "
+            f"{error.start + stripped}",
+        )
     if "\x00" in text:
         return ("error", f"NUL character at position {text.find(chr(0))}")
     return ("text", normalize_newlines(text))
@@ -205,9 +211,26 @@ def whole_file_reading(data, encoding):
 
 file_bytes = st.one_of(
     texts.map(lambda text: text.replace("\x00", "").encode("utf-8")),
-    st.lists(st.sampled_from([b"\xef\xbb\xbf", b"\r", b"\n", b"\r\n", b"a", b"\xc3\xa9", b"\xe2\x82\xac",
-                              b"\xf0\x9f\x98\x80", b"\xff", b"\xc3", b"\x00", b" "]), max_size=60).map(b"".join),
-)  # fmt: skip
+    st.lists(
+        st.sampled_from(
+            [
+                b"\xef\xbb\xbf",
+                b"\r",
+                b"\n",
+                b"\r\n",
+                b"a",
+                b"\xc3\xa9",
+                b"\xe2\x82\xac",
+                b"\xf0\x9f\x98\x80",
+                b"\xff",
+                b"\xc3",
+                b"\x00",
+                b" ",
+            ]
+        ),
+        max_size=60,
+    ).map(b"".join),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -47,18 +47,21 @@ def corpus_config(source, data_dir, **settings):
 def test_records_are_read_in_order_each_ending_in_a_blank_line(data_dir):
     corpus = read_corpus(corpus_config("tfds:local_notes", data_dir))
     expected = (
-        RECORDS[0] + "\n"  # ends with a line end already: then one blank line
+        RECORDS[0]
+        + "\n"  # ends with a line end already: then one blank line
         + "A record without a line end\n\n"  # the whitespace-only record is left out
-        + "Windows\nline ends\n" * 20 + "\n"
-    )  # fmt: skip
+        + "Windows\nline ends\n" * 20
+        + "\n"
+    )
     assert corpus.text == expected and corpus.name == "local_notes"
 
 
 def test_the_token_store_keys_on_the_prepared_files_and_names_the_split(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
     config = corpus_config("tfds:local_notes:train[:1]#text", data_dir)
-    stored, tokenizer, ids = token_store.open_token_store(config, TokenizerConfig(level="word"),
-                                                          resolved=resolve_corpus_sources(config))  # fmt: skip
+    stored, tokenizer, ids = token_store.open_token_store(
+        config, TokenizerConfig(level="word"), resolved=resolve_corpus_sources(config)
+    )
     assert tokenizer.decode(ids) == RECORDS[0] + "\n"
     assert stored.files == ("tfds:local_notes:train[:1]#text",)
     assert stored.describe()["read_from"][0].startswith("tfds:local_notes:train[:1]#text (")
@@ -88,8 +91,12 @@ def test_bad_tfds_sources_fail_in_one_line(data_dir, source, message):
 
 
 def test_a_record_that_is_not_utf8_is_named_or_replaced(tmp_path):
-    store_dataset(tmp_path, "raw_bytes", [b"good text\n", b"bad \xff byte\n"],
-                  {"text": tfds.features.Tensor(shape=(), dtype=tf.string)})  # fmt: skip
+    store_dataset(
+        tmp_path,
+        "raw_bytes",
+        [b"good text\n", b"bad \xff byte\n"],
+        {"text": tfds.features.Tensor(shape=(), dtype=tf.string)},
+    )
     with pytest.raises(TextgenError, match=r"tfds:raw_bytes:train#text: record 1 is not valid UTF-8 at byte 4"):
         read_corpus(corpus_config("tfds:raw_bytes", tmp_path))
     assert read_corpus(corpus_config("tfds:raw_bytes", tmp_path, errors="replace")).text.endswith("bad \ufffd byte\n\n")
@@ -98,11 +105,26 @@ def test_a_record_that_is_not_utf8_is_named_or_replaced(tmp_path):
 @pytest.mark.slow
 def test_train_on_a_tfds_source_then_sample_and_info(data_dir, tmp_path):
     def textgen(*arguments):
-        return subprocess.run([sys.executable, "-m", "textgen", *arguments], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=300)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "textgen", *arguments], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
 
-    trained = textgen("train", "tfds:local_notes", "--tfds-data-dir", data_dir, "--epochs", "1", "--layers", "1",
-                      "--units", "16", "--seq-length", "20", "--batch-size", "8")  # fmt: skip
+    trained = textgen(
+        "train",
+        "tfds:local_notes",
+        "--tfds-data-dir",
+        data_dir,
+        "--epochs",
+        "1",
+        "--layers",
+        "1",
+        "--units",
+        "16",
+        "--seq-length",
+        "20",
+        "--batch-size",
+        "8",
+    )
     assert trained.returncode == 0, trained.stderr
     assert "saved_models/local_notes" in trained.stdout and trained.stderr.count("\n") <= 1  # no TFDS chatter
     info = textgen("info", "saved_models/local_notes")

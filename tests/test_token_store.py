@@ -50,8 +50,9 @@ def test_the_store_holds_what_encoding_the_whole_text_gives(tmp_path, cache, mon
 
 @pytest.mark.parametrize("chunk_bytes", [5, 7, 1 << 22])
 @pytest.mark.parametrize("settings", [{}, {"max_vocab": 12, "lowercase": True}, {"min_count": 3}])
-def test_the_word_level_store_holds_what_encoding_the_whole_text_gives(tmp_path, cache, monkeypatch, chunk_bytes,
-                                                                        settings):  # fmt: skip
+def test_the_word_level_store_holds_what_encoding_the_whole_text_gives(
+    tmp_path, cache, monkeypatch, chunk_bytes, settings
+):
     monkeypatch.setattr(corpus_module, "CHUNK_BYTES", chunk_bytes)  # words and whitespace runs cut between pieces
     paths = sources(tmp_path)
     (tmp_path / "d.txt").write_text("\n\n   Extraordinarily long_words_and_underscores\t\t" * 30 + "x" * 700)
@@ -100,8 +101,9 @@ def test_a_given_tokenizer_refuses_or_drops_unknown_characters(tmp_path, cache):
     config = CorpusConfig(sources=(str(tmp_path / "new.txt"),))
     known = CharTokenizer.fit("abc \n")
     with pytest.raises(TextgenError, match="3 characters of the corpus are not in the model's vocabulary"):
-        token_store.open_token_store(config, TokenizerConfig(), resolved=resolve_sources(config.sources),
-                                     tokenizer=known)  # fmt: skip
+        token_store.open_token_store(
+            config, TokenizerConfig(), resolved=resolve_sources(config.sources), tokenizer=known
+        )
     corpus, tokenizer, ids = token_store.open_token_store(
         config, TokenizerConfig(), resolved=resolve_sources(config.sources), tokenizer=known, drop_unknown=True
     )

@@ -123,8 +123,13 @@ class TfdsSource:
 
         feature = self.text_feature()
         try:
-            records = tfds.load(self.name if not self.config else f"{self.name}/{self.config}", split=self.split,
-                                data_dir=self.data_dir, download=False, shuffle_files=False)  # fmt: skip
+            records = tfds.load(
+                self.name if not self.config else f"{self.name}/{self.config}",
+                split=self.split,
+                data_dir=self.data_dir,
+                download=False,
+                shuffle_files=False,
+            )
         except (ValueError, AssertionError, KeyError) as error:  # a split it does not have, a bad slice
             raise TextgenError(f"TFDS cannot read {self}: {_first_line(error)}") from None
         held, size = [], 0

@@ -50,8 +50,9 @@ class Tokenizer:
     def fit(cls, text, *, max_vocab=None, min_count=1, lowercase=False):
         """Learn a vocabulary from text: most frequent first, ties in first-seen order."""
         text = text.lower() if lowercase else text
-        return cls.from_counts(collections.Counter(cls.split(text)), max_vocab=max_vocab, min_count=min_count,
-                               lowercase=lowercase)  # fmt: skip
+        return cls.from_counts(
+            collections.Counter(cls.split(text)), max_vocab=max_vocab, min_count=min_count, lowercase=lowercase
+        )
 
     @classmethod
     def from_counts(cls, counts, *, max_vocab=None, min_count=1, lowercase=False):

@@ -50,8 +50,9 @@ def prepare_training_text(
     # Streamed into the token store, read back from disk by position. A given
     # word tokenizer reads words outside its vocabulary as <unk>.
     resolved = resolved or resolve_corpus_sources(corpus_config)
-    corpus, tokenizer, ids = open_token_store(corpus_config, tokenizer_config, resolved=resolved,
-                                              tokenizer=tokenizer, drop_unknown=drop_unknown)  # fmt: skip
+    corpus, tokenizer, ids = open_token_store(
+        corpus_config, tokenizer_config, resolved=resolved, tokenizer=tokenizer, drop_unknown=drop_unknown
+    )
     train_ids, validation_ids = split_train_validation(ids, corpus_config.validation_fraction)
     seq_length = train_config.seq_length
     windows = training_windows(len(train_ids), seq_length)

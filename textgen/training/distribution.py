@@ -63,8 +63,10 @@ def read_cluster(text=None):
         raise TextgenError("TF_CONFIG is not valid JSON") from None
     cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
     if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise TextgenError('TF_CONFIG needs "cluster" and "task" objects, e.g. {"cluster": {"worker": '
-                           '["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')  # fmt: skip
+        raise TextgenError(
+            'TF_CONFIG needs "cluster" and "task" objects, e.g. {"cluster": {"worker": '
+            '["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+        )
     unknown = sorted(set(cluster) - set(_ROLES))
     if unknown:
         raise TextgenError(f"TF_CONFIG's cluster has {', '.join(unknown)}; textgen trains with chief and worker only")
@@ -234,8 +236,9 @@ class Distribution:
         def with_one_axis(step):
             def stepped(data):
                 outputs = step(data)
-                return tree.map_structure(lambda v: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v,
-                                          outputs)  # fmt: skip
+                return tree.map_structure(
+                    lambda v: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v, outputs
+                )
 
             return stepped
 

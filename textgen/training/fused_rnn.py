@@ -92,8 +92,9 @@ class FusedKernel:
         key = (batch, time, input_dim, units, precision)
         if key not in self.primitives:
             onednn, _ = onednn_status()
-            self.primitives[key] = RecurrentPrimitive(onednn, self.cell, batch=batch, time=time, input_dim=input_dim,
-                                                      units=units, precision=precision)  # fmt: skip
+            self.primitives[key] = RecurrentPrimitive(
+                onednn, self.cell, batch=batch, time=time, input_dim=input_dim, units=units, precision=precision
+            )
         return self.primitives[key]
 
     def forward(self, inputs, kernel, recurrent_kernel, bias, *initial_state):
@@ -115,7 +116,7 @@ class FusedKernel:
                 "dst_layer": np.empty((time, batch, units), sequence_type),
                 "dst_iter": np.empty((batch, units), sequence_type),
                 "workspace": self._workspace(primitive.workspace_bytes),
-            }  # fmt: skip
+            }
             if self.cell == "lstm":  # c stays float32 in both precisions
                 arrays["src_iter_c"] = np.array(initial_state[1], np.float32)
                 arrays["dst_iter_c"] = np.empty((batch, units), np.float32)
@@ -140,23 +141,27 @@ class FusedKernel:
             units = forward["dst_iter"].shape[1]
             arrays = dict(forward)
             arrays.update(primitive.backward_weights(kernels))
-            arrays.update({  # every gradient is float32 in both precisions
-                "diff_dst_layer": primitive.reorder_sequence("diff_dst_layer", output_gradient, np.float32),
-                "diff_dst_iter": np.asarray(state_gradients[0], np.float32, order="C"),
-                "diff_src_layer": np.empty((time, batch, input_dim), np.float32),
-                "diff_src_iter": np.empty((batch, units), np.float32),
-                # oneDNN adds the weight gradients to what these hold.
-                "diff_weights_layer": np.zeros(kernels["weights_layer"].shape, np.float32),  # padded like them
-                "diff_weights_iter": np.zeros(kernels["weights_iter"].shape, np.float32),
-                "diff_bias": np.zeros(BIAS_GATES[self.cell] * units, np.float32),
-            })  # fmt: skip
+            arrays.update(
+                {  # every gradient is float32 in both precisions
+                    "diff_dst_layer": primitive.reorder_sequence("diff_dst_layer", output_gradient, np.float32),
+                    "diff_dst_iter": np.asarray(state_gradients[0], np.float32, order="C"),
+                    "diff_src_layer": np.empty((time, batch, input_dim), np.float32),
+                    "diff_src_iter": np.empty((batch, units), np.float32),
+                    # oneDNN adds the weight gradients to what these hold.
+                    "diff_weights_layer": np.zeros(kernels["weights_layer"].shape, np.float32),  # padded like them
+                    "diff_weights_iter": np.zeros(kernels["weights_iter"].shape, np.float32),
+                    "diff_bias": np.zeros(BIAS_GATES[self.cell] * units, np.float32),
+                }
+            )
             if self.cell == "lstm":
                 arrays["diff_dst_iter_c"] = np.asarray(state_gradients[1], np.float32, order="C")
                 arrays["diff_src_iter_c"] = np.empty((batch, units), np.float32)
             primitive.backward(arrays)
         state_gradients = [arrays["diff_src_iter"]] + ([arrays["diff_src_iter_c"]] if self.cell == "lstm" else [])
-        weight_gradients = [np.ascontiguousarray(arrays[name][:, : primitive.gate_columns])
-                            for name in ("diff_weights_layer", "diff_weights_iter")]  # fmt: skip
+        weight_gradients = [
+            np.ascontiguousarray(arrays[name][:, : primitive.gate_columns])
+            for name in ("diff_weights_layer", "diff_weights_iter")
+        ]
         return [
             primitive.reorder_sequence("diff_src_layer", arrays["diff_src_layer"], forward["src_layer"].dtype),
             *weight_gradients,
@@ -230,8 +235,10 @@ class _Fused:
         # In float32 even under mixed_bfloat16, where Keras would hand them out cast to bfloat16: the
         # kernel converts them itself and returns float32 gradients for the float32 variables.
         with float32_variables():
-            weights = [tf.convert_to_tensor(variable) for variable in (self.cell.kernel, self.cell.recurrent_kernel,
-                                                                         self.cell.bias)]  # fmt: skip
+            weights = [
+                tf.convert_to_tensor(variable)
+                for variable in (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias)
+            ]
         outputs, *final_states = fused_sequence(self.fused_kernel(), sequences, *weights, list(states))
         return outputs[:, -1], outputs, final_states
 
@@ -305,10 +312,12 @@ def choose_training_path(train_config, *, gpu_available, flags):
     """
     native = has_native_bfloat16(flags)
     precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=flags)
-    kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpu_available,
-                                 native_bfloat16=native)  # fmt: skip
+    kernel, note = choose_kernel(
+        train_config.kernel, precision=precision, gpu_available=gpu_available, native_bfloat16=native
+    )
     if train_config.precision == "auto" and precision == "mixed_bfloat16" and kernel != "onednn":
         precision = "float32"
-        kernel, note = choose_kernel(train_config.kernel, precision=precision, gpu_available=gpu_available,
-                                     native_bfloat16=native)  # fmt: skip
+        kernel, note = choose_kernel(
+            train_config.kernel, precision=precision, gpu_available=gpu_available, native_bfloat16=native
+        )
     return precision, kernel, note

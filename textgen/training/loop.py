@@ -97,8 +97,9 @@ def _compiled_models(plan, precision, kernel):
     vocabulary_size, train_config = plan.text.tokenizer.vocabulary_size, plan.train
     batch_size = train_config.batch_size if train_config.stateful else None
     layer_class = FUSED_LAYERS[plan.model.cell] if kernel == "onednn" else None
-    model = build_model(plan.model, vocabulary_size, precision=precision, stateful_batch_size=batch_size,
-                        layer_class=layer_class)  # fmt: skip
+    model = build_model(
+        plan.model, vocabulary_size, precision=precision, stateful_batch_size=batch_size, layer_class=layer_class
+    )
     compile_for_training(
         model, learning_rate=train_config.learning_rate, clip_norm=train_config.clip_norm, precision=precision
     )
@@ -114,8 +115,14 @@ def _run_description(plan, state):
     """What every worker of a cluster must agree on: settings (but the budget's length), text, vocabulary, step."""
     # The budget may differ (workers stop together), but all or none must have one: the rate follows it.
     train = {**plan.train.to_dict(), "time_budget": plan.train.time_budget is not None}
-    parts = [plan.model.to_dict(), plan.tokenizer.to_dict(), train, plan.text.corpus.sha256,
-             plan.text.tokenizer.vocabulary, state.global_step]  # fmt: skip
+    parts = [
+        plan.model.to_dict(),
+        plan.tokenizer.to_dict(),
+        train,
+        plan.text.corpus.sha256,
+        plan.text.tokenizer.vocabulary,
+        state.global_step,
+    ]
     return json.dumps(parts, sort_keys=True, default=str)
 
 
@@ -324,8 +331,9 @@ def _report(plan, output, state, precision, kernel, *, budget, interruption, ech
         echo(f"time budget of {plan.train.time_budget:g}s reached")
     if not plan.chief:  # a cluster's other worker: its files were temporary
         echo("this worker's part is done; the chief saved the model")
-        return TrainingResult(None, precision, state.best_loss, state.history, budget.expired, interruption.received,
-                              kernel)  # fmt: skip
+        return TrainingResult(
+            None, precision, state.best_loss, state.history, budget.expired, interruption.received, kernel
+        )
     echo(f"saved the best model (loss {state.best_loss:.4f}) to {plan.directory}")
     return TrainingResult(
         plan.directory, precision, state.best_loss, state.history, budget.expired, interruption.received, kernel

@@ -44,12 +44,29 @@ _QUERY_IMPLEMENTATION, _QUERY_WORKSPACE, _QUERY_SCRATCHPAD, _QUERY_ARGUMENT = 8,
 # another thread than the one that made it (that crashed).
 _SCRATCHPAD_MODE_USER = 1
 _ARGUMENTS = {
-    "src_layer": 1, "src_iter": 2, "src_iter_c": 3, "dst_layer": 17, "dst_iter": 18, "dst_iter_c": 19,
-    "weights_layer": 33, "weights_iter": 34, "bias": 41, "workspace": 64,
-    "diff_src_layer": 129, "diff_src_iter": 130, "diff_src_iter_c": 131, "diff_dst_layer": 145,
-    "diff_dst_iter": 146, "diff_dst_iter_c": 147, "diff_weights_layer": 161, "diff_weights_iter": 162,
-    "diff_bias": 169, "scratchpad": 80, "src": 1, "dst": 17,
-}  # fmt: skip
+    "src_layer": 1,
+    "src_iter": 2,
+    "src_iter_c": 3,
+    "dst_layer": 17,
+    "dst_iter": 18,
+    "dst_iter_c": 19,
+    "weights_layer": 33,
+    "weights_iter": 34,
+    "bias": 41,
+    "workspace": 64,
+    "diff_src_layer": 129,
+    "diff_src_iter": 130,
+    "diff_src_iter_c": 131,
+    "diff_dst_layer": 145,
+    "diff_dst_iter": 146,
+    "diff_dst_iter_c": 147,
+    "diff_weights_layer": 161,
+    "diff_weights_iter": 162,
+    "diff_bias": 169,
+    "scratchpad": 80,
+    "src": 1,
+    "dst": 17,
+}
 # Which arrays are bfloat16 in a bfloat16 primitive; all others (bias, c states, gradients) stay float32.
 _BFLOAT16_ARRAYS = {"src_layer", "src_iter", "dst_layer", "dst_iter", "weights_layer", "weights_iter"}
 PRECISIONS = {"float32": _F32, "bfloat16": _BF16}
@@ -248,12 +265,14 @@ class RecurrentPrimitive:
         """Every argument's memory descriptor, by name (``backward_``: the kernels as the backward pass reads them)."""
         gates, bias_gates = GATES[self.cell], BIAS_GATES[self.cell]
         shapes = {
-            "src_layer": ((time, batch, input_dim), _TNC), "dst_layer": ((time, batch, units), _TNC),
-            "src_iter": ((1, 1, batch, units), _LDNC), "dst_iter": ((1, 1, batch, units), _LDNC),
+            "src_layer": ((time, batch, input_dim), _TNC),
+            "dst_layer": ((time, batch, units), _TNC),
+            "src_iter": ((1, 1, batch, units), _LDNC),
+            "dst_iter": ((1, 1, batch, units), _LDNC),
             "weights_layer": ((1, 1, input_dim, gates, units), self._ldigo(input_dim, gates, units)),
             "weights_iter": ((1, 1, units, gates, units), self._ldigo(units, gates, units)),
             "bias": ((1, 1, bias_gates, units), _LDGO),
-        }  # fmt: skip
+        }
         if self.cell == "lstm":
             shapes["src_iter_c"], shapes["dst_iter_c"] = shapes["src_iter"], shapes["dst_iter"]
         # Every gradient float32, in the layout of what it is the gradient of (the kernels: Keras's).

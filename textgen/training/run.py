@@ -84,9 +84,15 @@ def train(
             # is removed at the end: the model directory is the chief's alone.
             root = root if chief else stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-worker-"))
             plan = _new_plan(
-                sources, name=name, overwrite=overwrite, root=root, base=base, drop_unknown=drop_unknown,
-                settings=settings, stack=stack,
-            )  # fmt: skip
+                sources,
+                name=name,
+                overwrite=overwrite,
+                root=root,
+                base=base,
+                drop_unknown=drop_unknown,
+                settings=settings,
+                stack=stack,
+            )
         plan = dataclasses.replace(plan, chief=chief)
         with quiet_native_logs():  # TensorFlow loads here, after every input is checked
             from textgen.training.loop import fit

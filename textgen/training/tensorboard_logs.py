@@ -71,8 +71,9 @@ class StepScalars(keras.callbacks.Callback):
         step = optimizer_step(self.model)
         with self.writers["train"].as_default():
             tf.summary.scalar("loss", loss, step=step)
-            tf.summary.scalar("bits_per_character", loss_metrics(loss, self.characters_per_token)["bits_per_character"],
-                              step=step)  # fmt: skip
+            tf.summary.scalar(
+                "bits_per_character", loss_metrics(loss, self.characters_per_token)["bits_per_character"], step=step
+            )
             tf.summary.scalar(
                 "learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)), step=step
             )
