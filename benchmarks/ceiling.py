@@ -29,7 +29,7 @@ import time
 import numpy as np
 from machine import describe_cpu
 
-from textgen.training.onednn import _ANY, _ARGUMENTS, _BF16, _F32, OneDNN, aligned_empty, load_library
+from textgen.hardware.onednn import _ANY, _ARGUMENTS, _BF16, _F32, OneDNN, aligned_empty, load_library
 
 _PLAIN_2D = 3  # oneDNN's format tag "ab": row-major (rows, columns)
 GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
@@ -131,7 +131,7 @@ def ceiling(onednn, precision, work):
 
 
 def native_bfloat16():
-    from textgen.training.precision import cpu_flags, has_native_bfloat16
+    from textgen.hardware.precision import cpu_flags, has_native_bfloat16
 
     return has_native_bfloat16(cpu_flags())
 

@@ -85,9 +85,9 @@ def store_against_memory(ids, rounds=3, steps=60):
 
     from textgen.config import ModelConfig
     from textgen.data.dataset import training_dataset
+    from textgen.hardware import cpu_threads
+    from textgen.hardware.fused_rnn import FUSED_LAYERS, onednn_status
     from textgen.model import build_model, compile_for_training
-    from textgen.training import cpu_threads
-    from textgen.training.fused_rnn import FUSED_LAYERS, onednn_status
 
     fused = onednn_status()[0] is not None
     cpu_threads.configure_for_training(fused_kernel=fused)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from textgen.training.cpu_threads import available_cores
+from textgen.hardware.cpu_threads import available_cores
 
 BENCHMARKS = Path(__file__).resolve().parent
 MEASURE = (

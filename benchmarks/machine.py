@@ -1,7 +1,7 @@
 """The line every benchmark prints first: which CPU made its figures, and its class.
 
 Speed and even quality per minute depend on it. The three classes textgen meets
-(textgen/training/precision.py): amx_bf16 (Intel Xeon: AMX + AVX-512 BF16),
+(textgen/hardware/precision.py): amx_bf16 (Intel Xeon: AMX + AVX-512 BF16),
 avx512_bf16 (AMD Zen 4), avx2 (most laptops, Zen 1: no native bfloat16).
 """
 
@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from textgen.training.precision import cpu_class, cpu_flags  # plain Python: loads no native library
+from textgen.hardware.precision import cpu_class, cpu_flags  # plain Python: loads no native library
 
 # The flags that decide textgen's speed, as /proc/cpuinfo spells them.
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")

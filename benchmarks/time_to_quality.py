@@ -24,7 +24,7 @@ from pathlib import Path
 
 from machine import describe_cpu
 
-from textgen.training.precision import cpu_flags, has_native_bfloat16
+from textgen.hardware.precision import cpu_flags, has_native_bfloat16
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parent.parent / "shared" / "corpora" / "tiny_shakespeare.txt"

@@ -3,7 +3,8 @@ import os
 import pytest
 
 from textgen.config import CorpusConfig
-from textgen.data.corpus import NAMED_CORPORA, normalize_newlines, read_corpus, read_file, split_train_validation
+from textgen.data.corpus import NAMED_CORPORA, read_corpus, read_file, split_train_validation
+from textgen.data.newlines import normalize_newlines
 from textgen.errors import TextgenError
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from textgen.training import cpu_threads
+from textgen.hardware import cpu_threads
 
 
 @pytest.mark.parametrize("cores, expected", [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
@@ -23,7 +23,7 @@ def in_a_fresh_process(lines):
     script = (
         "import os; os.environ.pop('TF_NUM_INTRAOP_THREADS', None); os.environ.pop('TF_NUM_INTEROP_THREADS', None)\n"
         "import tensorflow as tf\n"
-        "from textgen.training import cpu_threads\n"
+        "from textgen.hardware import cpu_threads\n"
         "pools = lambda: (tf.config.threading.get_intra_op_parallelism_threads(),"
         " tf.config.threading.get_inter_op_parallelism_threads())\n" + lines
     )

@@ -15,8 +15,8 @@ import time
 import pytest
 from conftest import make_text
 
+from textgen.cluster import choose_strategy, parse_devices, read_cluster
 from textgen.errors import TextgenError
-from textgen.training.distribution import choose_strategy, parse_devices, read_cluster
 
 SMALL = [
     "--units",

@@ -14,9 +14,9 @@ from conftest import make_text, quiet, train_small
 
 from textgen.config import TrainConfig
 from textgen.errors import TextgenError
-from textgen.training.fused_rnn import FUSED_LAYERS, choose_kernel, choose_training_path, onednn_status
-from textgen.training.onednn import bfloat16_refusal, padded_row
-from textgen.training.precision import cpu_flags, has_native_bfloat16
+from textgen.hardware.fused_rnn import FUSED_LAYERS, choose_kernel, choose_training_path, onednn_status
+from textgen.hardware.onednn import bfloat16_refusal, padded_row
+from textgen.hardware.precision import cpu_flags, has_native_bfloat16
 
 PLAIN_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
@@ -169,7 +169,7 @@ def test_onednn_refuses_bfloat16_on_an_avx2_cpu_and_the_run_says_so(tmp_path):
         "(oneDNN bfloat16 lstm primitive_desc_create failed with status 3); it needs AVX-512 BF16 or AMX"
     ]
     assert not (tmp_path / "saved_models" / "text").exists()
-    probe = "from textgen.training.fused_rnn import choose_kernel; print(choose_kernel('auto', precision='mixed_bfloat16', gpu_available=False, native_bfloat16=True))"  # noqa: E501
+    probe = "from textgen.hardware.fused_rnn import choose_kernel; print(choose_kernel('auto', precision='mixed_bfloat16', gpu_available=False, native_bfloat16=True))"  # noqa: E501
     run = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, timeout=120)
     assert run.stdout.startswith("('keras', \"note: the oneDNN kernel cannot train in mixed_bfloat16 here"), run.stderr
 

@@ -1,4 +1,4 @@
-from textgen.training.precision import cpu_class, cpu_flags, resolve_precision
+from textgen.hardware.precision import cpu_class, cpu_flags, resolve_precision
 
 
 def test_auto_prefers_float16_on_gpu_then_native_bf16_then_float32():

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from textgen.data.corpus import normalize_newlines
+from textgen.data.newlines import normalize_newlines
 from textgen.data.tokenizer import CharTokenizer, WordTokenizer
 from textgen.errors import TextgenError
 from textgen.generation.probabilities import log_softmax

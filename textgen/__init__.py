@@ -9,7 +9,7 @@ Importing textgen is cheap: TensorFlow loads only when training (or for the
 "keras" sampling engine).
 """
 
-__version__ = "0.1.0"
+from textgen.version import __version__  # noqa: F401  (the public name: textgen.__version__)
 
 
 def train(corpus, **options):

@@ -18,6 +18,7 @@ import re
 from typing import ClassVar
 
 from textgen.cells import CELLS
+from textgen.cluster import parse_devices
 from textgen.errors import TextgenError
 from textgen.settings import Settings, check_integer, setting
 
@@ -92,8 +93,6 @@ class CorpusConfig(Settings):
 
 
 def _check_devices(text):
-    from textgen.training.distribution import parse_devices
-
     parse_devices(text)
     return text
 
@@ -171,7 +170,7 @@ class TrainConfig(Settings):
         None, "Write a resumable backup every N steps (and always at the end).", integer=(1, None), optional=True
     )
     seed: int = setting(0, "Same seed, same run.", integer=(0, 2**31 - 1))
-    # tf.distribute (training/distribution.py); --batch-size stays the global batch.
+    # tf.distribute (textgen/cluster.py, hardware/strategy.py); --batch-size stays the global batch.
     strategy: str = setting(
         "auto",
         "one device, mirrored (several local devices), multi-worker (machines named by TF_CONFIG), or auto.",

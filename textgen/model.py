@@ -28,7 +28,7 @@ def build_model(config, vocabulary_size, *, precision="float32", stateful_batch_
             ended in (until ``reset_state()``). None builds the plain model, the
             one that is saved: any batch size, every call starts from zeros.
         layer_class: the recurrent layer class (default: Keras's, by the cell
-            registry); training passes the fused ones (training/fused_rnn.py).
+            registry); training passes the fused ones (hardware/fused_rnn.py).
     """
     # (batch, time); a stateful model needs its batch size to size the stored state.
     tokens = keras.Input(shape=(None,), batch_size=stateful_batch_size, dtype="int32", name="tokens")

@@ -17,6 +17,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from textgen.data.newlines import NewlineStream
 from textgen.data.tfds_source import TfdsSource, is_tfds_source
 from textgen.errors import TextgenError
 
@@ -55,13 +56,6 @@ class Corpus:
     def describe(self):
         """The ``corpus`` section of a saved model's config.json."""
         return {"name": self.name, "files": len(self.files), "characters": len(self.text), "sha256": self.sha256}
-
-
-def normalize_newlines(text):
-    """CRLF and bare CR become ``\\n``; a leading BOM is dropped."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 # How much of a file is decoded at a time: the text never has to be in memory whole.
@@ -111,8 +105,8 @@ def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=None)
         codec = _codec_for(encoding, handle.read(4))
         handle.seek(0)
         decoder = codecs.getincrementaldecoder(codec)(errors=errors)
+        newlines = NewlineStream()  # the pieces' line ends normalized as one text's
         consumed = decoded = 0  # bytes given to the decoder, characters it returned
-        held_cr, at_start = "", True
         while True:
             try:
                 data = handle.read(chunk_bytes or CHUNK_BYTES)
@@ -122,14 +116,7 @@ def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=None)
             try:
                 text = decoder.decode(data, final=not data)
             except UnicodeDecodeError as error:
-                # error.start counts in (pending + data), after a BOM utf-8-sig strips in this call.
-                stripped = 3 if codec == "utf-8-sig" and first and (pending + data).startswith(_UTF8_BOM) else 0
-                offset = consumed - len(pending) + error.start + stripped
-                bad_byte = error.object[error.start : error.start + 1].hex()
-                raise TextgenError(
-                    f"{path} is not valid {'utf-8' if codec == 'utf-8-sig' else encoding}: byte 0x{bad_byte} at "
-                    f"offset {offset} (try --encoding latin-1 or --errors replace)"
-                ) from None
+                raise _decoding_error(path, encoding, codec, error, consumed, pending, first, data) from None
             except UnicodeError as error:  # a codec's own complaint about the stream as a whole
                 raise TextgenError(f"{path} is not valid {encoding}: {error}") from None
             consumed += len(data)
@@ -137,15 +124,21 @@ def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=None)
             if nul >= 0:
                 raise TextgenError(f"{path} looks binary, not text: NUL character at position {decoded + nul}")
             decoded += len(text)
-            if at_start and text:  # one more leading BOM goes, as normalize_newlines drops it
-                text, at_start = text.removeprefix("\ufeff"), False
-            text = held_cr + text
-            held_cr = "\r" if data and text.endswith("\r") else ""  # its LF may start the next piece
-            if held_cr:
-                text = text[:-1]
-            yield text.replace("\r\n", "\n").replace("\r", "\n")
+            yield newlines.piece(text, final=not data)
             if not data:
                 return
+
+
+def _decoding_error(path, encoding, codec, error, consumed, pending, first, data):
+    """The one line for a bad byte, at its offset in the file (as if the file had been decoded whole)."""
+    # error.start counts in (pending + data), after a BOM utf-8-sig strips in this call.
+    stripped = 3 if codec == "utf-8-sig" and first and (pending + data).startswith(_UTF8_BOM) else 0
+    offset = consumed - len(pending) + error.start + stripped
+    bad_byte = error.object[error.start : error.start + 1].hex()
+    return TextgenError(
+        f"{path} is not valid {'utf-8' if codec == 'utf-8-sig' else encoding}: byte 0x{bad_byte} at "
+        f"offset {offset} (try --encoding latin-1 or --errors replace)"
+    )
 
 
 def read_file(path, *, encoding="utf-8", errors="strict"):

@@ -104,7 +104,7 @@ def training_dataset(ids, *, seq_length, batch_size, seed, skip_batches=0, state
     lays the windows out as consecutive streams (see the module docstring).
 
     ``replicas``: (first, local, total) when training on several devices
-    (tf.distribute, training/distribution.py): this worker's replicas are
+    (tf.distribute, hardware/strategy.py): this worker's replicas are
     numbers first .. first + local - 1 of ``total``. Each global batch of
     ``batch_size`` windows (the same ones one device would train on) is cut into
     ``total`` row blocks, and this dataset yields the blocks of its replicas, one

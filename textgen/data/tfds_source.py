@@ -21,6 +21,7 @@ import os
 import re
 from pathlib import Path
 
+from textgen.data.newlines import normalize_newlines
 from textgen.errors import TextgenError
 from textgen.native_logs import quiet_native_logs, verbose
 
@@ -118,8 +119,6 @@ class TfdsSource:
     def pieces(self, errors="strict"):
         """The split's text in pieces: each record normalized and ended as the module docstring says."""
         import tensorflow_datasets as tfds
-
-        from textgen.data.corpus import normalize_newlines  # here: corpus.py imports this module
 
         feature = self.text_feature()
         try:

@@ -99,7 +99,7 @@ class WorkersAgree(keras.callbacks.Callback):
 
     def __init__(self, distribution, *, clocked_rate):
         super().__init__()
-        self.distribution = distribution  # training/distribution.py
+        self.distribution = distribution  # hardware/strategy.Distribution
         # Without a time budget the rate follows the step count, the same on every worker: no need to agree
         # on it (a gather per step cost 23% of two loopback workers' speed). Workers agree on having one.
         self.clocked_rate = clocked_rate

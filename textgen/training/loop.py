@@ -16,14 +16,17 @@ import platform
 import keras
 import tensorflow as tf
 
-from textgen import __version__
+from textgen.cluster import plan_distribution
 from textgen.data.dataset import training_dataset, validation_dataset
 from textgen.errors import TextgenError
+from textgen.hardware import cpu_threads
+from textgen.hardware.fused_rnn import FUSED_LAYERS, choose_training_path
+from textgen.hardware.precision import cpu_flags
+from textgen.hardware.strategy import start_distribution
 from textgen.model import build_model, compile_for_training
 from textgen.native_logs import quiet_native_logs
 from textgen.saved.layout import LOGS_DIRECTORY, MODEL_FILE, SAMPLES_LOGS
 from textgen.saved.saved_model import write_settings
-from textgen.training import cpu_threads
 from textgen.training.callbacks import (
     BestModel,
     EpochLog,
@@ -34,13 +37,11 @@ from textgen.training.callbacks import (
     WorkersAgree,
 )
 from textgen.training.checkpoints import Backup, RunState, fit_segments, restore
-from textgen.training.distribution import plan_distribution, start_distribution
-from textgen.training.fused_rnn import FUSED_LAYERS, choose_training_path
 from textgen.training.plan import TrainingResult
-from textgen.training.precision import cpu_flags
 from textgen.training.progress import ProgressLog
 from textgen.training.schedule import LearningRateDecay
 from textgen.training.tensorboard_logs import StepScalars, TextSamples
+from textgen.version import __version__
 
 # Validation at each epoch end scores at most this many windows of the held-out
 # tail (25,600 tokens at the default window: ~0.5 s here, where 2,048 windows
@@ -91,7 +92,7 @@ def _compiled_models(plan, precision, kernel):
     """The model to train and the plain model that is validated and saved.
 
     They are one model unless training is stateful (a fixed batch and a carried
-    state) or runs the fused layers (training/fused_rnn.py): then the plain
+    state) or runs the fused layers (hardware/fused_rnn.py): then the plain
     model is a twin made of Keras's own layers, with the same weights.
     """
     vocabulary_size, train_config = plan.text.tokenizer.vocabulary_size, plan.train

@@ -19,6 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from textgen.cluster import read_cluster
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig, training_configs
 from textgen.data.corpus import resolve_corpus_sources
 from textgen.data.training_text import prepare_training_text
@@ -30,7 +31,6 @@ from textgen.saved.keras_archive import expected_weights
 from textgen.saved.layout import SAVED_MODELS_DIRECTORY
 from textgen.saved.run_directory import RunDirectory, check_not_being_trained, writer_lock
 from textgen.saved.saved_model import load_saved_model
-from textgen.training.distribution import read_cluster
 from textgen.training.plan import RunPlan
 
 # What a resumed run may change; every other setting is the saved run's.

@@ -37,7 +37,7 @@ def threads_per_operation(cores):
 def configure_for_training(cores=None, *, fused_kernel=False):
     """Set TensorFlow's CPU thread pools for training, where still possible.
 
-    With the fused recurrent kernel (training/fused_rnn.py) the recurrent
+    With the fused recurrent kernel (hardware/fused_rnn.py) the recurrent
     layers run on oneDNN's own OpenMP threads over every core; TensorFlow then
     runs one operation at a time, since a second one waiting for work only
     competed with oneDNN's (2x256 LSTM, seq 100, 2 cores: 537 ms per step with

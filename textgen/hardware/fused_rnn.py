@@ -1,4 +1,4 @@
-"""Recurrent layers that train through oneDNN's fused kernel on a CPU (training/onednn.py).
+"""Recurrent layers that train through oneDNN's fused kernel on a CPU (hardware/onednn.py).
 
 ``LSTM``, ``GRU`` and ``SimpleRNN`` here are Keras's own layers with one
 change: in float32 or mixed_bfloat16, a whole sequence goes through one oneDNN
@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from textgen.errors import TextgenError
-from textgen.training.onednn import BIAS_GATES, OneDNN, RecurrentPrimitive, bfloat16_refusal, load_library
-from textgen.training.precision import has_native_bfloat16, resolve_precision
+from textgen.hardware.onednn import BIAS_GATES, OneDNN, RecurrentPrimitive, bfloat16_refusal, load_library
+from textgen.hardware.precision import has_native_bfloat16, resolve_precision
 
 _ONEDNN = None  # the engine and stream, made once per process
 _ONEDNN_LOCK = threading.Lock()

@@ -1,0 +1,1 @@
+"""The hardware a run trains on: precision, CPU threads, oneDNN's fused kernel, tf.distribute."""
