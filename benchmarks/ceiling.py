@@ -29,10 +29,10 @@ import time
 import numpy as np
 from machine import describe_cpu
 
-from textgen.hardware.onednn import _ANY, _ARGUMENTS, _BF16, _F32, OneDNN, aligned_empty, load_library
+from textgen.cells import CELLS
+from textgen.hardware.onednn import ANY, ARGUMENTS, BF16, F32, OneDNN, aligned_empty, load_library
 
 _PLAIN_2D = 3  # oneDNN's format tag "ab": row-major (rows, columns)
-GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
 EMBEDDING_DIM, VOCABULARY = 64, 65  # textgen's default embedding; tiny_shakespeare's characters
 
 
@@ -42,8 +42,8 @@ class MatrixProduct:
     def __init__(self, onednn, m, k, n, data_type):
         self.onednn = onednn
         source = onednn.memory_desc((m, k), _PLAIN_2D, data_type)
-        weights = onednn.memory_desc((k, n), _ANY, data_type)
-        destination = onednn.memory_desc((m, n), _PLAIN_2D, _F32)
+        weights = onednn.memory_desc((k, n), ANY, data_type)
+        destination = onednn.memory_desc((m, n), _PLAIN_2D, F32)
         self.descriptor = ctypes.c_void_p()
         create = onednn.library.dnnl_matmul_primitive_desc_create
         onednn.check(
@@ -52,7 +52,7 @@ class MatrixProduct:
         )
         self.implementation = onednn.implementation(self.descriptor)
         self.primitive = onednn.primitive(self.descriptor)
-        chosen = onednn.query_descriptor(self.descriptor, 255, _ARGUMENTS["weights_layer"])
+        chosen = onednn.query_descriptor(self.descriptor, 255, ARGUMENTS["weights_layer"])
         scratchpad = onednn.query_descriptor(self.descriptor, 136)
         self.memories = {
             "src": onednn.memory(source),
@@ -95,7 +95,7 @@ def products(cell, units, layers, batch, seq_length, vocabulary=VOCABULARY, embe
 
     A product is (m, k) @ (k, n); the per-step ones run seq_length times a step.
     """
-    gates, rows = GATES[cell], batch * seq_length
+    gates, rows = CELLS[cell].gates, batch * seq_length
     shapes = []
     for index in range(layers):
         inputs, columns = (embedding_dim if index == 0 else units), gates * units
@@ -118,7 +118,7 @@ def products(cell, units, layers, batch, seq_length, vocabulary=VOCABULARY, embe
 
 def ceiling(onednn, precision, work):
     """(chars/s, [(what, m, k, n, FLOPs per char, GFLOP/s, implementation)]) at ``precision``'s measured rates."""
-    data_type = {"float32": _F32, "bfloat16": _BF16}[precision]
+    data_type = {"float32": F32, "bfloat16": BF16}[precision]
     seconds_per_character, rows, measured = 0.0, [], {}
     for what, m, k, n, flops in work:
         if (m, k, n) not in measured:  # a shape met twice is measured once
@@ -149,7 +149,7 @@ def ceilings(cell, units, layers, batch, seq_length, vocabulary=VOCABULARY):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", default="lstm", choices=sorted(GATES))
+    parser.add_argument("--cell", default="lstm", choices=sorted(CELLS))
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)

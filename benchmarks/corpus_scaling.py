@@ -86,7 +86,8 @@ def store_against_memory(ids, rounds=3, steps=60):
     from textgen.config import ModelConfig
     from textgen.data.dataset import training_dataset
     from textgen.hardware import cpu_threads
-    from textgen.hardware.fused_rnn import FUSED_LAYERS, onednn_status
+    from textgen.hardware.fused_rnn import FUSED_LAYERS
+    from textgen.hardware.onednn import onednn_status
     from textgen.model import build_model, compile_for_training
 
     fused = onednn_status()[0] is not None

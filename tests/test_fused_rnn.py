@@ -14,8 +14,10 @@ from conftest import make_text, quiet, train_small
 
 from textgen.config import TrainConfig
 from textgen.errors import TextgenError
-from textgen.hardware.fused_rnn import FUSED_LAYERS, choose_kernel, choose_training_path, onednn_status
-from textgen.hardware.onednn import bfloat16_refusal, padded_row
+from textgen.hardware.fused_rnn import FUSED_LAYERS
+from textgen.hardware.kernel_choice import choose_kernel, choose_training_path
+from textgen.hardware.onednn import onednn_status, padded_row
+from textgen.hardware.onednn_rnn import bfloat16_refusal
 from textgen.hardware.precision import cpu_flags, has_native_bfloat16
 
 PLAIN_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
@@ -169,7 +171,7 @@ def test_onednn_refuses_bfloat16_on_an_avx2_cpu_and_the_run_says_so(tmp_path):
         "(oneDNN bfloat16 lstm primitive_desc_create failed with status 3); it needs AVX-512 BF16 or AMX"
     ]
     assert not (tmp_path / "saved_models" / "text").exists()
-    probe = "from textgen.hardware.fused_rnn import choose_kernel; print(choose_kernel('auto', precision='mixed_bfloat16', gpu_available=False, native_bfloat16=True))"  # noqa: E501
+    probe = "from textgen.hardware.kernel_choice import choose_kernel; print(choose_kernel('auto', precision='mixed_bfloat16', gpu_available=False, native_bfloat16=True))"  # noqa: E501
     run = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, timeout=120)
     assert run.stdout.startswith("('keras', \"note: the oneDNN kernel cannot train in mixed_bfloat16 here"), run.stderr
 
@@ -233,7 +235,7 @@ def test_the_bfloat16_kernel_is_as_close_to_float32_as_keras_own_bfloat16(cell, 
 
 @needs_bfloat16
 def test_the_bfloat16_kernel_reads_the_float32_variables_uncast(monkeypatch):
-    from textgen.training import fused_rnn
+    from textgen.hardware import fused_rnn
 
     seen = []
     forward = fused_rnn.FusedKernel.forward
@@ -249,10 +251,10 @@ def test_the_bfloat16_kernel_reads_the_float32_variables_uncast(monkeypatch):
 
 
 def test_a_missing_library_falls_back_with_one_line(monkeypatch, tmp_path):
-    from textgen.training import fused_rnn
+    from textgen.hardware import onednn
 
-    monkeypatch.setattr(fused_rnn, "_ONEDNN", None)
-    monkeypatch.setattr(fused_rnn, "load_library", lambda: (None, "the onednn-cpu-gomp package is not installed"))
+    monkeypatch.setattr(onednn, "_ONEDNN", None)
+    monkeypatch.setattr(onednn, "load_library", lambda: (None, "the onednn-cpu-gomp package is not installed"))
     kernel, note = choose_kernel("auto", precision="float32", gpu_available=False, native_bfloat16=False)
     assert kernel == "keras" and note.startswith("note: oneDNN's fused kernel is not available (the onednn")
     corpus = tmp_path / "text.txt"

@@ -16,9 +16,9 @@ recurrent kernel and bias exactly as Keras stores them in ``model.keras``.
 
 ``CELLS`` is the one registry of cells: the name a user types (``--cell lstm``)
 -> the Keras layer and cell classes (by name, so this module needs no Keras),
-how many state arrays the cell carries, how many gates its weights hold, and
-the NumPy cell above. The model builder, the archive reader and both engines
-read it.
+how many state arrays the cell carries, how many gates its weights hold, the
+NumPy cell above, and the oneDNN primitive that trains it on a CPU. The model
+builder, the archive reader, both engines and the fused kernel read it.
 """
 
 import dataclasses
@@ -150,15 +150,55 @@ class CellKind:
     states: int  # state arrays carried from step to step: (h,) or (h, c)
     gates: int  # blocks of `units` columns in each weight matrix
     numpy_cell: type  # the equations above
-    bias_rows: int = 1  # GRU (reset_after=True) keeps one bias row for x W and one for h U
+    bias_rows: int  # GRU (reset_after=True) keeps one bias row for x W and one for h U
+    # oneDNN's fused RNN primitive for this cell (hardware/onednn_rnn.py):
+    onednn_algorithm: str  # dnnl_{algorithm}_forward_primitive_desc_create
+    onednn_bias_gates: int  # blocks of `units` in its bias: lbr_gru has one more, the h U bias of c~
+    onednn_activation: str = None  # what vanilla_rnn must be told; the gated cells' are fixed
+
+    @property
+    def has_cell_state(self):
+        """The LSTM's c: a second state, kept float32 in every precision, and its gradient."""
+        return self.states == 2
 
 
 CELLS = {
     kind.name: kind
     for kind in (
-        CellKind("simple_rnn", "SimpleRNN", "SimpleRNNCell", states=1, gates=1, numpy_cell=SimpleRNNCell),
-        CellKind("lstm", "LSTM", "LSTMCell", states=2, gates=4, numpy_cell=LSTMCell),
-        CellKind("gru", "GRU", "GRUCell", states=1, gates=3, numpy_cell=GRUCell, bias_rows=2),
+        CellKind(
+            "simple_rnn",
+            "SimpleRNN",
+            "SimpleRNNCell",
+            states=1,
+            gates=1,
+            numpy_cell=SimpleRNNCell,
+            bias_rows=1,
+            onednn_algorithm="vanilla_rnn",
+            onednn_bias_gates=1,
+            onednn_activation="tanh",
+        ),
+        CellKind(
+            "lstm",
+            "LSTM",
+            "LSTMCell",
+            states=2,
+            gates=4,
+            numpy_cell=LSTMCell,
+            bias_rows=1,
+            onednn_algorithm="lstm",
+            onednn_bias_gates=4,
+        ),
+        CellKind(
+            "gru",
+            "GRU",
+            "GRUCell",
+            states=1,
+            gates=3,
+            numpy_cell=GRUCell,
+            bias_rows=2,
+            onednn_algorithm="lbr_gru",
+            onednn_bias_gates=4,
+        ),
     )
 }
 # The same cells by the class name a model.keras archive records.

@@ -27,29 +27,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from textgen.errors import TextgenError
-from textgen.hardware.onednn import BIAS_GATES, OneDNN, RecurrentPrimitive, bfloat16_refusal, load_library
-from textgen.hardware.precision import has_native_bfloat16, resolve_precision
-
-_ONEDNN = None  # the engine and stream, made once per process
-_ONEDNN_LOCK = threading.Lock()
+from textgen.cells import CELLS_BY_KERAS_LAYER
+from textgen.hardware.onednn import onednn_status
+from textgen.hardware.onednn_rnn import RecurrentPrimitive
 
 
-def onednn_status():
-    """(OneDNN or None, the reason it is missing)."""
-    global _ONEDNN
-    with _ONEDNN_LOCK:
-        if _ONEDNN is None:
-            library, reason = load_library()
-            if library is None:
-                return None, reason
-            _ONEDNN = OneDNN(library)
-    return _ONEDNN, None
-
-
-def _to_onednn_bias(cell, bias):
+def _to_onednn_bias(kind, bias):
     """Keras's bias -> oneDNN's: GRU (2, 3 units) rows for x W and h U -> u, r, c~ of x W + the h U of c~."""
-    if cell != "gru":
+    if kind.bias_rows == 1:
         return np.ascontiguousarray(bias)
     input_bias, recurrent_bias = np.split(bias, 2, axis=0)  # each (1, 3 * units): z, r, h parts
     units = bias.shape[1] // 3
@@ -57,9 +42,9 @@ def _to_onednn_bias(cell, bias):
     return np.ascontiguousarray(np.concatenate([summed, input_bias[0, 2 * units :], recurrent_bias[0, 2 * units :]]))
 
 
-def _to_keras_bias_gradient(cell, gradient):
+def _to_keras_bias_gradient(kind, gradient):
     """oneDNN's bias gradient -> Keras's layout (the inverse of _to_onednn_bias, for gradients)."""
-    if cell != "gru":
+    if kind.bias_rows == 1:
         return gradient
     units = gradient.shape[0] // 4
     update_reset, candidate, recurrent_candidate = (
@@ -82,8 +67,8 @@ class FusedKernel:
     gradients go back in float32; the conversions happen here, not in Keras.
     """
 
-    def __init__(self, cell):
-        self.cell = cell
+    def __init__(self, kind):
+        self.kind = kind  # a cells.CellKind
         self.primitives = {}  # (batch, time, input_dim, units, precision) -> RecurrentPrimitive
         self.saved = None  # the last forward pass's (primitive, arrays, padded kernels), for its backward pass
         self.lock = threading.Lock()
@@ -93,7 +78,7 @@ class FusedKernel:
         if key not in self.primitives:
             onednn, _ = onednn_status()
             self.primitives[key] = RecurrentPrimitive(
-                onednn, self.cell, batch=batch, time=time, input_dim=input_dim, units=units, precision=precision
+                onednn, self.kind, batch=batch, time=time, input_dim=input_dim, units=units, precision=precision
             )
         return self.primitives[key]
 
@@ -112,18 +97,18 @@ class FusedKernel:
                 "src_layer": primitive.reorder_sequence("src_layer", inputs, sequence_type),
                 "src_iter": np.array(initial_state[0], sequence_type),
                 **primitive.forward_weights(kernels),
-                "bias": np.array(_to_onednn_bias(self.cell, bias), np.float32),
+                "bias": np.array(_to_onednn_bias(self.kind, bias), np.float32),
                 "dst_layer": np.empty((time, batch, units), sequence_type),
                 "dst_iter": np.empty((batch, units), sequence_type),
                 "workspace": self._workspace(primitive.workspace_bytes),
             }
-            if self.cell == "lstm":  # c stays float32 in both precisions
+            if self.kind.has_cell_state:  # c stays float32 in both precisions
                 arrays["src_iter_c"] = np.array(initial_state[1], np.float32)
                 arrays["dst_iter_c"] = np.empty((batch, units), np.float32)
             primitive.forward(arrays)
             self.saved = (primitive, arrays, kernels, [state.dtype for state in initial_state])
         # Copies go to TensorFlow, which may reuse an output's memory; the backward pass reads these.
-        states = [arrays["dst_iter"]] + ([arrays["dst_iter_c"]] if self.cell == "lstm" else [])
+        states = [arrays["dst_iter"]] + ([arrays["dst_iter_c"]] if self.kind.has_cell_state else [])
         states = [np.array(state, initial.dtype) for state, initial in zip(states, initial_state)]
         return [primitive.reorder_sequence("dst_layer", arrays["dst_layer"], sequence_type), *states]  # batch first
 
@@ -150,14 +135,14 @@ class FusedKernel:
                     # oneDNN adds the weight gradients to what these hold.
                     "diff_weights_layer": np.zeros(kernels["weights_layer"].shape, np.float32),  # padded like them
                     "diff_weights_iter": np.zeros(kernels["weights_iter"].shape, np.float32),
-                    "diff_bias": np.zeros(BIAS_GATES[self.cell] * units, np.float32),
+                    "diff_bias": np.zeros(self.kind.onednn_bias_gates * units, np.float32),
                 }
             )
-            if self.cell == "lstm":
+            if self.kind.has_cell_state:
                 arrays["diff_dst_iter_c"] = np.asarray(state_gradients[1], np.float32, order="C")
                 arrays["diff_src_iter_c"] = np.empty((batch, units), np.float32)
             primitive.backward(arrays)
-        state_gradients = [arrays["diff_src_iter"]] + ([arrays["diff_src_iter_c"]] if self.cell == "lstm" else [])
+        state_gradients = [arrays["diff_src_iter"]] + ([arrays["diff_src_iter_c"]] if self.kind.has_cell_state else [])
         weight_gradients = [
             np.ascontiguousarray(arrays[name][:, : primitive.gate_columns])
             for name in ("diff_weights_layer", "diff_weights_iter")
@@ -165,7 +150,7 @@ class FusedKernel:
         return [
             primitive.reorder_sequence("diff_src_layer", arrays["diff_src_layer"], forward["src_layer"].dtype),
             *weight_gradients,
-            _to_keras_bias_gradient(self.cell, arrays["diff_bias"]),
+            _to_keras_bias_gradient(self.kind, arrays["diff_bias"]),
             *[np.asarray(gradient, dtype) for gradient, dtype in zip(state_gradients, state_types)],
         ]
 
@@ -218,11 +203,10 @@ def float32_variables():
 class _Fused:
     """What the three layers share: inner_loop takes the fused path when it can."""
 
-    cell_name = None
-
     def fused_kernel(self):
         if getattr(self, "_fused_kernel", None) is None:
-            self._fused_kernel = FusedKernel(self.cell_name)
+            # The class is named as Keras's layer, so the registry knows its cell by that name.
+            self._fused_kernel = FusedKernel(CELLS_BY_KERAS_LAYER[type(self).__name__])
         return self._fused_kernel
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
@@ -246,78 +230,16 @@ class _Fused:
 # Named as Keras's layers on purpose: Keras names a layer's weights after its class,
 # so these layers' weight files (backups) are the plain layers' weight files.
 class LSTM(_Fused, keras.layers.LSTM):
-    cell_name = "lstm"
+    """Keras's LSTM, trained through oneDNN's dnnl_lstm."""
 
 
 class GRU(_Fused, keras.layers.GRU):
-    cell_name = "gru"
+    """Keras's GRU, trained through oneDNN's dnnl_lbr_gru."""
 
 
 class SimpleRNN(_Fused, keras.layers.SimpleRNN):
-    cell_name = "simple_rnn"
+    """Keras's SimpleRNN, trained through oneDNN's dnnl_vanilla_rnn."""
 
 
-FUSED_LAYERS = {layer.cell_name: layer for layer in (LSTM, GRU, SimpleRNN)}
-
-
-# The policies the fused kernel trains in, by Keras's name -> the kernel's precision.
-KERNEL_PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
-
-
-def choose_kernel(requested, *, precision, gpu_available, native_bfloat16):
-    """Whether training uses the fused layers, and a line saying why not where a user may wonder.
-
-    ``native_bfloat16``: the CPU computes bfloat16 itself (AVX-512 BF16 or AMX). Without
-    it, oneDNN either refuses a bfloat16 primitive (AVX2) or emulates it slowly.
-
-    Returns:
-        ("onednn" or "keras", note or None).
-
-    Raises:
-        TextgenError: ``--kernel onednn`` with a precision it cannot train in here.
-    """
-    if requested == "keras":
-        return "keras", None
-    if gpu_available:  # Keras's layers run cuDNN's fused kernel there
-        return "keras", None if requested == "auto" else "the oneDNN kernel is for CPUs; on a GPU training uses cuDNN"
-    if precision not in KERNEL_PRECISIONS:
-        if requested == "onednn":
-            raise TextgenError(
-                f"--kernel onednn trains in {' or '.join(KERNEL_PRECISIONS)}, not {precision}; "
-                "use --kernel keras or another --precision"
-            )
-        return "keras", None
-    onednn, reason = onednn_status()
-    if onednn is None:
-        return "keras", f"note: oneDNN's fused kernel is not available ({reason}); training uses Keras's layers"
-    if KERNEL_PRECISIONS[precision] == "bfloat16":
-        refusal = bfloat16_refusal(onednn) if native_bfloat16 else "this CPU has neither AVX-512 BF16 nor AMX"
-        if refusal:
-            if requested == "onednn":
-                raise TextgenError(f"--kernel onednn cannot train in {precision} here: {refusal}")
-            return (
-                "keras",
-                f"note: the oneDNN kernel cannot train in {precision} here ({refusal}); training uses Keras's layers",
-            )
-    return "onednn", None
-
-
-def choose_training_path(train_config, *, gpu_available, flags):
-    """(precision, kernel, note or None): the dtype policy and recurrent kernel a run trains with.
-
-    ``--precision auto`` follows precision.AUTO_PRECISION for the CPU's class. Its
-    bfloat16 is the fused kernel's: where that kernel cannot train in bfloat16 (no
-    oneDNN, ``--kernel keras``), auto trains in float32 instead, which through the
-    kernel was faster than bfloat16 through Keras's layers on every CPU measured.
-    """
-    native = has_native_bfloat16(flags)
-    precision = resolve_precision(train_config.precision, gpu_available=gpu_available, flags=flags)
-    kernel, note = choose_kernel(
-        train_config.kernel, precision=precision, gpu_available=gpu_available, native_bfloat16=native
-    )
-    if train_config.precision == "auto" and precision == "mixed_bfloat16" and kernel != "onednn":
-        precision = "float32"
-        kernel, note = choose_kernel(
-            train_config.kernel, precision=precision, gpu_available=gpu_available, native_bfloat16=native
-        )
-    return precision, kernel, note
+# By the name users type (--cell lstm).
+FUSED_LAYERS = {CELLS_BY_KERAS_LAYER[layer.__name__].name: layer for layer in (LSTM, GRU, SimpleRNN)}

@@ -32,7 +32,7 @@ def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
 # 2x256 LSTM, seq 100, batch 64, each figure a process of its own (benchmarks/train_throughput.py,
 # chars/s; benchmarks/time_to_quality.py: held-out nats/char after 95 s on tiny_shakespeare).
 # Auto's bfloat16 is the fused kernel's: where it cannot run, auto trains in float32
-# (hardware/fused_rnn.choose_training_path).
+# (hardware/kernel_choice.choose_training_path).
 AUTO_PRECISION = {
     # Intel Xeon, 2 cores: one LSTM layer 256 -> 256 forward + backward through oneDNN in
     # bfloat16 on AMX 26.0 ms, float32 79.9 ms (3.1x); the float32 kernel trained at 30.4k

@@ -20,7 +20,8 @@ from textgen.cluster import plan_distribution
 from textgen.data.dataset import training_dataset, validation_dataset
 from textgen.errors import TextgenError
 from textgen.hardware import cpu_threads
-from textgen.hardware.fused_rnn import FUSED_LAYERS, choose_training_path
+from textgen.hardware.fused_rnn import FUSED_LAYERS
+from textgen.hardware.kernel_choice import choose_training_path
 from textgen.hardware.precision import cpu_flags
 from textgen.hardware.strategy import start_distribution
 from textgen.model import build_model, compile_for_training
