@@ -1,7 +1,8 @@
 """Backpropagation through time for a one-layer SimpleRNN language model, in NumPy.
 
-textgen trains with Keras; this file is for reading. It is the whole training
-math of the simplest recurrent network, written out, and the tests check it
+textgen trains with Keras; this file is for reading (examples/, not the package).
+It is the whole training math of the simplest recurrent network, written out,
+and tests/test_example_simple_rnn_backprop.py checks it
 against finite differences and against TensorFlow's own gradients. The
 weights have Keras's layout, so they are the same numbers a Keras model holds.
 

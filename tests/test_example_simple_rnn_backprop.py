@@ -1,11 +1,18 @@
-"""The NumPy BPTT against finite differences and against TensorFlow's gradients."""
+"""examples/simple_rnn_backprop.py: the NumPy BPTT against finite differences and TensorFlow's gradients."""
+
+import importlib.util
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from textgen.training import simple_rnn_backprop as bptt
+# The example is a file to read, not part of the package: loaded from its path.
+_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "simple_rnn_backprop.py"
+_SPEC = importlib.util.spec_from_file_location("simple_rnn_backprop", _EXAMPLE)
+bptt = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bptt)
 
 
 @pytest.fixture
