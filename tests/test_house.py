@@ -31,6 +31,7 @@ FLOORS = {
     "textgen.metrics": 1,
     "textgen.native_logs": 1,
     "textgen.cluster": 1,
+    "textgen.engine_registry": 1,
     "textgen.config": 2,
     "textgen.data": 3,
     "textgen.saved": 3,

@@ -8,7 +8,7 @@ from conftest import make_text
 
 from textgen.config import CorpusConfig, TokenizerConfig
 from textgen.data import corpus as corpus_module
-from textgen.data import token_store
+from textgen.data import token_file, token_store
 from textgen.data.corpus import read_corpus, resolve_sources
 from textgen.data.tokenizer import CharTokenizer, WordTokenizer
 from textgen.errors import TextgenError
@@ -44,7 +44,7 @@ def test_the_store_holds_what_encoding_the_whole_text_gives(tmp_path, cache, mon
     corpus, tokenizer, ids = open_store(paths)
     assert tokenizer.vocabulary == expected_tokenizer.vocabulary  # same order, ties included
     np.testing.assert_array_equal(ids, expected_tokenizer.encode(whole.text))
-    assert ids.dtype == np.uint8 and isinstance(ids, token_store.TokenFile)
+    assert ids.dtype == np.uint8 and isinstance(ids, token_file.TokenFile)
     assert (corpus.sha256, corpus.characters, corpus.name) == (whole.sha256, len(whole.text), whole.name)
 
 
@@ -121,7 +121,7 @@ def test_an_unwritable_cache_still_trains_from_a_temporary_store(tmp_path, monke
 def test_a_token_file_reads_slices_and_windows_by_position(tmp_path):
     values = np.arange(1000, dtype=np.uint16) * 7
     values.tofile(tmp_path / "ids.bin")
-    ids = token_store.TokenFile(tmp_path / "ids.bin", np.uint16)
+    ids = token_file.TokenFile(tmp_path / "ids.bin", np.uint16)
     assert len(ids) == 1000
     head, tail = ids[:900], ids[900:]
     assert len(head) == 900 and len(tail) == 100

@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import textgen
 from textgen.generation.generator import load
 from textgen.training.checkpoints import RunState, fit_segments
+from textgen.training.plan import RunShape
 from textgen.training.schedule import COOLDOWN_FRACTION, LearningRateDecay, schedule_factor
 
 
@@ -147,10 +148,12 @@ def test_sigint_stops_cleanly_and_keeps_the_model(tmp_path):
 
 
 def test_fit_segments_finish_the_partial_epoch_first():
-    assert fit_segments(0, 10, 3) == [(0, 3, 10, 0)]
-    assert fit_segments(14, 10, 3) == [(1, 2, 6, 14), (2, 3, 10, 20)]
-    assert fit_segments(20, 10, 3) == [(2, 3, 10, 20)]
-    assert fit_segments(26, 10, 3) == [(2, 3, 4, 26)]
+    shape = RunShape(steps_per_epoch=10, epochs=3, characters_per_token=1.0, characters_per_batch=640.0)
+    assert shape.total_steps == 30
+    assert fit_segments(0, shape) == [(0, 3, 10, 0)]
+    assert fit_segments(14, shape) == [(1, 2, 6, 14), (2, 3, 10, 20)]
+    assert fit_segments(20, shape) == [(2, 3, 10, 20)]
+    assert fit_segments(26, shape) == [(2, 3, 4, 26)]
 
 
 @pytest.mark.parametrize("stateful", [False, True])

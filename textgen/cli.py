@@ -7,7 +7,6 @@ imports (NumPy, TensorFlow) happen inside the command bodies, so ``textgen
 exit code 1; click's usage errors exit with 2.
 """
 
-import dataclasses
 import errno
 import json
 import os
@@ -16,68 +15,14 @@ import sys
 
 import click
 
-from textgen.config import TRAINING_SETTINGS, SamplingConfig, parse_duration
+from textgen.cli_options import given_options, settings_options
+from textgen.config import TRAINING_SETTINGS, SamplingConfig
 from textgen.errors import TextgenError
+from textgen.metrics import epoch_line, judged_loss
 from textgen.native_logs import VERBOSE_VARIABLE
-from textgen.settings import flag_name, rule_of
 
 # The shell's convention: 128 + the signal's number.
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
-
-
-class Duration(click.ParamType):
-    """A time budget such as 90s, 10m or 1h, in seconds."""
-
-    name = "DURATION"
-
-    def convert(self, value, param, context):
-        try:
-            return parse_duration(value)
-        except TextgenError as error:
-            self.fail(str(error), param, context)
-
-
-def _click_option(field):
-    """The click option of one settings field: ``--seq-length``, its type, default and help."""
-    rule, flag = rule_of(field), f"--{flag_name(field)}"
-    help_text = rule.help + (f" [default: {rule.default_help}]" if rule.default_help else "")
-    options = {"help": help_text, "default": field.default, "show_default": field.default not in (None, (), "")}
-    if rule.boolean and rule.negative_flag:
-        return click.option(f"{flag}/{rule.negative_flag}", field.name, **options)
-    if rule.boolean:
-        return click.option(flag, field.name, is_flag=True, **{**options, "show_default": False})
-    if rule.parse is parse_duration:
-        options["type"] = Duration()
-    elif rule.choices is not None:
-        options["type"] = click.Choice(rule.choices)
-    elif rule.integer is not None:
-        options["type"] = int
-    elif rule.interval is not None:
-        options["type"] = float
-    elif isinstance(field.default, tuple):
-        options["multiple"] = True
-    return click.option(flag, field.name, **options)
-
-
-def settings_options(*config_classes):
-    """Decorate a command with an option for every command-line field of these settings classes."""
-    fields = [field for cls in config_classes for field in dataclasses.fields(cls) if rule_of(field).option]
-
-    def decorate(command):
-        for field in reversed(fields):  # click lists options in the order they are applied, last first
-            command = _click_option(field)(command)
-        return command
-
-    return decorate
-
-
-def _given(context, values):
-    """The options the user typed, without click's defaults: the library fills in the rest."""
-    return {
-        name: value
-        for name, value in values.items()
-        if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
-    }
 
 
 class Terminated(KeyboardInterrupt):
@@ -185,7 +130,7 @@ def train(context, corpus, name, overwrite, resume, base, drop_unknown, **settin
         base=base,
         drop_unknown=drop_unknown,
         progress_bar=sys.stdout.isatty(),
-        **_given(context, settings),
+        **given_options(context, settings),
     )
     if not resume and result.directory is not None:  # None: a cluster worker, not the chief
         click.echo(f"sample from it: textgen sample {result.directory}")
@@ -304,15 +249,9 @@ def info(model, output_format):
         click.echo(f"  {report['resume']}")
     for run in sorted({epoch.get("run", 1) for epoch in report["metrics"]}):
         epochs = [epoch for epoch in report["metrics"] if epoch.get("run", 1) == run]
-        best = min(epoch.get("val_loss", epoch["loss"]) for epoch in epochs)
+        best = min(judged_loss(epoch) for epoch in epochs)
         click.echo(
             f"run {run}: {len(epochs)} epoch(s) to global step {epochs[-1]['global_step']:,}, best loss {best:.4f}"
         )
     for epoch in report["metrics"]:
-        prefix = "val_" if "val_loss" in epoch else ""
-        held_out = f", val_loss {epoch['val_loss']:.4f}" if prefix else ""
-        click.echo(
-            f"epoch {epoch['epoch']}: loss {epoch['loss']:.4f}{held_out}, "
-            f"{epoch[prefix + 'bits_per_character']:.3f} bits/char, "
-            f"{epoch['characters_per_second']:,.0f} chars/s, global_step {epoch['global_step']:,}"
-        )
+        click.echo(epoch_line(epoch, while_training=False))

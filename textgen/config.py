@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from textgen.cells import CELLS
 from textgen.cluster import parse_devices
+from textgen.engine_registry import ENGINES
 from textgen.errors import TextgenError
 from textgen.settings import Settings, check_integer, setting
 
@@ -190,10 +191,6 @@ class TrainConfig(Settings):
             return self.epochs
         return max(1, -(-AUTO_EPOCH_STEPS // steps_per_epoch))
 
-    def total_steps(self, steps_per_epoch):
-        """Optimizer steps in the whole run, if neither the time budget nor patience ends it first."""
-        return self.epochs_for(steps_per_epoch) * steps_per_epoch
-
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig(Settings):
@@ -220,7 +217,7 @@ class SamplingConfig(Settings):
     engine: str = setting(
         "auto",
         "numpy: instant start; keras: compiled TensorFlow step, for GPUs and big batches; auto: numpy.",
-        choices=("auto", "numpy", "keras"),
+        choices=("auto", *ENGINES),
     )
 
     def check(self):

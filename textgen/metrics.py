@@ -20,3 +20,20 @@ def loss_metrics(loss, characters_per_token):
         "perplexity": math.exp(min(loss, _LARGEST_EXPONENT)),
         "bits_per_character": loss / math.log(2) / characters_per_token,
     }
+
+
+def judged_loss(record):
+    """The loss a model is judged by: on held-out text when there is some, else on the training text."""
+    return float(record.get("val_loss", record.get("loss", math.nan)))
+
+
+def epoch_line(record, *, while_training):
+    """One epoch's record (metrics.json) as the line training prints, or the one ``textgen info`` lists."""
+    prefix = "val_" if "val_loss" in record else ""  # the held-out figures where there are some
+    head = f"epoch {record['epoch']}: loss {record['loss']:.4f}"
+    head += f", val_loss {record['val_loss']:.4f}" if prefix else ""
+    bits, speed = f"{record[prefix + 'bits_per_character']:.3f} bits/char", record["characters_per_second"]
+    if while_training:
+        perplexity = f"perplexity {record[prefix + 'perplexity']:.5g}"
+        return f"{head} ({perplexity}, {bits}), {speed:,.0f} chars/s{', saved' if record['saved'] else ''}"
+    return f"{head}, {bits}, {speed:,.0f} chars/s, global_step {record['global_step']:,}"

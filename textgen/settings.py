@@ -72,9 +72,14 @@ def setting(default, help, **rule):
     return dataclasses.field(default=default, metadata={"rule": Rule(help, **rule)})
 
 
+def option_name(name):
+    """How users spell a setting: ``seq_length`` -> ``seq-length`` (``--seq-length``)."""
+    return name.replace("_", "-")
+
+
 def flag_name(field):
-    """How users spell a field: ``seq_length`` -> ``seq-length`` (``--seq-length``)."""
-    return field.name.replace("_", "-")
+    """How users spell a field (a dataclasses.Field): its ``option_name``."""
+    return option_name(field.name)
 
 
 def rule_of(field):

@@ -1,7 +1,7 @@
 """Token ids -> tf.data batches of (inputs, targets), the targets shifted by one.
 
 The corpus lives once, as token ids in memory or in the token store's file
-(token_store.TokenFile, read by position). A batch is a set of window start positions, and the
+(token_file.TokenFile, read by position). A batch is a set of window start positions, and the
 windows are gathered only when the batch is made: no one-hot tensors, no copy
 of the corpus per window, no copy of the corpus in the graph.
 
@@ -22,7 +22,7 @@ Everything derives from one seed, so a run is reproducible.
 import numpy as np
 import tensorflow as tf
 
-from textgen.data.token_store import TokenFile
+from textgen.data.token_file import TokenFile
 from textgen.data.windows import steps_per_epoch, training_windows, validation_windows
 from textgen.errors import TextgenError
 

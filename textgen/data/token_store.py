@@ -17,7 +17,6 @@ directory for the run.
 """
 
 import atexit
-import collections
 import dataclasses
 import hashlib
 import json
@@ -27,11 +26,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from textgen.data.corpus import iter_corpus_text
 from textgen.data.tfds_source import TfdsSource
-from textgen.data.tokenizer import TOKENIZERS, WordTokenizer, tokenizer_from_dict
+from textgen.data.token_counts import COUNTS
+from textgen.data.token_file import TokenFile, id_dtype
+from textgen.data.tokenizer import TOKENIZERS, tokenizer_from_dict
 from textgen.errors import TextgenError
 
 CACHE_VARIABLE = "TEXTGEN_CACHE"
@@ -65,55 +64,6 @@ class StoredCorpus:
         return {**summary, "read_from": read_from}
 
 
-class TokenFile:
-    """Token ids in a file, read by position: a window, a slice, never the whole file unless asked.
-
-    Why not a memory map: every page a map touches counts as the process's
-    memory, and the kernel maps about 16 neighbouring pages per touch. Training
-    touches windows at random, so after one epoch the whole file would be
-    resident (0.5 GB after 12,800 windows of a 1 GB store). ``os.pread`` reads
-    only the bytes asked for, into the page cache, which the kernel owns.
-
-    ``ids[a:b]`` is a TokenFile of that stretch (no read); ``numpy.asarray(ids)``
-    reads it; ``ids[i]`` reads one id; ``ids.windows(starts, width)`` reads (batch, width) rows.
-    """
-
-    def __init__(self, path, dtype, start=0, stop=None, *, handle=None):
-        self.path, self.dtype = Path(path), np.dtype(dtype)
-        self._handle = handle or open(path, "rb", buffering=0)  # shared by every slice
-        tokens = os.fstat(self._handle.fileno()).st_size // self.dtype.itemsize
-        self._start, self._stop = start, tokens if stop is None else stop
-
-    def __len__(self):
-        return self._stop - self._start
-
-    def __getitem__(self, part):
-        if isinstance(part, (int, np.integer)):  # one id
-            position = range(len(self))[part]  # negative positions count from the end; IndexError past it
-            return self._read(position, 1)[0]
-        if not isinstance(part, slice) or part.step not in (None, 1):
-            raise TypeError("a TokenFile is read by [position] or [start:stop]; use windows() for many positions")
-        start, stop, _ = part.indices(len(self))
-        return TokenFile(
-            self.path, self.dtype, self._start + start, self._start + max(start, stop), handle=self._handle
-        )
-
-    def _read(self, first, count):
-        data = os.pread(self._handle.fileno(), count * self.dtype.itemsize, (self._start + first) * self.dtype.itemsize)
-        return np.frombuffer(data, dtype=self.dtype)
-
-    def __array__(self, dtype=None, copy=None):
-        array = self._read(0, len(self))
-        return array if dtype is None else array.astype(dtype)
-
-    def windows(self, starts, width):
-        """(batch, width) int32: row i is the ``width`` ids from position ``starts[i]``."""
-        rows = np.empty((len(starts), width), dtype=np.int32)
-        for row, start in enumerate(starts):
-            rows[row] = self._read(int(start), width)
-        return rows
-
-
 def _writable_stores():
     """The cache's tokens/ directory; where it cannot be made (a read-only home), one for this process only."""
     stores = cache_directory() / "tokens"
@@ -126,13 +76,25 @@ def _writable_stores():
         return fallback
 
 
-def _id_dtype(vocabulary_size):
-    return np.uint8 if vocabulary_size <= 1 << 8 else np.uint16 if vocabulary_size <= 1 << 16 else np.uint32
+DROP_HINT = "; pass --drop-unknown to leave them out"
 
 
-def _key(files, corpus_config, tokenizer_config, tokenizer, drop_unknown):
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """What a store is built from: the files, how they are read, and how their text is tokenized."""
+
+    files: tuple  # corpus.resolve_sources's files (paths and tfds: sources)
+    corpus_config: object  # config.CorpusConfig: encoding, errors
+    tokenizer_config: object  # config.TokenizerConfig
+    tokenizer: object = None  # a resumed or fine-tuned run's, used as it is
+    drop_unknown: bool = False  # with ``tokenizer``: leave out the characters it lacks
+    unknown_hint: str = DROP_HINT  # ends the refusal when it lacks some and may not drop them
+
+
+def _key(request):
+    """(the store's directory name, the sources' fingerprints, their sizes in bytes)."""
     sources, sizes = [], []
-    for path in files:
+    for path in request.files:
         if isinstance(path, TfdsSource):  # the dataset's prepared files stand for it: [name, size, mtime] each
             sources.append(path.fingerprint())
             sizes.append(sum(size for _, size, _ in sources[-1][2:]))
@@ -143,80 +105,27 @@ def _key(files, corpus_config, tokenizer_config, tokenizer, drop_unknown):
     settings = {
         "version": STORE_VERSION,
         "sources": sources,
-        "encoding": corpus_config.encoding,
-        "errors": corpus_config.errors,
-        "tokenizer": tokenizer_config.to_dict(),
-        "given": None if tokenizer is None else tokenizer.to_dict(),
-        "drop_unknown": drop_unknown,
+        "encoding": request.corpus_config.encoding,
+        "errors": request.corpus_config.errors,
+        "tokenizer": request.tokenizer_config.to_dict(),
+        "given": None if request.tokenizer is None else request.tokenizer.to_dict(),
+        "drop_unknown": request.drop_unknown,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32], sources, sizes
 
 
-class _CharacterCounts:
-    """Characters counted in NumPy (a Counter took 5 of the 6 seconds a 100 MB store took to build).
-
-    Keeps the order in which characters first appear, which breaks ties in the
-    vocabulary's order exactly as ``Tokenizer.fit`` does on the whole text.
-    """
-
-    def __init__(self):
-        self.counts = np.zeros(128, np.int64)  # by code point
-        self.order = []  # code points, in order of first appearance
-        self.seen = set()
-
-    def add(self, piece):
-        code_points = np.frombuffer(piece.encode("utf-32-le"), dtype=np.uint32)  # (characters,)
-        binned = np.bincount(code_points)
-        if len(binned) > len(self.counts):
-            self.counts = np.concatenate([self.counts, np.zeros(len(binned) - len(self.counts), np.int64)])
-        self.counts[: len(binned)] += binned
-        if any(int(code) not in self.seen for code in np.flatnonzero(binned)):
-            present, first = np.unique(code_points, return_index=True)  # only where new characters appear
-            for code in present[np.argsort(first)]:
-                if int(code) not in self.seen:
-                    self.seen.add(int(code))
-                    self.order.append(int(code))
-
-    def merge(self, other):
-        for code in other.order:
-            if code not in self.seen:
-                self.seen.add(code)
-                self.order.append(code)
-        if len(other.counts) > len(self.counts):
-            self.counts = np.concatenate([self.counts, np.zeros(len(other.counts) - len(self.counts), np.int64)])
-        self.counts[: len(other.counts)] += other.counts
-
-    def counter(self):
-        """A ``Counter`` of characters in first-seen order, as ``Tokenizer.from_counts`` takes it."""
-        return collections.Counter({chr(code): int(self.counts[code]) for code in self.order})
-
-
-class _WordCounts:
-    """Word-level token counts, in first-seen order (a Counter keeps the order keys arrive in)."""
-
-    def __init__(self):
-        self.counts = collections.Counter()
-
-    def add(self, piece):
-        self.counts.update(WordTokenizer.split(piece))
-
-    def counter(self):
-        return self.counts
-
-
-def _scan(files, corpus_config, tokenizer_config):
+def _scan(request):
     """Pass 1: the corpus's token counts, in first-seen order, its text streamed in token-aligned pieces."""
-    counts = _CharacterCounts() if tokenizer_config.level == "char" else _WordCounts()
-    for piece in TOKENIZERS[tokenizer_config.level].token_aligned(iter_corpus_text(files, corpus_config)):
-        counts.add(piece.lower() if tokenizer_config.lowercase else piece)
+    level, lowercase = request.tokenizer_config.level, request.tokenizer_config.lowercase
+    counts = COUNTS[level]()
+    for piece in TOKENIZERS[level].token_aligned(iter_corpus_text(request.files, request.corpus_config)):
+        counts.add(piece.lower() if lowercase else piece)
     return counts.counter()
 
 
-DROP_HINT = "; pass --drop-unknown to leave them out"
-
-
-def _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown, unknown_hint=DROP_HINT):
+def _tokenizer_for(counts, request):
     """The run's tokenizer (fitted to the counts, or the given one) and the characters to drop."""
+    tokenizer_config, tokenizer = request.tokenizer_config, request.tokenizer
     if tokenizer is None:
         fitted = TOKENIZERS[tokenizer_config.level].from_counts(
             counts,
@@ -228,20 +137,21 @@ def _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown, unknown_hi
     if tokenizer.unknown_token is not None:
         return tokenizer, ""
     unknown = [character for character in counts if character not in tokenizer.vocabulary]
-    if unknown and not drop_unknown:
+    if unknown and not request.drop_unknown:
         shown = ", ".join(repr(character) for character in unknown[:10])
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise TextgenError(
-            f"{len(unknown)} characters of the corpus are not in the model's vocabulary: {shown}{more}{unknown_hint}"
+            f"{len(unknown)} characters of the corpus are not in the model's vocabulary: {shown}{more}"
+            + request.unknown_hint
         )
     return tokenizer, "".join(unknown)
 
 
-def _encode(files, corpus_config, tokenizer, dropped, ids_path):
+def _encode(request, tokenizer, dropped, ids_path):
     """Pass 2: the corpus's text, in token-aligned pieces, into ids_path; (characters, tokens, sha256 of the text)."""
-    digest, characters, tokens, dtype = hashlib.sha256(), 0, 0, _id_dtype(tokenizer.vocabulary_size)
+    digest, characters, tokens, dtype = hashlib.sha256(), 0, 0, id_dtype(tokenizer.vocabulary_size)
     drop = {ord(character): None for character in dropped}
-    pieces = iter_corpus_text(files, corpus_config)
+    pieces = iter_corpus_text(request.files, request.corpus_config)
     if drop:
         pieces = (piece.translate(drop) for piece in pieces)
     with open(ids_path, "wb") as handle:
@@ -266,13 +176,14 @@ def open_token_store(
     characters it lacks; ``unknown_hint`` ends the refusal when it lacks some and may not drop them).
     """
     files, name = resolved
-    key, sources, sizes = _key(files, corpus_config, tokenizer_config, tokenizer, drop_unknown)
+    request = _Request(tuple(files), corpus_config, tokenizer_config, tokenizer, drop_unknown, unknown_hint)
+    key, sources, sizes = _key(request)
     directory = _writable_stores() / key
     if not (directory / "manifest.json").is_file():
-        _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources, unknown_hint)
+        _build(directory, request, sources)
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     tokenizer = tokenizer_from_dict(manifest["tokenizer"])
-    ids = TokenFile(directory / "ids.bin", _id_dtype(tokenizer.vocabulary_size))
+    ids = TokenFile(directory / "ids.bin", id_dtype(tokenizer.vocabulary_size))
     if len(ids) != manifest["tokens"]:
         shutil.rmtree(directory, ignore_errors=True)
         raise TextgenError(f"the token store {directory} was damaged and is removed; run again to rebuild it")
@@ -282,13 +193,14 @@ def open_token_store(
     return corpus, tokenizer, ids
 
 
-def _build(directory, files, corpus_config, tokenizer_config, tokenizer, drop_unknown, sources, unknown_hint):
-    counts = _scan(files, corpus_config, tokenizer_config)
-    tokenizer, dropped = _tokenizer_for(counts, tokenizer_config, tokenizer, drop_unknown, unknown_hint)
+def _build(directory, request, sources):
+    """Both passes into a staging directory, renamed into place only when whole."""
+    counts = _scan(request)
+    tokenizer, dropped = _tokenizer_for(counts, request)
     staging = directory.with_name(f".{directory.name}-{secrets.token_hex(4)}")  # whole or not at all
     staging.mkdir()
     try:
-        characters, tokens, sha256 = _encode(files, corpus_config, tokenizer, dropped, staging / "ids.bin")
+        characters, tokens, sha256 = _encode(request, tokenizer, dropped, staging / "ids.bin")
         manifest = {
             "version": STORE_VERSION,
             "sources": sources,

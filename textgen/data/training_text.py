@@ -22,7 +22,7 @@ class TrainingText:
 
     corpus: object  # token_store.StoredCorpus: what is known of the corpus (the text stays on disk)
     tokenizer: object  # tokenizer.Tokenizer
-    train_ids: object  # (train_tokens,) a token_store.TokenFile slice (on disk), or an int32 array
+    train_ids: object  # (train_tokens,) a token_file.TokenFile slice (on disk), or an int32 array
     validation_ids: np.ndarray  # (validation_tokens,) likewise
 
     @property

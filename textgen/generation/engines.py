@@ -6,26 +6,16 @@
     vocabulary_size
 
 The sampler, beam search and evaluation only ever call these, so they never
-know which engine they have. ``ENGINES`` is the registry, by the name users
-give to ``--engine``; each engine is imported only when asked for, so the
-NumPy one never loads TensorFlow.
+know which engine they have. ``ENGINES`` (textgen/engine_registry.py) is the
+registry, by the name users give to ``--engine``; each engine is imported only
+when asked for, so the NumPy one never loads TensorFlow.
 """
 
 import importlib
 
+from textgen.engine_registry import AUTO_ENGINE, ENGINES
 from textgen.errors import TextgenError
 from textgen.native_logs import quiet_native_logs
-
-# name -> (module, class); every engine is built from a checked saved.keras_archive.Network.
-ENGINES = {
-    "numpy": ("textgen.generation.numpy_engine", "NumpyEngine"),  # the equations in NumPy: starts in ~0.2 s
-    "keras": ("textgen.generation.keras_engine", "KerasEngine"),  # a compiled TensorFlow step: GPUs, big batches
-}
-# What "auto" picks. NumPy, everywhere we have measured (benchmarks/sampling_speed.py,
-# 2-layer 256-unit LSTM, 2-core CPU): one stream 10k chars/s against the compiled
-# TensorFlow step's 1.4k, 64 streams 58k-63k against 35k, and it starts without
-# TensorFlow's 2.5 s import. A GPU pays off only for batches far larger than sampling uses.
-AUTO_ENGINE = "numpy"
 
 
 def engine_name(name):

@@ -5,6 +5,7 @@ What goes into a backup and how a run resumes from it is training's business
 a kill at any moment leaves a consistent one.
 """
 
+import dataclasses
 import io
 import math
 from pathlib import Path
@@ -14,7 +15,22 @@ from textgen.saved.atomic import atomic_write, read_json, read_plain_file, write
 from textgen.saved.layout import BACKUP_FILE, BACKUP_WEIGHTS, backup_weights_name
 
 
-def write_backup(directory, save_weights, state, *, expected_bytes=None):
+@dataclasses.dataclass(frozen=True)
+class BackupRecord:
+    """backup.json: where a run stands (training/checkpoints.RunState is made from it) and its weights file.
+
+    The defaults are what an older or shorter backup.json means by leaving a field out.
+    """
+
+    global_step: int  # optimizer steps done: where the data stream resumes
+    best_loss: float = math.inf  # the saved model's loss
+    history: list = dataclasses.field(default_factory=list)  # every epoch's record, of every run (metrics.json)
+    run: int = 0  # how many runs (a new one and its resumes) trained this model
+    schedule_progress: float = 0.0  # 0 = the learning-rate schedule's start, 1 = its end
+    weights: str = None  # the weights file beside it (write_backup names it)
+
+
+def write_backup(directory, save_weights, record, *, expected_bytes=None):
     """Weights (with optimizer state) first, then backup.json pointing at them.
 
     backup.json switches atomically from the previous complete weights file to
@@ -23,16 +39,16 @@ def write_backup(directory, save_weights, state, *, expected_bytes=None):
     Args:
         directory: the model directory.
         save_weights: writes the weights to the path it is given (``model.save_weights``).
-        state: a JSON-ready dict with at least ``global_step``.
+        record: a ``BackupRecord`` (its ``weights`` is set here).
         expected_bytes: about how large the weights file will be (checked against the free space).
     """
     directory = Path(directory)
-    weights = backup_weights_name(state["global_step"])
+    weights = backup_weights_name(record.global_step)
     atomic_write(directory / weights, save_weights, expected_bytes=expected_bytes)
     previous = read_backup(directory) if (directory / BACKUP_FILE).exists() else None
-    write_json(directory / BACKUP_FILE, {**state, "weights": weights})
-    if previous and previous["weights"] != weights:
-        (directory / previous["weights"]).unlink(missing_ok=True)
+    write_json(directory / BACKUP_FILE, dataclasses.asdict(dataclasses.replace(record, weights=weights)))
+    if previous and previous.weights != weights:
+        (directory / previous.weights).unlink(missing_ok=True)
 
 
 def _is_number(value):
@@ -65,7 +81,7 @@ def check_history(records, path):
 
 
 def read_backup(directory):
-    """The state written by ``write_backup``, every field checked; a clear error when there is none to resume."""
+    """The ``BackupRecord`` written by ``write_backup``, every field checked; one line when there is none."""
     path = Path(directory) / BACKUP_FILE
     if not path.is_file():
         raise TextgenError(
@@ -84,22 +100,23 @@ def read_backup(directory):
         raise TextgenError(f"{path} names no backup weights file that exists")
     if not _is_count(state.get("global_step")):
         raise TextgenError(f"{path} has no valid global_step")
-    best_loss, progress = state.get("best_loss", math.inf), state.get("schedule_progress", 0.0)
-    if not (_is_number(best_loss) and not math.isnan(best_loss) and _is_count(state.get("run", 0))):
+    fields = {field.name for field in dataclasses.fields(BackupRecord)}
+    record = BackupRecord(**{key: value for key, value in state.items() if key in fields})
+    if not (_is_number(record.best_loss) and not math.isnan(record.best_loss) and _is_count(record.run)):
         raise TextgenError(f"{path} is malformed: best_loss or run is not a number")
-    if not (_is_number(progress) and 0 <= progress <= 1):
+    if not (_is_number(record.schedule_progress) and 0 <= record.schedule_progress <= 1):
         raise TextgenError(f"{path} is malformed: schedule_progress is not between 0 and 1")
-    check_history(state.get("history", []), path)
-    return state
+    check_history(record.history, path)
+    return record
 
 
-def check_backup_weights(directory, state, expected):
+def check_backup_weights(directory, record, expected):
     """The backup's weights file is safe to hand to Keras: plain arrays, none larger than ``expected`` allows."""
     import h5py  # numpy-only HDF5 reader, loaded only when a backup is read
 
     from textgen.saved.keras_archive import WEIGHTS_FILE_SLACK_BYTES, check_weights_file, weight_bytes
 
-    path = Path(directory) / state["weights"]
+    path = Path(directory) / record.weights
     data = read_plain_file(path, 3 * weight_bytes(expected)[1] + WEIGHTS_FILE_SLACK_BYTES)
     try:
         with h5py.File(io.BytesIO(data), "r") as file:
@@ -113,4 +130,4 @@ def check_backup_weights(directory, state, expected):
 def backup_global_step(directory):
     """The global step of the directory's backup, or 0 when it has none."""
     path = Path(directory) / BACKUP_FILE
-    return read_backup(directory)["global_step"] if path.is_file() else 0
+    return read_backup(directory).global_step if path.is_file() else 0

@@ -15,15 +15,14 @@ own. Keras calls them in list order: training/loop.py lists them.
 """
 
 import functools
-import math
 import signal
 import time
 
 import keras
 
-from textgen.metrics import loss_metrics
+from textgen.metrics import epoch_line, judged_loss, loss_metrics
 from textgen.saved.saved_model import write_metrics, write_model
-from textgen.training.checkpoints import optimizer_step
+from textgen.training.optimizer_state import learning_rate, optimizer_step
 
 
 class PlainModel(keras.callbacks.Callback):
@@ -108,7 +107,7 @@ class WorkersAgree(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if not self.clocked_rate:
             return
-        rates = self.distribution.gather(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        rates = self.distribution.gather(learning_rate(self.model))
         self.model.optimizer.learning_rate = float(rates[0])  # replica 0 is the chief's
 
     def on_train_batch_end(self, batch, logs=None):
@@ -160,10 +159,9 @@ class EpochMetrics(keras.callbacks.Callback):
     and ``learning_rate`` to each epoch's logs, where TensorBoard and EpochLog read them.
     """
 
-    def __init__(self, *, characters_per_batch, characters_per_token):
+    def __init__(self, shape):
         super().__init__()
-        self.characters_per_batch = characters_per_batch
-        self.characters_per_token = characters_per_token
+        self.shape = shape  # plan.RunShape
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = self.last_batch_time = time.monotonic()
@@ -177,20 +175,13 @@ class EpochMetrics(keras.callbacks.Callback):
         if logs is None:
             return
         seconds = max(self.last_batch_time - self.epoch_started, 1e-9)
-        logs["characters_per_second"] = self.batches * self.characters_per_batch / seconds
-        logs["learning_rate"] = float(
-            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-        )  # as the last step used it
+        logs["characters_per_second"] = self.batches * self.shape.characters_per_batch / seconds
+        logs["learning_rate"] = learning_rate(self.model)  # as the last step used it
         logs["steps"] = self.batches
         for prefix in ("", "val_"):  # train and validation alike; Keras logs val_* as validation
             if prefix + "loss" in logs:
-                derived = loss_metrics(float(logs[prefix + "loss"]), self.characters_per_token)
+                derived = loss_metrics(float(logs[prefix + "loss"]), self.shape.characters_per_token)
                 logs.update({prefix + key: value for key, value in derived.items()})
-
-
-def judged_loss(logs):
-    """The loss a model is judged by: on held-out text when there is some, else on the training text."""
-    return float(logs.get("val_loss", logs.get("loss", math.nan)))
 
 
 class BestModel(keras.callbacks.Callback):
@@ -237,7 +228,7 @@ class EpochLog(keras.callbacks.Callback):
         write_metrics(self.directory, self.state.history)
         # Printed at the next epoch's start (or training's end): Keras's progress
         # bar, which runs after this callback, has not finished its line yet.
-        self.pending = self.summary(record)
+        self.pending = epoch_line(record, while_training=True)
 
     def on_train_end(self, logs=None):
         self._print_pending()
@@ -246,13 +237,3 @@ class EpochLog(keras.callbacks.Callback):
         if self.pending:
             self.echo(self.pending)
             self.pending = None
-
-    @staticmethod
-    def summary(record):
-        prefix = "val_" if "val_loss" in record else ""
-        held_out = f", val_loss {record['val_loss']:.4f}" if prefix else ""
-        return (
-            f"epoch {record['epoch']}: loss {record['loss']:.4f}{held_out} "
-            f"(perplexity {record[prefix + 'perplexity']:.5g}, {record[prefix + 'bits_per_character']:.3f} bits/char), "
-            f"{record['characters_per_second']:,.0f} chars/s{', saved' if record['saved'] else ''}"
-        )

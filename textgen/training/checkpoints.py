@@ -15,22 +15,14 @@ import keras
 
 from textgen.errors import TextgenError
 from textgen.saved.atomic import remove_temporary_files
-from textgen.saved.backup import read_backup, write_backup
+from textgen.saved.backup import BackupRecord, read_backup, write_backup
 from textgen.saved.saved_model import weights_file_bytes
-
-
-def optimizer_step(model):
-    """The optimizer's step count: the run's global step, however many replicas hold it.
-
-    ``int(variable)`` works on one device, but under tf.distribute the
-    variable is a MirroredVariable, which only converts through NumPy.
-    """
-    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+from textgen.training.optimizer_state import optimizer_step
 
 
 @dataclasses.dataclass
 class RunState:
-    """Where a run stands: what a backup saves and a resumed run starts from.
+    """Where a run stands: what a backup saves (saved/backup.BackupRecord) and a resumed run starts from.
 
     The callbacks share this one object: EpochLog appends to ``history``,
     BestModel lowers ``best_loss``, LearningRateDecay moves
@@ -45,47 +37,36 @@ class RunState:
     last_saved_epoch: int = None  # the epoch whose model BestModel saved last (not backed up)
 
     @classmethod
-    def from_backup(cls, backup):
+    def from_backup(cls, record):
         # A run that finished its schedule (its budget or its steps ran out) and is
         # resumed for more training gets a whole new one, not a learning rate of zero.
-        progress = backup.get("schedule_progress", 0.0)
-        return cls(
-            global_step=backup["global_step"],
-            best_loss=backup.get("best_loss", math.inf),
-            history=list(backup.get("history", [])),
-            run=backup.get("run", 0) + 1,
-            schedule_progress=progress if progress < 1.0 else 0.0,
-        )
+        progress = record.schedule_progress if record.schedule_progress < 1.0 else 0.0
+        return cls(record.global_step, record.best_loss, list(record.history), record.run + 1, progress)
 
     def to_backup(self, global_step):
-        return {
-            "global_step": global_step,
-            "best_loss": self.best_loss,
-            "history": self.history,
-            "run": self.run,
-            "schedule_progress": self.schedule_progress,
-        }
+        return BackupRecord(global_step, self.best_loss, self.history, self.run, self.schedule_progress)
 
 
 def restore(directory, model):
     """Load the directory's backup into ``model`` (weights and optimizer state); its ``RunState``."""
     remove_temporary_files(directory)  # a killed run may have left some
-    backup = read_backup(directory)
+    record = read_backup(directory)
     model.optimizer.build(model.trainable_variables)  # so the optimizer's state loads too
     try:  # checked as safe to read before the run started (training/run.py); it may still not fit
-        model.load_weights(directory / backup["weights"])
+        model.load_weights(directory / record.weights)
     except (ValueError, KeyError, OSError) as error:
         first_line = (str(error).splitlines() or [type(error).__name__])[0][:200]
-        raise TextgenError(f"{directory / backup['weights']} does not fit this model ({first_line})") from None
-    return RunState.from_backup(backup)
+        raise TextgenError(f"{directory / record.weights} does not fit this model ({first_line})") from None
+    return RunState.from_backup(record)
 
 
-def fit_segments(global_step, steps_per_epoch, epochs):
-    """The ``model.fit`` calls that continue a run from ``global_step``.
+def fit_segments(global_step, shape):
+    """The ``model.fit`` calls that continue a run from ``global_step`` (``shape``: a plan.RunShape).
 
     Returns (initial_epoch, end_epoch, steps_per_epoch, batches_to_skip) tuples:
     first the rest of a partly trained epoch, if any, then whole epochs.
     """
+    steps_per_epoch, epochs = shape.steps_per_epoch, shape.epochs
     epoch, within = divmod(global_step, steps_per_epoch)
     segments = []
     if within:
@@ -110,8 +91,8 @@ class Backup(keras.callbacks.Callback):
 
     def write(self):
         global_step = optimizer_step(self.model)
-        state = self.state.to_backup(global_step)
-        write_backup(self.directory, self.model.save_weights, state, expected_bytes=weights_file_bytes(self.model))
+        record = self.state.to_backup(global_step)
+        write_backup(self.directory, self.model.save_weights, record, expected_bytes=weights_file_bytes(self.model))
 
     def on_train_batch_end(self, batch, logs=None):
         finite = math.isfinite(float((logs or {}).get("loss", 0.0)))

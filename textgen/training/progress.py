@@ -12,7 +12,7 @@ import time
 
 import keras
 
-from textgen.training.checkpoints import optimizer_step
+from textgen.training.optimizer_state import optimizer_step
 
 # Seconds between two lines (read when a run starts, so a test can shorten it).
 EVERY_SECONDS = 30.0
@@ -35,10 +35,9 @@ class ProgressLog(keras.callbacks.Callback):
     left at the speed since the last line.
     """
 
-    def __init__(self, *, steps_per_epoch, epochs, characters_per_batch, time_budget=None, echo=None):
+    def __init__(self, shape, *, time_budget=None, echo=None):
         super().__init__()
-        self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
-        self.characters_per_batch = characters_per_batch
+        self.shape = shape  # plan.RunShape
         self.time_budget = time_budget
         self.echo = echo or functools.partial(print, flush=True)
         self.every_seconds = EVERY_SECONDS
@@ -60,14 +59,14 @@ class ProgressLog(keras.callbacks.Callback):
         self.echo(self.line(step, float((logs or {}).get("loss", float("nan"))), steps_per_second, now))
 
     def line(self, step, loss, steps_per_second, now):
-        total = self.steps_per_epoch * self.epochs
-        epoch = min(step // self.steps_per_epoch + 1, self.epochs)
+        shape, total = self.shape, self.shape.total_steps
+        epoch = min(step // shape.steps_per_epoch + 1, shape.epochs)
         if self.time_budget is not None:
             left = self.time_budget - (now - self.started)
         else:
             left = (total - step) / steps_per_second if steps_per_second > 0 else float("inf")
         left_text = format_duration(left) if left != float("inf") else "?"
         return (
-            f"step {step:,}/{total:,} (epoch {epoch}/{self.epochs}): loss {loss:.4f}, "
-            f"{steps_per_second * self.characters_per_batch:,.0f} chars/s, {left_text} left"
+            f"step {step:,}/{total:,} (epoch {epoch}/{shape.epochs}): loss {loss:.4f}, "
+            f"{steps_per_second * shape.characters_per_batch:,.0f} chars/s, {left_text} left"
         )

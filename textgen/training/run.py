@@ -31,6 +31,7 @@ from textgen.saved.keras_archive import expected_weights
 from textgen.saved.layout import SAVED_MODELS_DIRECTORY
 from textgen.saved.run_directory import RunDirectory, check_not_being_trained, writer_lock
 from textgen.saved.saved_model import load_saved_model
+from textgen.settings import option_name
 from textgen.training.plan import RunPlan
 
 # What a resumed run may change; every other setting is the saved run's.
@@ -76,34 +77,36 @@ def train(
     sources = (corpus,) if isinstance(corpus, (str, os.PathLike)) else tuple(corpus)
     # The stack holds the writer lock, taken as soon as the directory is known, until the run ends.
     with contextlib.ExitStack() as stack:
-        chief = not _cluster_worker(settings.get("strategy", "auto"))
-        if resume:
-            plan = _resume_plan(sources, name=name, root=root, settings=settings, stack=stack, lock=chief)
-        else:
-            # A worker that is not the chief trains in step with it, but writes to a directory of its own that
-            # is removed at the end: the model directory is the chief's alone.
-            root = root if chief else stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-worker-"))
-            plan = _new_plan(
-                sources,
-                name=name,
-                overwrite=overwrite,
-                root=root,
-                base=base,
-                drop_unknown=drop_unknown,
-                settings=settings,
-                stack=stack,
-            )
-        plan = dataclasses.replace(plan, chief=chief)
+        new = dict(overwrite=overwrite, base=base, drop_unknown=drop_unknown)
+        plan = _plan(sources, name=name, root=root, resume=resume, new=new, settings=settings, stack=stack)
         with quiet_native_logs():  # TensorFlow loads here, after every input is checked
             from textgen.training.loop import fit
 
-        if chief:
-            # A new run that fails before saving leaves nothing behind; an --overwrite keeps the old model until then.
-            output = stack.enter_context(RunDirectory(plan.directory, resume=resume))
-        else:  # a resumed worker reads the run's backup (the same path: a shared file system) and writes apart
-            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-worker-")))
-            output = stack.enter_context(RunDirectory(scratch / plan.directory.name))
+        output = _output(plan, resume=resume, stack=stack)
         return fit(plan, output=output, echo=echo, progress_bar=progress_bar, callbacks=callbacks)
+
+
+def _plan(sources, *, name, root, resume, new, settings, stack):
+    """The checked RunPlan of a resumed or new run (``new``: the new run's overwrite, base, drop_unknown)."""
+    chief = not _cluster_worker(settings.get("strategy", "auto"))
+    if resume:
+        plan = _resume_plan(sources, name=name, root=root, settings=settings, stack=stack, lock=chief)
+    else:
+        # A worker that is not the chief trains in step with it, but writes to a directory of its own that
+        # is removed at the end: the model directory is the chief's alone.
+        root = root if chief else stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-worker-"))
+        plan = _new_plan(sources, name=name, root=root, **new, settings=settings, stack=stack)
+    return dataclasses.replace(plan, chief=chief)
+
+
+def _output(plan, *, resume, stack):
+    """The RunDirectory the run writes through (entered on ``stack``)."""
+    if plan.chief:
+        # A new run that fails before saving leaves nothing behind; an --overwrite keeps the old model until then.
+        return stack.enter_context(RunDirectory(plan.directory, resume=resume))
+    # A resumed worker reads the run's backup (the same path: a shared file system) and writes apart.
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="textgen-worker-")))
+    return stack.enter_context(RunDirectory(scratch / plan.directory.name))
 
 
 def _cluster_worker(strategy):
@@ -115,7 +118,7 @@ def _cluster_worker(strategy):
 
 
 def _flags(names):
-    return ", ".join(f"--{name.replace('_', '-')}" for name in names)
+    return ", ".join(f"--{option_name(name)}" for name in names)
 
 
 def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings, stack):
@@ -184,14 +187,9 @@ def _resume_plan(sources, *, name, root, settings, stack, lock=True):
         sources=sources,
         **{key: saved.corpus_setting(key) for key in ("encoding", "errors", "validation_fraction", "tfds_data_dir")},
     )
-    train_config = dataclasses.replace(
-        saved.train,
-        time_budget=settings.get("time_budget"),
-        epochs=settings.get("epochs") if settings.get("epochs") is not None else saved.train.epochs,
-        checkpoint_every=settings.get("checkpoint_every") or saved.train.checkpoint_every,
-        strategy=settings.get("strategy", saved.train.strategy),
-        devices=settings.get("devices", saved.train.devices),
-    )
+    # The time budget is this run's own (none unless given); the others keep the saved run's unless given.
+    given = {key: settings[key] for key in RESUMABLE_SETTINGS if settings.get(key) is not None}
+    train_config = dataclasses.replace(saved.train, time_budget=None, **given)
     text, train_config = prepare_training_text(
         corpus_config, saved.tokenizer_config, train_config, tokenizer=saved.tokenizer
     )

@@ -15,7 +15,7 @@ import time
 
 import keras
 
-from textgen.training.checkpoints import optimizer_step
+from textgen.training.optimizer_state import optimizer_step
 
 # The "cooldown" schedule holds the peak rate and decays over this last part of the run.
 COOLDOWN_FRACTION = 0.2

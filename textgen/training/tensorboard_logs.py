@@ -17,9 +17,8 @@ import time
 import keras
 import tensorflow as tf
 
-from textgen.metrics import loss_metrics
-from textgen.training.callbacks import judged_loss
-from textgen.training.checkpoints import optimizer_step
+from textgen.metrics import judged_loss, loss_metrics
+from textgen.training.optimizer_state import learning_rate, optimizer_step
 
 # How often: a training point every SCALAR_STEPS steps and SCALAR_SECONDS apart (whichever is
 # sparser: dozens of points in two minutes, never thousands in an hour); text samples every
@@ -32,11 +31,10 @@ SAMPLE_SECONDS = 180.0
 class StepScalars(keras.callbacks.Callback):
     """Training scalars every SCALAR_STEPS steps (and SCALAR_SECONDS apart), validation at epoch ends."""
 
-    def __init__(self, logs_directory, *, characters_per_token, characters_per_batch):
+    def __init__(self, logs_directory, shape):
         super().__init__()
         self.logs_directory = logs_directory
-        self.characters_per_token = characters_per_token
-        self.characters_per_batch = characters_per_batch
+        self.shape = shape  # plan.RunShape: characters per token and per batch
         self.every_steps, self.every_seconds = SCALAR_STEPS, SCALAR_SECONDS
         self.writers = None
 
@@ -72,12 +70,14 @@ class StepScalars(keras.callbacks.Callback):
         with self.writers["train"].as_default():
             tf.summary.scalar("loss", loss, step=step)
             tf.summary.scalar(
-                "bits_per_character", loss_metrics(loss, self.characters_per_token)["bits_per_character"], step=step
+                "bits_per_character",
+                loss_metrics(loss, self.shape.characters_per_token)["bits_per_character"],
+                step=step,
             )
+            tf.summary.scalar("learning_rate", learning_rate(self.model), step=step)
             tf.summary.scalar(
-                "learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)), step=step
+                "characters_per_second", self.batches * self.shape.characters_per_batch / seconds, step=step
             )
-            tf.summary.scalar("characters_per_second", self.batches * self.characters_per_batch / seconds, step=step)
         self._start_interval()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -87,7 +87,7 @@ class StepScalars(keras.callbacks.Callback):
             loss = float(logs["val_loss"])
             with self.writers["validation"].as_default():
                 tf.summary.scalar("loss", loss, step=step)
-                for name, value in loss_metrics(loss, self.characters_per_token).items():
+                for name, value in loss_metrics(loss, self.shape.characters_per_token).items():
                     tf.summary.scalar(name, value, step=step)
         for writer in self.writers.values():
             writer.flush()
