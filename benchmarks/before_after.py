@@ -1,12 +1,12 @@
 """Before and after a change: the same `textgen` commands run from an older commit and from this checkout.
 
-    python benchmarks/before_after.py --before 643f702 [--rounds 2] [--budget 40s]
+    python benchmarks/before_after.py --before 643f702 [--rounds 2] [--budget 40s] [--precision float32]
 
 For a change that should leave behaviour and speed alone (a restructure), this
 runs whole `textgen` processes from a git worktree of ``--before`` and from the
 working tree, alternating, on this machine, and prints the ratios after/before:
 
-    training    chars/s of the first epoch of `textgen train tiny_shakespeare --time-budget B --precision float32`
+    training    chars/s of the first epoch of `textgen train tiny_shakespeare --time-budget B --precision P`
     sampling    seconds of `textgen sample MODEL --length 20000 --seed 1` (start-up included)
     start-up    seconds of `textgen sample MODEL --length 1`
 
@@ -45,7 +45,7 @@ def textgen(source, *arguments, cwd):
     return time.perf_counter() - started, result.stdout
 
 
-def training_rate(source, name, budget, scratch):
+def training_rate(source, name, budget, precision, scratch):
     _, output = textgen(
         source,
         "train",
@@ -56,7 +56,7 @@ def training_rate(source, name, budget, scratch):
         "--time-budget",
         budget,
         "--precision",
-        "float32",
+        precision,
         cwd=scratch,
     )
     return float(re.search(r"^epoch 1: .* ([\d,]+) chars/s", output, re.MULTILINE).group(1).replace(",", ""))
@@ -67,6 +67,7 @@ def main():
     parser.add_argument("--before", required=True, help="the older commit")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--budget", default="40s", help="each training run's --time-budget")
+    parser.add_argument("--precision", default="float32", help="each training run's --precision (auto: this CPU's)")
     options = parser.parse_args()
     print(describe_cpu())
     with tempfile.TemporaryDirectory() as scratch:
@@ -82,7 +83,7 @@ def main():
             samples = {}
             for round_number in range(1, options.rounds + 1):
                 for side, source in sides.items():
-                    rate = training_rate(source, side, options.budget, scratch)
+                    rate = training_rate(source, side, options.budget, options.precision, scratch)
                     figures[side, "training"].append(rate)
                     model = Path(scratch) / "saved_models" / "before"  # trained by the older commit
                     seconds, samples[side] = textgen(

@@ -13,15 +13,18 @@ def test_each_operation_gets_half_the_cores(cores, expected):
     assert cpu_threads.threads_per_operation(cores) == expected
 
 
-def test_the_users_environment_wins(monkeypatch):
-    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
-    assert cpu_threads.configure_for_training(cores=4) is None
+def in_a_fresh_process(lines, *, users_threads=None):
+    """Print lines of a fresh interpreter that configures the pools (this session's runtime already runs).
 
-
-def in_a_fresh_process(lines):
-    """Print lines of a fresh interpreter that configures the pools (this session's runtime already runs)."""
+    ``users_threads``: TF_NUM_INTRAOP_THREADS as the user set it, else neither variable is set.
+    """
+    environment = "os.environ.pop('TF_NUM_INTRAOP_THREADS', None); os.environ.pop('TF_NUM_INTEROP_THREADS', None)"
+    if users_threads is not None:
+        environment = (
+            f"os.environ.pop('TF_NUM_INTEROP_THREADS', None); os.environ['TF_NUM_INTRAOP_THREADS'] = '{users_threads}'"
+        )
     script = (
-        "import os; os.environ.pop('TF_NUM_INTRAOP_THREADS', None); os.environ.pop('TF_NUM_INTEROP_THREADS', None)\n"
+        f"import os; {environment}\n"
         "import tensorflow as tf\n"
         "from textgen.hardware import cpu_threads\n"
         "pools = lambda: (tf.config.threading.get_intra_op_parallelism_threads(),"
@@ -46,3 +49,12 @@ def test_with_the_fused_kernel_one_operation_at_a_time_on_every_core():
         "print(cpu_threads.configure_for_training(cores=4, fused_kernel=True)); print(pools())\n"
     )
     assert printed[:2] == ["(4, 1)", "(4, 1)"]
+
+
+def test_the_users_environment_wins():
+    # In a fresh process, where setting the pools would work: they stay as TensorFlow has them (0 = its own
+    # choice, which then reads the user's variable), and nothing is set.
+    printed = in_a_fresh_process(
+        "print(cpu_threads.configure_for_training(cores=4)); print(pools())\n", users_threads=3
+    )
+    assert printed[:2] == ["None", "(0, 0)"]

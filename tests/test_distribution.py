@@ -300,3 +300,20 @@ def test_when_one_worker_stops_all_stop_at_the_same_step(corpus, tmp_path):
     assert digests[0].read_text() == digests[1].read_text()  # the same weights: the same last step
     records = json.loads((tmp_path / "saved_models" / "cluster" / "metrics.json").read_text())
     assert records[-1]["global_step"] < 500 * 40  # stopped long before its 500 epochs
+
+
+def test_the_multi_worker_patch_fits_the_keras_it_was_written_for():
+    # hardware/keras_patches.py replaces _maybe_symbolic_build (with this signature) and wraps the step
+    # functions of Keras 3.15's TensorFlow trainer. Another Keras may have fixed keras#20585 or moved
+    # them: this fails then, so that the patch is looked at again rather than silently wrong.
+    import inspect
+
+    import keras
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    assert keras.__version__.startswith("3.15."), (
+        f"keras_patches.py was written for Keras 3.15, not {keras.__version__}"
+    )
+    parameters = list(inspect.signature(TensorFlowTrainer._maybe_symbolic_build).parameters)
+    assert parameters == ["self", "iterator", "data_batch"]
+    assert all(hasattr(TensorFlowTrainer, name) for name in ("_symbolic_build", "train_step", "test_step"))

@@ -45,6 +45,13 @@ def outputs_and_gradients(layer, inputs, initial_state, output_weights, state_we
 
 
 @needs_onednn
+def compared_names(state_count):
+    """What outputs_and_gradients returns, in its order: outputs, final states, then every gradient."""
+    states = [f"state {i}" for i in range(state_count)]
+    initial = [f"d initial state {i}" for i in range(state_count)]
+    return ["outputs", *states, "d inputs", "d kernel", "d recurrent kernel", "d bias", *initial]
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn"])
 @pytest.mark.parametrize("batch, time, input_dim, units", [(1, 1, 3, 4), (5, 7, 3, 4), (8, 33, 16, 64), (3, 2, 9, 5)])
 def test_the_fused_layer_computes_what_keras_computes(cell, batch, time, input_dim, units):
@@ -68,15 +75,7 @@ def test_the_fused_layer_computes_what_keras_computes(cell, batch, time, input_d
     state_weights = [rng.normal(size=(batch, units)).astype(np.float32) for _ in range(state_count)]
     ours = outputs_and_gradients(fused, inputs, initial_state, output_weights, state_weights)
     theirs = outputs_and_gradients(plain, inputs, initial_state, output_weights, state_weights)
-    names = [
-        "outputs",
-        *(f"state {i}" for i in range(state_count)),
-        "d inputs",
-        "d kernel",
-        "d recurrent kernel",
-        "d bias",
-        *(f"d initial state {i}" for i in range(state_count)),
-    ]
+    names = compared_names(state_count)
     assert len(ours) == len(theirs) == len(names)
     for name, mine, expected in zip(names, ours, theirs):
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-5, err_msg=name)
@@ -214,15 +213,7 @@ def test_the_bfloat16_kernel_is_as_close_to_float32_as_keras_own_bfloat16(cell, 
     for name, layer in layers.items():
         layer.set_weights(weights)
         results[name] = outputs_and_gradients(layer, inputs, initial_state, output_weights, state_weights)
-    names = [
-        "outputs",
-        *(f"state {i}" for i in range(state_count)),
-        "d inputs",
-        "d kernel",
-        "d recurrent kernel",
-        "d bias",
-        *(f"d initial state {i}" for i in range(state_count)),
-    ]
+    names = compared_names(state_count)
     for index, name in enumerate(names):
         exact = results["float32"][index]
         ours, keras_own = (

@@ -144,6 +144,7 @@ def test_the_validator_raises_only_textgen_errors_on_damaged_models(archive_part
     )
 )
 def test_any_json_in_metrics_or_backup_is_read_or_refused_in_one_error(tmp_path_factory, content):
+    from textgen.metrics import epoch_line
     from textgen.saved.backup import read_backup
     from textgen.saved.saved_model import SavedModel
 
@@ -151,9 +152,13 @@ def test_any_json_in_metrics_or_backup_is_read_or_refused_in_one_error(tmp_path_
     for name in ("metrics.json", "backup.json"):
         (directory / name).write_text(json.dumps(content))
     try:
-        SavedModel.metrics(type("Saved", (), {"directory": directory})())
-    except TextgenError:
-        pass
+        records = SavedModel.metrics(type("Saved", (), {"directory": directory})())
+    except TextgenError as error:
+        assert "metrics.json" in str(error) and "\n" not in str(error)  # one line that names the file
+    else:  # read: then every record is one `textgen info` can print (a KeyError or TypeError if not)
+        assert isinstance(records, list)
+        for record in records:
+            assert epoch_line(record, while_training=False).startswith(f"epoch {record['epoch']}:")
     with pytest.raises(TextgenError):  # a backup needs its weights file, which is never there
         read_backup(directory)
 

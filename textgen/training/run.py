@@ -189,7 +189,7 @@ def _resume_plan(sources, *, name, root, settings, stack, lock=True):
     )
     # The time budget is this run's own (none unless given); the others keep the saved run's unless given.
     given = {key: settings[key] for key in RESUMABLE_SETTINGS if settings.get(key) is not None}
-    train_config = dataclasses.replace(saved.train, time_budget=None, **given)
+    train_config = dataclasses.replace(saved.train, **{"time_budget": None, **given})
     text, train_config = prepare_training_text(
         corpus_config, saved.tokenizer_config, train_config, tokenizer=saved.tokenizer
     )
