@@ -27,8 +27,11 @@ def copy_model(source, target):
     return target
 
 
-def rewrite_archive(directory, *, weights=None, members=None):
-    """Rewrite directory/model.keras: ``weights(h5py.File)`` edits its weights; ``members`` replaces members."""
+def rewrite_archive(directory, *, weights=None, members=None, compression=zipfile.ZIP_STORED):
+    """Rewrite directory/model.keras: ``weights(h5py.File)`` edits its weights; ``members`` replaces members.
+
+    Members are stored uncompressed, as Keras writes them, unless ``compression`` says otherwise.
+    """
     path = directory / "model.keras"
     with zipfile.ZipFile(path) as archive:
         contents = {info.filename: archive.read(info) for info in archive.infolist()}
@@ -38,7 +41,7 @@ def rewrite_archive(directory, *, weights=None, members=None):
             weights(file)
         contents["model.weights.h5"] = buffer.getvalue()
     contents.update(members or {})
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
         for name, data in contents.items():
             archive.writestr(name, data)
 
@@ -105,6 +108,15 @@ def hostile_cases(tmp_path, size):
     }
 
 
+def test_a_deflate_bomb_is_refused_unread(tiny_model, tmp_path):
+    # 1 GB of zeros deflates to ~1 MB; the weights member may not be compressed at all (Keras stores it).
+    directory = copy_model(tiny_model[0], tmp_path / "bomb")
+    rewrite_archive(directory, members={"model.weights.h5": bytes(1 << 30)}, compression=zipfile.ZIP_DEFLATED)
+    assert (directory / "model.keras").stat().st_size < 8 << 20
+    with pytest.raises(TextgenError, match="compressed, and Keras stores it as it is"):
+        load_saved_model(directory).read_weights()
+
+
 def test_hostile_weights_are_refused_before_any_array_is_read(tiny_model, tmp_path):
     size = vocabulary_size(tiny_model[0])
     for case, (edit, message) in hostile_cases(tmp_path, size).items():
@@ -128,11 +140,15 @@ def test_every_command_refuses_external_storage_in_one_line(tiny_model, tmp_path
 
 def test_oversized_zip_members_are_refused_unread(tiny_model, tmp_path):
     zeros = b"\0" * (64 << 20)  # compresses to ~64 KB: a zip bomb for anyone who reads it whole
-    cases = {"model.weights.h5": zeros, "config.json": b" " * (2 << 20)}
-    for member, data in cases.items():
-        directory = copy_model(tiny_model[0], tmp_path / member)
-        rewrite_archive(directory, members={member: data})
-        with pytest.raises(TextgenError, match=f"its {member} is .*more than"):
+    cases = {
+        ("model.weights.h5", zipfile.ZIP_STORED): (zeros, "bytes, more than a model of its config.json holds"),
+        ("model.weights.h5", zipfile.ZIP_DEFLATED): (zeros, "its model.weights.h5 is compressed"),
+        ("config.json", zipfile.ZIP_DEFLATED): (b" " * (2 << 20), "its config.json is .*more than"),
+    }
+    for (member, compression), (data, message) in cases.items():
+        directory = copy_model(tiny_model[0], tmp_path / f"{member}-{compression}")
+        rewrite_archive(directory, members={member: data}, compression=compression)
+        with pytest.raises(TextgenError, match=message):
             load_saved_model(directory).read_weights()
 
 

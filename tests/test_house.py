@@ -26,6 +26,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
 FLOORS = {
     "textgen.errors": 0,
     "textgen.version": 0,
+    "textgen.limits": 0,
+    "textgen.safe_files": 1,
     "textgen.settings": 1,
     "textgen.cells": 1,
     "textgen.metrics": 1,

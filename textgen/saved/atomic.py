@@ -12,10 +12,11 @@ import json
 import os
 import secrets
 import shutil
-import stat
 from pathlib import Path
 
 from textgen.errors import TextgenError
+from textgen.limits import MAX_JSON_BYTES
+from textgen.safe_files import open_file, read_bounded
 
 _KERAS_SUFFIXES = (".weights.h5", ".keras")
 
@@ -64,7 +65,7 @@ def atomic_write(path, write, *, expected_bytes=None):
 
 def write_text(path, text):
     def write(temporary):
-        with open(temporary, "w", encoding="utf-8") as handle:
+        with open_file(temporary, "w") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -76,35 +77,9 @@ def write_json(path, data, *, indent=2):
     write_text(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
 
 
-# JSON files of a model directory are kilobytes (a big vocabulary, a few MB): larger is refused unread.
-MAX_JSON_BYTES = 64 << 20
-
-
-def read_plain_file(path, max_bytes):
-    """A model directory's file, whole: a regular file of at most ``max_bytes``, else a ``TextgenError``.
-
-    A symbolic link (to /etc/passwd, say) is refused: a model directory's files
-    are its own. So is a FIFO or a device, which could block or never end;
-    O_NONBLOCK keeps opening a FIFO from waiting for a writer.
-    """
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise TextgenError(f"{path} is a symbolic link; textgen reads only a model directory's own files") from None
-        raise TextgenError(f"cannot read {path}: {error.strerror or error}") from None
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise TextgenError(f"{path} is not a regular file")
-        if info.st_size > max_bytes:
-            raise TextgenError(f"{path} is refused: {info.st_size:,} bytes, more than {max_bytes:,}")
-        return handle.read(max_bytes + 1)[:max_bytes]
-
-
 def read_json(path):
     """A JSON file's content; a ``TextgenError`` naming the file if it is unreadable, too large or not JSON."""
-    data = read_plain_file(path, MAX_JSON_BYTES)
+    data = read_bounded(path, MAX_JSON_BYTES)
     try:
         return json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):  # RecursionError: [[[[...]]]] nested deeper than Python goes

@@ -6,12 +6,14 @@ a kill at any moment leaves a consistent one.
 """
 
 import dataclasses
-import io
 import math
+import os
 from pathlib import Path
 
 from textgen.errors import TextgenError
-from textgen.saved.atomic import atomic_write, read_json, read_plain_file, write_json
+from textgen.limits import MAX_GLOBAL_STEP
+from textgen.safe_files import open_file
+from textgen.saved.atomic import atomic_write, read_json, write_json
 from textgen.saved.layout import BACKUP_FILE, BACKUP_WEIGHTS, backup_weights_name
 
 
@@ -100,6 +102,8 @@ def read_backup(directory):
         raise TextgenError(f"{path} names no backup weights file that exists")
     if not _is_count(state.get("global_step")):
         raise TextgenError(f"{path} has no valid global_step")
+    if state["global_step"] > MAX_GLOBAL_STEP:
+        raise TextgenError(f"{path} is refused: its global_step {state['global_step']:,} is past {MAX_GLOBAL_STEP:,}")
     fields = {field.name for field in dataclasses.fields(BackupRecord)}
     record = BackupRecord(**{key: value for key, value in state.items() if key in fields})
     if not (_is_number(record.best_loss) and not math.isnan(record.best_loss) and _is_count(record.run)):
@@ -114,17 +118,21 @@ def check_backup_weights(directory, record, expected):
     """The backup's weights file is safe to hand to Keras: plain arrays, none larger than ``expected`` allows."""
     import h5py  # numpy-only HDF5 reader, loaded only when a backup is read
 
-    from textgen.saved.keras_archive import WEIGHTS_FILE_SLACK_BYTES, check_weights_file, weight_bytes
+    from textgen.saved.keras_archive import check_parameters, check_weights_file, weights_file_limit
 
     path = Path(directory) / record.weights
-    data = read_plain_file(path, 3 * weight_bytes(expected)[1] + WEIGHTS_FILE_SLACK_BYTES)
-    try:
-        with h5py.File(io.BytesIO(data), "r") as file:
-            check_weights_file(file, expected, source=path)
-    except TextgenError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, ArithmeticError):  # h5py on damaged bytes
-        raise TextgenError(f"{path} is not a readable weights file (corrupt or partial?)") from None
+    check_parameters(expected, Path(directory) / "config.json")
+    with open_file(path, "rb") as handle:  # h5py reads through it: only the parts it walks
+        size, limit = os.fstat(handle.fileno()).st_size, weights_file_limit(expected)
+        if size > limit:
+            raise TextgenError(f"{path} is refused: {size:,} bytes, more than {limit:,}")
+        try:
+            with h5py.File(handle, "r") as file:
+                check_weights_file(file, expected, source=path)
+        except TextgenError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, ArithmeticError):  # h5py on damaged bytes
+            raise TextgenError(f"{path} is not a readable weights file (corrupt or partial?)") from None
 
 
 def backup_global_step(directory):

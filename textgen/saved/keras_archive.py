@@ -9,8 +9,8 @@ cannot run code here. Only the layers textgen builds are accepted, and
 """
 
 import dataclasses
-import io
 import json
+import os
 import re
 import zipfile
 
@@ -19,7 +19,8 @@ import numpy as np
 
 from textgen.cells import CELLS_BY_KERAS_LAYER
 from textgen.errors import TextgenError
-from textgen.saved.atomic import read_plain_file
+from textgen.limits import MAX_PARAMETERS, MAX_WEIGHTS_FILE_BYTES
+from textgen.safe_files import open_file
 from textgen.saved.hdf5_guard import check_hdf5_file, read_checked_dataset
 
 # The only Keras layers a textgen model is built from (model.py); anything else
@@ -49,9 +50,23 @@ def _weights_group_names(class_names):
 
 
 # Sizes refused before they are read: the architecture is a few KB; the weights file holds each
-# weight and Adam's two moments (3x) plus HDF5's bookkeeping.
+# weight and Adam's two moments (3x) plus HDF5's bookkeeping, and never more than limits.py allows.
 MAX_ARCHITECTURE_BYTES = 1 << 20
 WEIGHTS_FILE_SLACK_BYTES = 1 << 20
+
+
+def weights_file_limit(expected):
+    """The most bytes a weights file of ``expected`` may hold: its arrays 3x (Adam), capped absolutely."""
+    return min(3 * weight_bytes(expected)[1] + WEIGHTS_FILE_SLACK_BYTES, MAX_WEIGHTS_FILE_BYTES)
+
+
+def check_parameters(expected, source):
+    """Refuse a network (described by ``source``) larger than limits.MAX_PARAMETERS, before anything is read."""
+    parameters = sum(int(np.prod(shape)) for _, shapes in expected for shape in shapes)
+    if parameters > MAX_PARAMETERS:
+        raise TextgenError(
+            f"{source} describes a network of {parameters:,} parameters; textgen reads at most {MAX_PARAMETERS:,}"
+        )
 
 
 def expected_weights(model_config, vocabulary_size):
@@ -128,18 +143,39 @@ def read_keras_archive(path, expected):
     ``expected`` (``expected_weights``) fixes the layers and every array's shape:
     nothing is read that does not match, and no size is trusted before it is checked.
     """
-    _, total = weight_bytes(expected)
-    weights_limit = 3 * total + WEIGHTS_FILE_SLACK_BYTES
-    archive_bytes = read_plain_file(path, weights_limit + 2 * MAX_ARCHITECTURE_BYTES)
-    try:
-        with zipfile.ZipFile(io.BytesIO(archive_bytes)) as archive:
+    check_parameters(expected, path)
+    weights_limit = weights_file_limit(expected)
+    with open_file(path, "rb") as handle:
+        size, limit = os.fstat(handle.fileno()).st_size, weights_limit + 2 * MAX_ARCHITECTURE_BYTES
+        if size > limit:
+            raise TextgenError(f"{path} is refused: {size:,} bytes, more than a model of its config.json holds")
+        try:
+            archive = zipfile.ZipFile(handle)
             architecture = json.loads(_read_member(archive, "config.json", MAX_ARCHITECTURE_BYTES, path))
-            weights_bytes = _read_member(archive, "model.weights.h5", weights_limit, path)
-        class_names = [str(entry["class_name"]) for entry in architecture["config"]["layers"]]
-    except TextgenError:
-        raise
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError, RuntimeError, EOFError):
-        raise TextgenError(f"{path} is not a readable Keras model archive (corrupt or partial?)") from None
+            weights_member = _stored_member(archive, "model.weights.h5", weights_limit, path)
+            class_names = [str(entry["class_name"]) for entry in architecture["config"]["layers"]]
+        except TextgenError:
+            raise
+        except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError, RuntimeError, EOFError):
+            raise TextgenError(f"{path} is not a readable Keras model archive (corrupt or partial?)") from None
+        _check_layer_names(class_names, expected, path)
+        return _read_weights(archive, weights_member, class_names, expected, path)
+
+
+def _stored_member(archive, name, limit, path):
+    """The archive's ``name``, uncompressed (as Keras writes it) and within ``limit``: its ZipInfo."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise TextgenError(f"{path} is not a Keras model archive: it has no {name}") from None
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise TextgenError(f"{path} is refused: its {name} is compressed, and Keras stores it as it is")
+    if info.file_size > limit:
+        raise TextgenError(f"{path} is refused: its {name} is {info.file_size:,} bytes, more than {limit:,}")
+    return info
+
+
+def _check_layer_names(class_names, expected, path):
     unknown = sorted(set(class_names) - KNOWN_LAYERS)
     if unknown:
         raise TextgenError(f"{path} contains layers textgen does not build: {', '.join(unknown)}")
@@ -148,9 +184,17 @@ def read_keras_archive(path, expected):
         raise TextgenError(
             f"{path} holds layers {', '.join(weighted)}; its config.json describes {', '.join(c for c, _ in expected)}"
         )
+
+
+def _read_weights(archive, member, class_names, expected, path):
+    """(layers, optimizer steps) from the weights member, every object checked before it is read.
+
+    h5py reads the member through the open archive, only the parts it is asked
+    for: memory follows the checked arrays, not what the file claims to hold.
+    """
     shapes = iter(shapes for _, shapes in expected)
     try:
-        with h5py.File(io.BytesIO(weights_bytes), "r") as weights:
+        with archive.open(member) as weights_file, h5py.File(weights_file, "r") as weights:
             check_weights_file(weights, expected, source=path)
             layers_group = weights.get("layers")
             layers = []
@@ -165,8 +209,8 @@ def read_keras_archive(path, expected):
             global_step = _optimizer_iterations(weights)
     except TextgenError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, ArithmeticError) as error:  # h5py on damaged bytes
-        raise TextgenError(f"{path} has unreadable weights ({error})") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, ArithmeticError, zipfile.BadZipFile) as error:
+        raise TextgenError(f"{path} has unreadable weights ({error})") from None  # h5py or zipfile on damaged bytes
     return layers, global_step
 
 
