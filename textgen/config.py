@@ -79,6 +79,9 @@ class CorpusConfig(Settings):
         None, "Where tfds: sources are prepared.", optional=True, default_help="TFDS's own, ~/tensorflow_datasets"
     )
     tfds_download: bool = setting(False, "Download a tfds: source that is not prepared yet.", boolean=True)
+    follow_links: bool = setting(
+        False, "Read files that symbolic links lead out of a corpus directory (skipped otherwise).", boolean=True
+    )
 
     def check(self):
         sources = (self.sources,) if isinstance(self.sources, (str, os.PathLike)) else tuple(self.sources)

@@ -33,6 +33,11 @@ def check_within(path, root):
         raise TextgenError(f"{path} is refused: a symbolic link leads it out of {root}")
 
 
+def check_directory_within(directory, root):
+    """Refuse a directory (existing or to be made) that a symbolic link leads out of ``root``."""
+    check_within(Path(directory) / "file", root)
+
+
 def open_descriptor(path, flags=os.O_RDONLY, *, within=None, follow=False, mode=0o666):
     """An open file descriptor of the regular file ``path``; a ``TextgenError`` in one line for anything else."""
     if within is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from textgen.data.newlines import NewlineStream
 from textgen.data.tfds_source import TfdsSource, is_tfds_source
 from textgen.errors import TextgenError
+from textgen.safe_files import open_file
 
 # Directories never worth reading as training text.
 _SKIPPED_DIRECTORIES = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox"}
@@ -97,10 +98,7 @@ def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=None)
     file, as if the file had been read whole.
     """
     path = Path(path)
-    try:
-        handle = open(path, "rb")
-    except OSError as error:
-        raise TextgenError(f"cannot read {path}: {error.strerror or error}") from None
+    handle = open_file(path, "rb", follow=True)  # a corpus file may be a link the user chose; never a FIFO
     with handle:
         codec = _codec_for(encoding, handle.read(4))
         handle.seek(0)
@@ -149,31 +147,47 @@ def read_file(path, *, encoding="utf-8", errors="strict"):
 def _looks_binary(path):
     """A cheap sniff used to skip binary files inside a directory."""
     try:
-        with open(path, "rb") as handle:
+        with open_file(path, "rb", follow=True) as handle:  # a regular file, never a FIFO
             return b"\x00" in handle.read(8192)
-    except OSError:
+    except (OSError, TextgenError):
         return True
 
 
-def _directory_files(directory):
+def _leaves(path, root):
+    """True where a symbolic link at ``path`` (inside ``root``) leads out of ``root``."""
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) != real_root
+
+
+def _directory_files(directory, *, follow_links=False, skipped=None):
+    """The text files below ``directory``, in order; a symbolic link leading out of it is skipped
+    (appended to ``skipped``) unless ``follow_links``: a cloned repository's ``notes.txt -> ~/secret``
+    must not end up in a model, and in its config.json."""
     files = []
-    # followlinks=False: a symlink loop inside the tree cannot trap the walk.
+    # followlinks=False: linked directories are not descended, so a symlink loop cannot trap the walk.
     for root, directories, names in os.walk(directory, followlinks=False):
         directories[:] = sorted(d for d in directories if d not in _SKIPPED_DIRECTORIES and not d.startswith("."))
         for name in sorted(names):
             path = Path(root) / name
-            if not name.startswith(".") and path.is_file() and path.stat().st_size > 0 and not _looks_binary(path):
+            if name.startswith(".") or not path.is_file():  # is_file: a regular file (or a link to one)
+                continue
+            if path.is_symlink() and not follow_links and _leaves(path, directory):
+                if skipped is not None:
+                    skipped.append(path)
+                continue
+            if path.stat().st_size > 0 and not _looks_binary(path):
                 files.append(path)
     if not files:
         raise TextgenError(f"directory {directory} has no text files")
     return files
 
 
-def resolve_sources(sources, *, tfds_data_dir=None, tfds_download=False):
+def resolve_sources(sources, *, tfds_data_dir=None, tfds_download=False, follow_links=False, skipped=None):
     """Files named by the sources, in a stable order, and a default model name.
 
     A ``tfds:`` source stands in the list as a tfds_source.TfdsSource, read
-    where a file would be.
+    where a file would be. A symbolic link named as a source is followed (the
+    user chose it); inside a directory see ``_directory_files``.
     """
     files, names = [], []
     for source in sources:
@@ -185,7 +199,7 @@ def resolve_sources(sources, *, tfds_data_dir=None, tfds_download=False):
         if path.is_symlink() and not path.exists():
             raise TextgenError(f"{source} is a broken symbolic link or a symbolic link loop")
         if path.is_dir():
-            files.extend(_directory_files(path))
+            files.extend(_directory_files(path, follow_links=follow_links, skipped=skipped))
             names.append(path.resolve().name)
         elif path.is_file():
             files.append(path)
@@ -245,9 +259,25 @@ def iter_corpus_text(files, config):
         raise TextgenError(f"the corpus {', '.join(config.sources)} is empty or only whitespace")
 
 
-def resolve_corpus_sources(config):
-    """``resolve_sources`` for a ``CorpusConfig``: its sources with its TFDS settings."""
-    return resolve_sources(config.sources, tfds_data_dir=config.tfds_data_dir, tfds_download=config.tfds_download)
+def resolve_corpus_sources(config, *, skipped=None):
+    """``resolve_sources`` for a ``CorpusConfig``: its sources with its TFDS and link settings."""
+    return resolve_sources(
+        config.sources,
+        tfds_data_dir=config.tfds_data_dir,
+        tfds_download=config.tfds_download,
+        follow_links=config.follow_links,
+        skipped=skipped,
+    )
+
+
+def skipped_links_line(skipped):
+    """The one line that lists the symbolic links a corpus directory's walk skipped."""
+    shown = ", ".join(str(path) for path in skipped[:5])
+    shown += f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return (
+        f"note: skipped {len(skipped)} symbolic link(s) leading out of the corpus directory: {shown} "
+        "(--follow-links reads them)"
+    )
 
 
 def read_corpus(config, resolved=None):

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from textgen.limits import READ_PIECE_BYTES
+from textgen.safe_files import open_file
+
 
 def id_dtype(vocabulary_size):
     """uint8, uint16 or uint32: the smallest type for ids below ``vocabulary_size``."""
@@ -30,7 +33,7 @@ class TokenFile:
 
     def __init__(self, path, dtype, start=0, stop=None, *, handle=None):
         self.path, self.dtype = Path(path), np.dtype(dtype)
-        self._handle = handle or open(path, "rb", buffering=0)  # shared by every slice
+        self._handle = handle or open_file(path, "rb")  # shared by every slice; a FIFO or symlink is refused
         tokens = os.fstat(self._handle.fileno()).st_size // self.dtype.itemsize
         self._start, self._stop = start, tokens if stop is None else stop
 
@@ -55,6 +58,14 @@ class TokenFile:
     def __array__(self, dtype=None, copy=None):
         array = self._read(0, len(self))
         return array if dtype is None else array.astype(dtype)
+
+    def largest(self):
+        """The largest id, read piece by piece (a damaged file may hold ids past the vocabulary)."""
+        piece_tokens = READ_PIECE_BYTES // self.dtype.itemsize
+        largest = 0
+        for first in range(0, len(self), piece_tokens):
+            largest = max(largest, int(self._read(first, min(piece_tokens, len(self) - first)).max()))
+        return largest
 
     def windows(self, starts, width):
         """(batch, width) int32: row i is the ``width`` ids from position ``starts[i]``."""

@@ -32,6 +32,8 @@ from textgen.data.token_counts import COUNTS
 from textgen.data.token_file import TokenFile, id_dtype
 from textgen.data.tokenizer import TOKENIZERS, tokenizer_from_dict
 from textgen.errors import TextgenError
+from textgen.limits import MAX_JSON_BYTES
+from textgen.safe_files import open_file, read_bounded
 
 CACHE_VARIABLE = "TEXTGEN_CACHE"
 SOURCES_LISTED = 10  # a saved model's config.json names this many of its corpus's files
@@ -154,7 +156,7 @@ def _encode(request, tokenizer, dropped, ids_path):
     pieces = iter_corpus_text(request.files, request.corpus_config)
     if drop:
         pieces = (piece.translate(drop) for piece in pieces)
-    with open(ids_path, "wb") as handle:
+    with open_file(ids_path, "wb") as handle:
         for piece in tokenizer.token_aligned(pieces):
             digest.update(piece.encode("utf-8"))
             characters += len(piece)
@@ -179,18 +181,32 @@ def open_token_store(
     request = _Request(tuple(files), corpus_config, tokenizer_config, tokenizer, drop_unknown, unknown_hint)
     key, sources, sizes = _key(request)
     directory = _writable_stores() / key
-    if not (directory / "manifest.json").is_file():
+    if not os.path.lexists(directory / "manifest.json"):
         _build(directory, request, sources)
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    tokenizer = tokenizer_from_dict(manifest["tokenizer"])
-    ids = TokenFile(directory / "ids.bin", id_dtype(tokenizer.vocabulary_size))
-    if len(ids) != manifest["tokens"]:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise TextgenError(f"the token store {directory} was damaged and is removed; run again to rebuild it")
+    manifest, tokenizer, ids = _open_store(directory)
     corpus = StoredCorpus(
         tuple(str(path) for path in files), name, manifest["characters"], manifest["sha256"], tuple(sizes)
     )
     return corpus, tokenizer, ids
+
+
+def _open_store(directory):
+    """(manifest, tokenizer, ids) of a built store, every part checked; a damaged store is removed, in one line."""
+    try:
+        manifest = json.loads(read_bounded(directory / "manifest.json", MAX_JSON_BYTES))
+        counts = [manifest.get(key) for key in ("tokens", "characters")] if isinstance(manifest, dict) else [None]
+        if not all(isinstance(count, int) and count >= 0 for count in counts) or not isinstance(
+            manifest.get("sha256"), str
+        ):
+            raise ValueError("a manifest without its counts")
+        tokenizer = tokenizer_from_dict(manifest["tokenizer"])
+        ids = TokenFile(directory / "ids.bin", id_dtype(tokenizer.vocabulary_size))
+        if len(ids) != manifest["tokens"] or (len(ids) and ids.largest() >= tokenizer.vocabulary_size):
+            raise ValueError("ids that do not fit the manifest")
+    except (TextgenError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        shutil.rmtree(directory, ignore_errors=True)
+        raise TextgenError(f"the token store {directory} was damaged and is removed; run again to rebuild it") from None
+    return manifest, tokenizer, ids
 
 
 def _build(directory, request, sources):

@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from textgen.errors import TextgenError
+from textgen.safe_files import open_descriptor
 from textgen.saved.layout import BACKUP_FILE, MODEL_FILE
 
 try:
@@ -55,10 +56,9 @@ def check_not_being_trained(directory):
     """Refuse at once, before any work, a directory whose writer lock another run holds."""
     if fcntl is None:
         return
-    try:
-        descriptor = os.open(lock_path(Path(directory)), os.O_RDONLY)
-    except OSError:  # no lock file: never trained
+    if not os.path.lexists(lock_path(Path(directory))):  # no lock file: never trained
         return
+    descriptor = open_descriptor(lock_path(Path(directory)))  # a symlink or a FIFO is refused, never waited on
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -77,7 +77,8 @@ def writer_lock(directory):
         yield
         return
     # O_CREAT without O_TRUNC: a waiting reader of the PID never sees an empty file it did not cause.
-    descriptor = os.open(lock_path(directory), os.O_RDWR | os.O_CREAT, 0o666)
+    # Never through a symlink (its target would get our PID) and never a FIFO (opening it would wait).
+    descriptor = open_descriptor(lock_path(directory), os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from textgen.cluster import read_cluster
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig, training_configs
-from textgen.data.corpus import resolve_corpus_sources
+from textgen.data.corpus import resolve_corpus_sources, skipped_links_line
 from textgen.data.training_text import prepare_training_text
 from textgen.errors import TextgenError
 from textgen.native_logs import quiet_native_logs
@@ -78,6 +78,7 @@ def train(
     # The stack holds the writer lock, taken as soon as the directory is known, until the run ends.
     with contextlib.ExitStack() as stack:
         new = dict(overwrite=overwrite, base=base, drop_unknown=drop_unknown)
+        new["echo"] = echo or print
         plan = _plan(sources, name=name, root=root, resume=resume, new=new, settings=settings, stack=stack)
         with quiet_native_logs():  # TensorFlow loads here, after every input is checked
             from textgen.training.loop import fit
@@ -87,7 +88,7 @@ def train(
 
 
 def _plan(sources, *, name, root, resume, new, settings, stack):
-    """The checked RunPlan of a resumed or new run (``new``: the new run's overwrite, base, drop_unknown)."""
+    """The checked RunPlan of a resumed or new run (``new``: the new run's overwrite, base, drop_unknown, echo)."""
     chief = not _cluster_worker(settings.get("strategy", "auto"))
     if resume:
         plan = _resume_plan(sources, name=name, root=root, settings=settings, stack=stack, lock=chief)
@@ -121,7 +122,7 @@ def _flags(names):
     return ", ".join(f"--{option_name(name)}" for name in names)
 
 
-def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings, stack):
+def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings, stack, echo):
     configs = training_configs({**settings, "sources": sources})
     base_model = base_network = None
     if base is not None:  # fine-tuning: the network and vocabulary are the base model's
@@ -136,7 +137,10 @@ def _new_plan(sources, *, name, overwrite, root, base, drop_unknown, settings, s
         configs[ModelConfig], configs[TokenizerConfig] = base_model.model, base_model.tokenizer_config
     elif drop_unknown:
         raise TextgenError("--drop-unknown only applies with --from MODEL")
-    resolved = resolve_corpus_sources(configs[CorpusConfig])
+    skipped = []  # symbolic links leading out of a corpus directory, not read
+    resolved = resolve_corpus_sources(configs[CorpusConfig], skipped=skipped)
+    if skipped:
+        echo(skipped_links_line(skipped))
     directory = Path(root) / check_model_name(name or default_model_name(resolved[1]))
     check_not_being_trained(directory)  # early, before a big corpus is read; again under the lock below
     check_new_model_directory(directory, overwrite=overwrite)
@@ -185,7 +189,10 @@ def _resume_plan(sources, *, name, root, settings, stack, lock=True):
     )
     corpus_config = CorpusConfig(
         sources=sources,
-        **{key: saved.corpus_setting(key) for key in ("encoding", "errors", "validation_fraction", "tfds_data_dir")},
+        **{
+            key: saved.corpus_setting(key)
+            for key in ("encoding", "errors", "validation_fraction", "tfds_data_dir", "follow_links")
+        },
     )
     # The time budget is this run's own (none unless given); the others keep the saved run's unless given.
     given = {key: settings[key] for key in RESUMABLE_SETTINGS if settings.get(key) is not None}

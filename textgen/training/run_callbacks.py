@@ -10,6 +10,7 @@ import dataclasses
 import keras
 
 from textgen.data.dataset import validation_dataset
+from textgen.safe_files import check_directory_within
 from textgen.saved.layout import LOGS_DIRECTORY, SAMPLES_LOGS
 from textgen.training.callbacks import (
     BestModel,
@@ -69,6 +70,8 @@ def run_callbacks(plan, shape, *, output, plain_model, state, distribution, prog
     """The ``RunCallbacks`` of ``plan`` (``shape``: its plan.RunShape; ``state``: the shared RunState)."""
     directory, train = output.path, plan.train
     logs, held_out = directory / LOGS_DIRECTORY, validation_data(plan)
+    for events in ("train", "validation", SAMPLES_LOGS):  # TensorBoard writes there: inside the model directory
+        check_directory_within(logs / events, directory)
     budget, interruption = TimeBudget(train.time_budget), SignalStop()
     clocked_rate = train.time_budget is not None
     agreement = [WorkersAgree(distribution, clocked_rate=clocked_rate)] if distribution.kind == "multi-worker" else []
