@@ -28,6 +28,8 @@ FLOORS = {
     "textgen.version": 0,
     "textgen.limits": 0,
     "textgen.safe_files": 1,
+    "textgen.shell": 0,
+    "textgen.interruptible": 0,
     "textgen.settings": 1,
     "textgen.cells": 1,
     "textgen.metrics": 1,

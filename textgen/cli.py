@@ -20,6 +20,7 @@ from textgen.config import TRAINING_SETTINGS, SamplingConfig
 from textgen.errors import TextgenError
 from textgen.metrics import epoch_line, judged_loss
 from textgen.native_logs import VERBOSE_VARIABLE
+from textgen.shell import shell_command
 
 # The shell's convention: 128 + the signal's number.
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -133,7 +134,7 @@ def train(context, corpus, name, overwrite, resume, base, drop_unknown, **settin
         **given_options(context, settings),
     )
     if not resume and result.directory is not None:  # None: a cluster worker, not the chief
-        click.echo(f"sample from it: textgen sample {result.directory}")
+        click.echo(f"sample from it: {shell_command('textgen', 'sample', result.directory)}")
     if result.stopped_by_signal:
         sys.exit(SIGNAL_EXIT_CODES[result.stopped_by_signal])
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from textgen.data.newlines import normalize_newlines
 from textgen.errors import TextgenError
+from textgen.interruptible import run_interruptibly
 from textgen.native_logs import quiet_native_logs, verbose
+from textgen.shell import shell_command
 
 PREFIX = "tfds:"
 PIECE_CHARACTERS = 1 << 20  # records are handed on in pieces of about this many characters
@@ -83,14 +85,18 @@ class TfdsSource:
 
     def _prepare(self, builder, where):
         directory = self.data_dir or "~/tensorflow_datasets"
-        command = f"tfds build {self.name}{f'/{self.config}' if self.config else ''} --data_dir {directory}"
+        dataset = f"{self.name}{f'/{self.config}' if self.config else ''}"
+        # The default stays ~/... unquoted, so that the shell expands it.
+        where_to = shell_command(self.data_dir) if self.data_dir else directory
+        command = f"{shell_command('tfds', 'build', dataset, '--data_dir')} {where_to}"
         if not self.download:
             raise TextgenError(
                 f"{PREFIX}{self.name} is not prepared in {where}; add --tfds-download to download it, "
                 f"or run `{command}` where there is network and copy {directory}/{self.name} here"
             )
         try:
-            builder.download_and_prepare()
+            # TFDS retries an unreachable server for minutes: Ctrl-C and SIGTERM end that at once.
+            run_interruptibly(builder.download_and_prepare, what=f"downloading {PREFIX}{self.name}")
         except Exception as error:  # network, disk, a dataset needing manual files: TFDS's reasons vary
             raise TextgenError(
                 f"could not download {PREFIX}{self.name} ({_first_line(error)}); run `{command}` where there "

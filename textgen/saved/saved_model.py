@@ -27,6 +27,7 @@ from textgen.saved.layout import (
     SAVED_MODELS_DIRECTORY,
     TOKENIZER_FILE,
 )
+from textgen.shell import shell_command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,10 +114,11 @@ def _refuse_unfinished_run(directory):
         step = backup_global_step(directory)
         raise TextgenError(
             f"{directory} is an unfinished run with no model saved yet (its backup is at step {step:,}); "
-            f"continue it with `textgen train CORPUS --name {directory.name} --resume`"
+            f"continue it with `{shell_command('textgen', 'train', 'CORPUS', '--name', directory.name, '--resume')}`"
         )
     raise TextgenError(
-        f"{directory} is a run that stopped before it saved anything; train it again with --name {directory.name}"
+        f"{directory} is a run that stopped before it saved anything; train it again with "
+        f"{shell_command('--name', directory.name)}"
     )
 
 
@@ -165,14 +167,12 @@ def resume_command(saved_model):
 
     ``--resume`` finds runs under ./saved_models, so for a model elsewhere the command starts with a cd.
     """
-    import shlex
-
-    sources = " ".join(shlex.quote(str(source)) for source in saved_model.corpus.get("sources") or ["CORPUS"])
-    command = f"textgen train {sources} --name {saved_model.directory.name} --resume"
+    sources = saved_model.corpus.get("sources") or ["CORPUS"]
+    command = shell_command("textgen", "train", *sources, "--name", saved_model.directory.name, "--resume")
     root = saved_model.directory.parent
     if root == Path(SAVED_MODELS_DIRECTORY) or root.name != SAVED_MODELS_DIRECTORY:
         return command
-    return f"cd {shlex.quote(str(root.parent))} && {command}"
+    return f"{shell_command('cd', root.parent)} && {command}"
 
 
 def describe(saved_model):

@@ -4,6 +4,7 @@ import math
 
 from textgen.errors import TextgenError
 from textgen.saved.layout import LOGS_DIRECTORY, MODEL_FILE
+from textgen.shell import shell_command
 from textgen.training.plan import TrainingResult
 
 # Vocabularies above this size get a hint about --max-vocab at the start of training.
@@ -28,7 +29,7 @@ def announce(plan, shape, model, hardware, state, *, echo):
             f"--max-vocab {LARGE_VOCABULARY} or --min-count 2 trains faster"
         )
     if plan.chief:  # other workers log to a temporary directory
-        echo(f"watch it learn: tensorboard --logdir {plan.directory / LOGS_DIRECTORY}")
+        echo(f"watch it learn: {shell_command('tensorboard', '--logdir', plan.directory / LOGS_DIRECTORY)}")
 
 
 def report(plan, output, state, hardware, callbacks, *, echo):
