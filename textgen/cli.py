@@ -20,7 +20,7 @@ from textgen.config import TRAINING_SETTINGS, SamplingConfig
 from textgen.errors import TextgenError
 from textgen.metrics import epoch_line, judged_loss
 from textgen.native_logs import VERBOSE_VARIABLE
-from textgen.shell import shell_command
+from textgen.shell import printable, shell_command
 
 # The shell's convention: 128 + the signal's number.
 SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -50,8 +50,7 @@ def _one_line(error):
 def _fail(message):
     """``Error: message`` on stderr, exit 1. A file name that is not UTF-8 (its bytes kept as
     surrogates by Python) is shown with U+FFFD, where printing it as it is would raise."""
-    printable = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    click.echo(f"Error: {printable}", err=True)
+    click.echo(f"Error: {printable(message)}", err=True)
     sys.exit(1)
 
 

@@ -25,6 +25,7 @@ What a user can count on under every strategy:
 
 import dataclasses
 import json
+import math
 import os
 
 from textgen.errors import TextgenError
@@ -110,14 +111,23 @@ def choose_strategy(requested, *, gpus, cluster):
 # How long a worker waits for the whole cluster to answer before it gives up in one line.
 CLUSTER_TIMEOUT_VARIABLE = "TEXTGEN_CLUSTER_TIMEOUT"
 CLUSTER_TIMEOUT_SECONDS = 120
+MAX_CLUSTER_TIMEOUT_SECONDS = 86_400  # a day: longer is a wait nobody is watching
 
 
 def cluster_timeout():
     text = os.environ.get(CLUSTER_TIMEOUT_VARIABLE, "")
+    if not text:
+        return CLUSTER_TIMEOUT_SECONDS
     try:
-        return max(1, int(float(text))) if text else CLUSTER_TIMEOUT_SECONDS
+        seconds = float(text)
     except ValueError:
-        raise TextgenError(f"{CLUSTER_TIMEOUT_VARIABLE} must be a number of seconds, got {text!r}") from None
+        seconds = math.nan
+    if not 0 < seconds <= MAX_CLUSTER_TIMEOUT_SECONDS:  # NaN and inf too: a wait must end
+        raise TextgenError(
+            f"{CLUSTER_TIMEOUT_VARIABLE} must be a number of seconds up to {MAX_CLUSTER_TIMEOUT_SECONDS:,}, "
+            f"got {text!r}"
+        )
+    return max(1, int(seconds))
 
 
 def parse_devices(text):
@@ -150,6 +160,8 @@ def plan_distribution(train_config, *, gpus):
         if train_config.strategy != "auto":
             raise TextgenError(f"--devices lists the devices of --strategy mirrored, not of {kind}")
         kind = "mirrored"  # devices named: that is what auto means
+    if kind == "multi-worker" and cluster is not None and len(cluster.tasks) < 2:
+        raise TextgenError("--strategy multi-worker needs TF_CONFIG to name two or more tasks; it names one")
     if kind == "multi-worker" and cluster is None:
         raise TextgenError(
             f"--strategy multi-worker needs TF_CONFIG naming the cluster and this task, e.g. {EXAMPLE_TF_CONFIG}"

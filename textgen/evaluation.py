@@ -63,6 +63,8 @@ def evaluate_files(generator, paths, *, encoding="utf-8", errors="strict"):
         sources=tuple(str(path) for path in paths), encoding=encoding, errors=errors, validation_fraction=0.0
     )
     tokenizer = generator.tokenizer
+    # evaluate has no --encoding or --errors: it reads the files as the model's corpus was read.
+    hint = f"the model was trained on {encoding} text with errors={errors}; evaluate reads files the same way"
     resolved = resolve_corpus_sources(config)
     corpus, _, ids = open_token_store(
         config,
@@ -70,10 +72,11 @@ def evaluate_files(generator, paths, *, encoding="utf-8", errors="strict"):
         resolved=resolved,
         tokenizer=tokenizer,
         unknown_hint="",  # evaluate has no --drop-unknown: the text is scored as it is or not at all
+        decoding_hint=hint,
     )
     if len(ids) < 2:
         raise TextgenError("the text to evaluate is shorter than two tokens")
     # The first token is context, not scored: its characters are left out of bits per character.
-    first_piece = next(iter(tokenizer.token_aligned(iter_corpus_text(resolved[0], config))))
+    first_piece = next(iter(tokenizer.token_aligned(iter_corpus_text(resolved[0], config, hint=hint))))
     first_token = tokenizer.split(first_piece.lower() if tokenizer.lowercase else first_piece)[0]
     return _metrics(score_tokens(generator.engine, ids), len(ids) - 1, corpus.characters - len(first_token))

@@ -107,12 +107,25 @@ class Settings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data, *, source=None):
+        """The settings saved as ``data``; ``source`` (a file and its section) is named by every refusal,
+        with the field as the file spells it, not as a command-line option."""
+        where = source or cls.__name__
         if not isinstance(data, dict):
-            raise TextgenError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+            raise TextgenError(f"{where} must be a JSON object, got {type(data).__name__}")
         values = {cls.RENAMED.get(key, key): value for key, value in data.items()}
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise TextgenError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
-        return cls(**values)
+            raise TextgenError(f"unknown {where} keys: {', '.join(unknown)}")
+        if source is None:
+            return cls(**values)
+        for key, value in values.items():
+            try:
+                rule_of(fields[key]).check(key, value)
+            except TextgenError as error:
+                raise TextgenError(f"{source}: {error}") from None
+        try:
+            return cls(**values)
+        except TextgenError as error:  # a rule across fields (check)
+            raise TextgenError(f"{source}: {error}") from None

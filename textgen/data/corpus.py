@@ -89,7 +89,11 @@ def _codec_for(encoding, head):
     return encoding
 
 
-def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=None):
+# What a decoding error suggests, where the command has --encoding and --errors (train).
+DECODING_HINT = "try --encoding latin-1 or --errors replace"
+
+
+def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=None, hint=DECODING_HINT):
     """One file's normalized text in pieces; their concatenation is ``read_file``'s text, for any chunk size.
 
     The pieces are decoded incrementally (a character split between two reads
@@ -114,7 +118,8 @@ def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=None)
             try:
                 text = decoder.decode(data, final=not data)
             except UnicodeDecodeError as error:
-                raise _decoding_error(path, encoding, codec, error, consumed, pending, first, data) from None
+                where = (consumed, pending, first, data)
+                raise _decoding_error(path, encoding, codec, error, where, hint) from None
             except UnicodeError as error:  # a codec's own complaint about the stream as a whole
                 raise TextgenError(f"{path} is not valid {encoding}: {error}") from None
             consumed += len(data)
@@ -127,15 +132,16 @@ def iter_file_text(path, *, encoding="utf-8", errors="strict", chunk_bytes=None)
                 return
 
 
-def _decoding_error(path, encoding, codec, error, consumed, pending, first, data):
+def _decoding_error(path, encoding, codec, error, where, hint):
     """The one line for a bad byte, at its offset in the file (as if the file had been decoded whole)."""
+    consumed, pending, first, data = where  # bytes decoded before this read, the decoder's state, the read
     # error.start counts in (pending + data), after a BOM utf-8-sig strips in this call.
     stripped = 3 if codec == "utf-8-sig" and first and (pending + data).startswith(_UTF8_BOM) else 0
     offset = consumed - len(pending) + error.start + stripped
     bad_byte = error.object[error.start : error.start + 1].hex()
     return TextgenError(
         f"{path} is not valid {'utf-8' if codec == 'utf-8-sig' else encoding}: byte 0x{bad_byte} at "
-        f"offset {offset} (try --encoding latin-1 or --errors replace)"
+        f"offset {offset} ({hint})"
     )
 
 
@@ -221,7 +227,7 @@ def resolve_sources(sources, *, tfds_data_dir=None, tfds_download=False, follow_
     return files, names[0]
 
 
-def iter_corpus_text(files, config):
+def iter_corpus_text(files, config, *, hint=DECODING_HINT):
     """The whole corpus's text in pieces: the files in order, each ending with a line end.
 
     Joining the pieces gives the corpus text exactly: a file that is empty or
@@ -236,7 +242,7 @@ def iter_corpus_text(files, config):
         if isinstance(path, TfdsSource):
             pieces = path.pieces(errors=config.errors)  # UTF-8 records, normalized, each ending in a blank line
         else:
-            pieces = iter_file_text(path, encoding=config.encoding, errors=config.errors)
+            pieces = iter_file_text(path, encoding=config.encoding, errors=config.errors, hint=hint)
         for piece in pieces:
             if not piece:
                 continue

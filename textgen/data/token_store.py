@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from textgen.data.corpus import iter_corpus_text
+from textgen.data.corpus import DECODING_HINT, iter_corpus_text
 from textgen.data.tfds_source import TfdsSource
 from textgen.data.token_counts import COUNTS
 from textgen.data.token_file import TokenFile, id_dtype
@@ -91,6 +91,7 @@ class _Request:
     tokenizer: object = None  # a resumed or fine-tuned run's, used as it is
     drop_unknown: bool = False  # with ``tokenizer``: leave out the characters it lacks
     unknown_hint: str = DROP_HINT  # ends the refusal when it lacks some and may not drop them
+    decoding_hint: str = DECODING_HINT  # what a decoding error suggests (the command's own options)
 
 
 def _key(request):
@@ -120,7 +121,9 @@ def _scan(request):
     """Pass 1: the corpus's token counts, in first-seen order, its text streamed in token-aligned pieces."""
     level, lowercase = request.tokenizer_config.level, request.tokenizer_config.lowercase
     counts = COUNTS[level]()
-    for piece in TOKENIZERS[level].token_aligned(iter_corpus_text(request.files, request.corpus_config)):
+    for piece in TOKENIZERS[level].token_aligned(
+        iter_corpus_text(request.files, request.corpus_config, hint=request.decoding_hint)
+    ):
         counts.add(piece.lower() if lowercase else piece)
     return counts.counter()
 
@@ -153,7 +156,7 @@ def _encode(request, tokenizer, dropped, ids_path):
     """Pass 2: the corpus's text, in token-aligned pieces, into ids_path; (characters, tokens, sha256 of the text)."""
     digest, characters, tokens, dtype = hashlib.sha256(), 0, 0, id_dtype(tokenizer.vocabulary_size)
     drop = {ord(character): None for character in dropped}
-    pieces = iter_corpus_text(request.files, request.corpus_config)
+    pieces = iter_corpus_text(request.files, request.corpus_config, hint=request.decoding_hint)
     if drop:
         pieces = (piece.translate(drop) for piece in pieces)
     with open_file(ids_path, "wb") as handle:
@@ -169,7 +172,14 @@ def _encode(request, tokenizer, dropped, ids_path):
 
 
 def open_token_store(
-    corpus_config, tokenizer_config, *, resolved, tokenizer=None, drop_unknown=False, unknown_hint=DROP_HINT
+    corpus_config,
+    tokenizer_config,
+    *,
+    resolved,
+    tokenizer=None,
+    drop_unknown=False,
+    unknown_hint=DROP_HINT,
+    decoding_hint=DECODING_HINT,
 ):
     """(StoredCorpus, tokenizer, ids): the corpus's token ids as a TokenFile, built on first use.
 
@@ -178,7 +188,9 @@ def open_token_store(
     characters it lacks; ``unknown_hint`` ends the refusal when it lacks some and may not drop them).
     """
     files, name = resolved
-    request = _Request(tuple(files), corpus_config, tokenizer_config, tokenizer, drop_unknown, unknown_hint)
+    request = _Request(
+        tuple(files), corpus_config, tokenizer_config, tokenizer, drop_unknown, unknown_hint, decoding_hint
+    )
     key, sources, sizes = _key(request)
     directory = _writable_stores() / key
     if not os.path.lexists(directory / "manifest.json"):

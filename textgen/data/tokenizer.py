@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from textgen.errors import TextgenError
+from textgen.limits import MAX_VOCABULARY
 
 UNKNOWN_TOKEN = "<unk>"
 
@@ -179,6 +180,10 @@ def _last_token_start(text):
 TOKENIZERS = {tokenizer.kind: tokenizer for tokenizer in (CharTokenizer, WordTokenizer)}
 
 
+def _has_lone_surrogate(text):
+    return any("\ud800" <= character <= "\udfff" for character in text)
+
+
 def tokenizer_from_dict(data):
     """Rebuild a tokenizer from ``to_dict``'s data; refuses unknown kinds and malformed vocabularies."""
     kind = data.get("kind") if isinstance(data, dict) else None
@@ -187,6 +192,10 @@ def tokenizer_from_dict(data):
     vocabulary, unknown_token = data.get("vocabulary"), data.get("unknown_token")
     if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(t, str) and t for t in vocabulary):
         raise TextgenError("tokenizer.json has no valid vocabulary")
+    if len(vocabulary) > MAX_VOCABULARY:
+        raise TextgenError(f"tokenizer.json has {len(vocabulary):,} tokens; textgen reads at most {MAX_VOCABULARY:,}")
+    if any(not token.isascii() and _has_lone_surrogate(token) for token in vocabulary):
+        raise TextgenError("tokenizer.json's vocabulary holds a lone surrogate (\\ud800-\\udfff), which is not text")
     if kind == "char" and any(len(token) != 1 for token in vocabulary if token != unknown_token):
         raise TextgenError("tokenizer.json has a char vocabulary with entries that are not single characters")
     if not isinstance(unknown_token, (str, type(None))) or not isinstance(data.get("lowercase", False), bool):

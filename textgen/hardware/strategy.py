@@ -175,3 +175,6 @@ def _multi_worker_strategy(cluster):
             f"the cluster did not come up within {timeout} s: no answer from {others} (is every worker started, "
             f"with the same TF_CONFIG cluster?) [{type(error).__name__}]"
         ) from None
+    except tf.errors.OpError as error:  # e.g. this task's port is taken: its gRPC server cannot listen
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise TextgenError(f"this worker could not join the cluster at {cluster.address}: {first_line}") from None

@@ -7,7 +7,6 @@ on (``.keras``, ``.weights.h5``) or ``.tmp``; ``remove_temporary_files``
 cleans up what a killed process left.
 """
 
-import errno
 import json
 import os
 import secrets
@@ -35,6 +34,10 @@ def _new_temporary_file(path):
             continue
 
 
+# Added to a file's expected size by every caller that checks the free space: HDF5's and zip's bookkeeping.
+FREE_SPACE_MARGIN_BYTES = 1 << 20
+
+
 def check_free_space(path, needed_bytes):
     """Refuse to start writing ``needed_bytes`` beside ``path`` where the disk has less free.
 
@@ -43,7 +46,10 @@ def check_free_space(path, needed_bytes):
     """
     free = shutil.disk_usage(Path(path).parent).free
     if free < needed_bytes:
-        raise OSError(errno.ENOSPC, f"{free:,} bytes free, {needed_bytes:,} needed", os.fspath(path))
+        raise TextgenError(
+            f"no space left on the device while writing {path}: it needs about {needed_bytes:,} bytes (the file "
+            f"and a margin of {FREE_SPACE_MARGIN_BYTES:,}), {free:,} are free; what was saved before is intact"
+        )
 
 
 def atomic_write(path, write, *, expected_bytes=None):

@@ -15,7 +15,7 @@ import numpy as np
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
 from textgen.data.tokenizer import tokenizer_from_dict
 from textgen.errors import TextgenError
-from textgen.saved.atomic import atomic_write, read_json, write_json
+from textgen.saved.atomic import FREE_SPACE_MARGIN_BYTES, atomic_write, read_json, write_json
 from textgen.saved.backup import backup_global_step, check_backup_weights, check_history, read_backup
 from textgen.saved.keras_archive import Network, expected_weights, read_keras_archive
 from textgen.saved.layout import (
@@ -27,7 +27,8 @@ from textgen.saved.layout import (
     SAVED_MODELS_DIRECTORY,
     TOKENIZER_FILE,
 )
-from textgen.shell import shell_command
+from textgen.settings import rule_of
+from textgen.shell import printable, shell_command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,13 @@ class SavedModel:
         return self.directory / MODEL_FILE
 
     def corpus_setting(self, name):
-        """A ``CorpusConfig`` setting the model was trained with (its default if not recorded)."""
-        return self.corpus.get(name, getattr(CorpusConfig, name))
+        """A ``CorpusConfig`` setting the model was trained with (its default if not recorded), checked."""
+        value = self.corpus.get(name, getattr(CorpusConfig, name))
+        field = next(field for field in dataclasses.fields(CorpusConfig) if field.name == name)
+        try:
+            return rule_of(field).check(name, value)
+        except (TextgenError, LookupError, TypeError) as error:  # LookupError: an encoding Python does not know
+            raise TextgenError(f'{self.directory / CONFIG_FILE}\'s "corpus": {error}') from None
 
     def metrics(self):
         path = self.directory / METRICS_FILE
@@ -66,6 +72,17 @@ class SavedModel:
         return Network.from_layers(layers, source=str(self.model_path)), global_step
 
 
+def _printable_strings(value):
+    """``value`` (JSON data) with every string ``printable``: file names that are not UTF-8 included."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, (list, tuple)):
+        return [_printable_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _printable_strings(item) for key, item in value.items()}
+    return value
+
+
 def write_settings(
     directory, *, model, tokenizer_config, train, corpus_config, corpus_summary, tokenizer, versions, base=None
 ):
@@ -74,11 +91,11 @@ def write_settings(
         Path(directory) / CONFIG_FILE,
         {
             "format_version": FORMAT_VERSION,
-            "from": None if base is None else str(base),
+            "from": None if base is None else printable(base),
             "model": model.to_dict(),
             "tokenizer": tokenizer_config.to_dict(),
             "train": train.to_dict(),
-            "corpus": {**corpus_summary, **corpus_config.to_dict()},
+            "corpus": _printable_strings({**corpus_summary, **corpus_config.to_dict()}),
             "versions": versions,
         },
     )
@@ -88,7 +105,7 @@ def write_settings(
 
 def weights_file_bytes(model):
     """About how large a weights file of ``model`` is: float32 weights and Adam's two moments, and a margin."""
-    return 3 * 4 * model.count_params() + (1 << 20)
+    return 3 * 4 * model.count_params() + FREE_SPACE_MARGIN_BYTES
 
 
 def write_model(directory, model):
@@ -145,9 +162,11 @@ def load_saved_model(directory, *, require_weights=True):
             raise TypeError("corpus, versions or from")
         saved = SavedModel(
             directory=directory,
-            model=ModelConfig.from_dict(sections["model"]),
-            tokenizer_config=TokenizerConfig.from_dict(sections["tokenizer"]),
-            train=TrainConfig.from_dict(sections["train"]),
+            model=ModelConfig.from_dict(sections["model"], source=f'{directory / CONFIG_FILE}\'s "model"'),
+            tokenizer_config=TokenizerConfig.from_dict(
+                sections["tokenizer"], source=f'{directory / CONFIG_FILE}\'s "tokenizer"'
+            ),
+            train=TrainConfig.from_dict(sections["train"], source=f'{directory / CONFIG_FILE}\'s "train"'),
             corpus=corpus,
             tokenizer=tokenizer_from_dict(tokenizer_data),
             versions=versions,
