@@ -1,48 +1,36 @@
-"""Waits that Ctrl-C and SIGTERM end at once, even while native code is waiting.
+"""Waits in native code that Ctrl-C and SIGTERM end at once.
 
-Python runs a signal handler only between bytecodes of the main thread, so a
-call that waits inside C++ (TensorFlow's cluster start-up: up to the cluster
-timeout; TFDS's download retries: minutes) keeps every signal waiting with it.
-``run_interruptibly`` makes the call in a worker thread while the main thread
-waits in short, interruptible joins: a signal then ends the process at once,
-with one line. What the call was doing is abandoned with the process (a
-writer lock is the kernel's and goes with it; a staging directory is cleaned
-up by the next run).
+Python runs a signal handler only between bytecodes of the main thread, and
+textgen's handlers (a clean stop after the current batch; the CLI's one-line
+"Terminated") are Python. A call that waits inside C++ while holding the
+interpreter (TensorFlow's multi-worker start-up waits for every worker, up to
+the cluster timeout) keeps every signal waiting with it: SIGTERM was ignored
+for two minutes. Running the call in a thread does not help, since it holds
+the interpreter there too (measured: the main thread never ran again until the
+call returned). So for the length of such a wait ``native_wait`` gives SIGINT
+and SIGTERM back to the kernel's default action, which ends the process at
+once, wherever it is; the line it prints first says so. What the wait was
+for is abandoned with the process: the writer lock is the kernel's and goes
+with it, and a staging directory is cleaned up by the next run.
 """
 
-import os
+import contextlib
 import signal
-import sys
 import threading
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def run_interruptibly(function, *, what):
-    """``function()``'s result (or its exception), while SIGINT and SIGTERM end the wait at once."""
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        return function()
-    outcome = {}
-
-    def work():
-        try:
-            outcome["value"] = function()
-        except BaseException as error:  # handed to the main thread, raised there
-            outcome["error"] = error
-
-    def stop(number, frame):
-        print(f"Error: {what} stopped by {signal.Signals(number).name}", file=sys.stderr, flush=True)
-        os._exit(128 + number)  # the worker is inside native code: nothing short of this ends it now
-
-    worker = threading.Thread(target=work, name=what, daemon=True)
-    previous = {number: signal.signal(number, stop) for number in _SIGNALS}
+@contextlib.contextmanager
+def native_wait(what, *, echo=print):
+    """A block during which SIGINT and SIGTERM end the process at once; ``what`` is announced first."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield
+        return
+    echo(f"{what}; Ctrl-C or SIGTERM stops it at once")
+    previous = {number: signal.signal(number, signal.SIG_DFL) for number in _SIGNALS}
     try:
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.1)
+        yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]

@@ -80,7 +80,9 @@ def read_bounded(path, max_bytes, *, within=None, follow=False):
             raise TextgenError(f"{path} is refused: {size:,} bytes, more than {max_bytes:,}")
         data = bytearray()
         while len(data) <= max_bytes:
-            piece = handle.read(min(READ_PIECE_BYTES, max_bytes + 1 - len(data)))
+            # Ask for what fstat says is left (and a little more, to see the end), a piece at a time.
+            wanted = max(size - len(data), 1 << 16)
+            piece = handle.read(min(READ_PIECE_BYTES, wanted, max_bytes + 1 - len(data)))
             if not piece:
                 return bytes(data)
             data += piece

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from textgen.data.newlines import normalize_newlines
 from textgen.errors import TextgenError
-from textgen.interruptible import run_interruptibly
+from textgen.interruptible import native_wait
 from textgen.native_logs import quiet_native_logs, verbose
 from textgen.shell import shell_command
 
@@ -96,7 +96,8 @@ class TfdsSource:
             )
         try:
             # TFDS retries an unreachable server for minutes: Ctrl-C and SIGTERM end that at once.
-            run_interruptibly(builder.download_and_prepare, what=f"downloading {PREFIX}{self.name}")
+            with native_wait(f"downloading and preparing {PREFIX}{self.name}"):
+                builder.download_and_prepare()
         except Exception as error:  # network, disk, a dataset needing manual files: TFDS's reasons vary
             raise TextgenError(
                 f"could not download {PREFIX}{self.name} ({_first_line(error)}); run `{command}` where there "

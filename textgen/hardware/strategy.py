@@ -12,7 +12,7 @@ import hashlib
 from textgen.cluster import ROLES, Cluster, cluster_timeout, parse_devices
 from textgen.errors import TextgenError
 from textgen.hardware.keras_patches import fit_under_multi_worker
-from textgen.interruptible import run_interruptibly
+from textgen.interruptible import native_wait
 
 
 @dataclasses.dataclass
@@ -169,7 +169,8 @@ def _multi_worker_strategy(cluster):
     )
     try:
         # Its start-up waits in C++ for every worker: Ctrl-C and SIGTERM must still end it at once.
-        return run_interruptibly(tf.distribute.MultiWorkerMirroredStrategy, what="waiting for the cluster")
+        with native_wait(f"waiting up to {timeout} s for the cluster's other workers ({others})"):
+            return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as error:
         raise TextgenError(
             f"the cluster did not come up within {timeout} s: no answer from {others} (is every worker started, "
