@@ -12,6 +12,11 @@ and SIGTERM back to the kernel's default action, which ends the process at
 once, wherever it is; the line it prints first says so. What the wait was
 for is abandoned with the process: the writer lock is the kernel's and goes
 with it, and a staging directory is cleaned up by the next run.
+
+One exception is TensorFlow's own: MultiWorkerMirroredStrategy's start-up
+installs a SIGTERM handler of its own (its preemption notifier, TF 2.21), which
+logs the signal and carries on; there SIGTERM waits for TEXTGEN_CLUSTER_TIMEOUT,
+and Ctrl-C ends the wait at once (tests/test_no_way_out.py).
 """
 
 import contextlib
