@@ -223,5 +223,5 @@ def test_a_corrupt_tokenizer_or_config_is_one_clear_error(tiny_model, tmp_path):
         with pytest.raises(TextgenError, match=message):
             load_saved_model(directory)
     (directory / "config.json").write_text(json.dumps({"format_version": 1, "model": [], "tokenizer": {}, "train": {}}))
-    with pytest.raises(TextgenError, match="ModelConfig must be a JSON object"):
+    with pytest.raises(TextgenError, match='config.json\'s "model" must be a JSON object'):
         load_saved_model(directory)

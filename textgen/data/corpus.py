@@ -12,18 +12,15 @@ import codecs
 import dataclasses
 import glob
 import hashlib
-import os
 import sys
 import sysconfig
 from pathlib import Path
 
+from textgen.data.corpus_directory import directory_files
 from textgen.data.newlines import NewlineStream
 from textgen.data.tfds_source import TfdsSource, is_tfds_source
 from textgen.errors import TextgenError
 from textgen.safe_files import open_file
-
-# Directories never worth reading as training text.
-_SKIPPED_DIRECTORIES = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".tox"}
 
 
 def _python_stdlib_files():
@@ -150,50 +147,12 @@ def read_file(path, *, encoding="utf-8", errors="strict"):
     return "".join(iter_file_text(path, encoding=encoding, errors=errors))
 
 
-def _looks_binary(path):
-    """A cheap sniff used to skip binary files inside a directory."""
-    try:
-        with open_file(path, "rb", follow=True) as handle:  # a regular file, never a FIFO
-            return b"\x00" in handle.read(8192)
-    except (OSError, TextgenError):
-        return True
-
-
-def _leaves(path, root):
-    """True where a symbolic link at ``path`` (inside ``root``) leads out of ``root``."""
-    real_root = os.path.realpath(root)
-    return os.path.commonpath([real_root, os.path.realpath(path)]) != real_root
-
-
-def _directory_files(directory, *, follow_links=False, skipped=None):
-    """The text files below ``directory``, in order; a symbolic link leading out of it is skipped
-    (appended to ``skipped``) unless ``follow_links``: a cloned repository's ``notes.txt -> ~/secret``
-    must not end up in a model, and in its config.json."""
-    files = []
-    # followlinks=False: linked directories are not descended, so a symlink loop cannot trap the walk.
-    for root, directories, names in os.walk(directory, followlinks=False):
-        directories[:] = sorted(d for d in directories if d not in _SKIPPED_DIRECTORIES and not d.startswith("."))
-        for name in sorted(names):
-            path = Path(root) / name
-            if name.startswith(".") or not path.is_file():  # is_file: a regular file (or a link to one)
-                continue
-            if path.is_symlink() and not follow_links and _leaves(path, directory):
-                if skipped is not None:
-                    skipped.append(path)
-                continue
-            if path.stat().st_size > 0 and not _looks_binary(path):
-                files.append(path)
-    if not files:
-        raise TextgenError(f"directory {directory} has no text files")
-    return files
-
-
 def resolve_sources(sources, *, tfds_data_dir=None, tfds_download=False, follow_links=False, skipped=None):
     """Files named by the sources, in a stable order, and a default model name.
 
     A ``tfds:`` source stands in the list as a tfds_source.TfdsSource, read
     where a file would be. A symbolic link named as a source is followed (the
-    user chose it); inside a directory see ``_directory_files``.
+    user chose it); inside a directory see corpus_directory.directory_files.
     """
     files, names = [], []
     for source in sources:
@@ -205,7 +164,7 @@ def resolve_sources(sources, *, tfds_data_dir=None, tfds_download=False, follow_
         if path.is_symlink() and not path.exists():
             raise TextgenError(f"{source} is a broken symbolic link or a symbolic link loop")
         if path.is_dir():
-            files.extend(_directory_files(path, follow_links=follow_links, skipped=skipped))
+            files.extend(directory_files(path, follow_links=follow_links, skipped=skipped))
             names.append(path.resolve().name)
         elif path.is_file():
             files.append(path)
@@ -273,16 +232,6 @@ def resolve_corpus_sources(config, *, skipped=None):
         tfds_download=config.tfds_download,
         follow_links=config.follow_links,
         skipped=skipped,
-    )
-
-
-def skipped_links_line(skipped):
-    """The one line that lists the symbolic links a corpus directory's walk skipped."""
-    shown = ", ".join(str(path) for path in skipped[:5])
-    shown += f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-    return (
-        f"note: skipped {len(skipped)} symbolic link(s) leading out of the corpus directory: {shown} "
-        "(--follow-links reads them)"
     )
 
 

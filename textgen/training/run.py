@@ -21,7 +21,8 @@ from pathlib import Path
 
 from textgen.cluster import read_cluster
 from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig, training_configs
-from textgen.data.corpus import resolve_corpus_sources, skipped_links_line
+from textgen.data.corpus import resolve_corpus_sources
+from textgen.data.corpus_directory import skipped_links_line
 from textgen.data.training_text import prepare_training_text
 from textgen.errors import TextgenError
 from textgen.native_logs import quiet_native_logs
