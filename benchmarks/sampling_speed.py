@@ -34,28 +34,10 @@ GOALS = {"start-up ratio": 0.25, "one stream": 10_000, "64 streams": 100_000, "b
 
 def make_model(directory):
     """A randomly initialised 2x256 char LSTM saved as a textgen model directory."""
-    from textgen.config import CorpusConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from textgen.data.tokenizer import CharTokenizer
-    from textgen.model import build_model
-    from textgen.saved.layout import MODEL_FILE
-    from textgen.saved.saved_model import write_settings
+    from textgen.saved.untrained import write_untrained_model
 
     text = CORPUS.read_text(encoding="utf-8") if CORPUS.exists() else "".join(map(chr, range(32, 127))) + "\n"
-    tokenizer = CharTokenizer.fit(text)
-    model_config = ModelConfig(cell="lstm", layers=2, units=256)
-    directory.mkdir(parents=True)
-    write_settings(
-        directory,
-        model=model_config,
-        tokenizer_config=TokenizerConfig(),
-        train=TrainConfig(),
-        corpus_config=CorpusConfig(sources=("random",)),
-        corpus_summary={},
-        tokenizer=tokenizer,
-        versions={},
-    )
-    build_model(model_config, tokenizer.vocabulary_size).save(directory / MODEL_FILE)
-    return directory
+    return write_untrained_model(directory, text, units=256)
 
 
 def process_seconds(*arguments):

@@ -85,3 +85,13 @@ def tiny_model(tmp_path_factory):
 def tiny_word_model(tmp_path_factory):
     """A tiny word-level LSTM: (model directory, corpus path)."""
     return trained_fixture(tmp_path_factory, "words", 200, level="word", seq_length=10)
+
+
+@pytest.fixture(scope="session")
+def slow_model(tmp_path_factory):
+    """An untrained 2x1024 char LSTM (a few ms per step): streams long enough to stop mid-way."""
+    from textgen.saved.untrained import write_untrained_model
+
+    # Lowercase letters, space, punctuation and newline: the characters the tests' prompts use.
+    text = "abcdefghijklmnopqrstuvwxyz .,\n"
+    return write_untrained_model(tmp_path_factory.mktemp("slow") / "slow", text, units=1024)

@@ -44,6 +44,7 @@ FLOORS = {
     "textgen.generation": 4,
     "textgen.training": 5,
     "textgen.evaluation": 6,
+    "textgen.serving": 6,  # the HTTP server over generation (no TensorFlow), beside evaluation
     "textgen.cli": 7,
     "textgen.__main__": 7,
     "textgen": 7,  # the package's own __init__: the public API over everything

@@ -28,3 +28,11 @@ def load(path=None, *, engine="auto"):
     from textgen.generation.generator import load as load_generator
 
     return load_generator(path, engine=engine)
+
+
+def serve(models=(), **options):
+    """Serve saved model directories over HTTP until Ctrl-C or SIGTERM: the OpenAI-style API and the
+    playground (what `textgen serve` runs; see ``textgen.serving.server.serve`` for the options)."""
+    from textgen.serving.server import serve as serve_models
+
+    return serve_models(models, **options)

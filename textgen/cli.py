@@ -18,6 +18,7 @@ import click
 from textgen.cli_options import given_options, settings_options
 from textgen.config import TRAINING_SETTINGS, SamplingConfig
 from textgen.errors import TextgenError
+from textgen.limits import DEFAULT_MAX_STREAMS
 from textgen.metrics import epoch_line, judged_loss
 from textgen.native_logs import VERBOSE_VARIABLE
 from textgen.shell import printable, shell_command
@@ -255,3 +256,28 @@ def info(model, output_format):
         )
     for epoch in report["metrics"]:
         click.echo(epoch_line(epoch, while_training=False))
+
+
+@main.command()
+@click.argument("models", nargs=-1)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (a key is needed beyond loopback)."
+)
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free one).")
+@click.option(
+    "--api-key",
+    envvar="TEXTGEN_API_KEY",
+    help="Require 'Authorization: Bearer KEY' on the API (or set TEXTGEN_API_KEY).",
+)
+@click.option(
+    "--max-streams",
+    type=int,
+    default=DEFAULT_MAX_STREAMS,
+    show_default=True,
+    help="Streams one model writes at once (more get 429).",
+)
+def serve(models, host, port, api_key, max_streams):
+    """Serve MODELS (default: every model under ./saved_models): an OpenAI-style API and a playground."""
+    from textgen.serving.server import serve as serve_models
+
+    serve_models(models, host=host, port=port, api_key=api_key, max_streams=max_streams, echo=click.echo)

@@ -22,3 +22,21 @@ MAX_WEIGHTS_FILE_BYTES = 3 * 4 * MAX_PARAMETERS + (16 << 20)
 MAX_GLOBAL_STEP = 1_000_000_000
 # Reads grow in pieces of this size, so memory follows what a file really holds, not the cap.
 READ_PIECE_BYTES = 16 << 20
+
+# What `textgen serve` takes from one request, whatever the client says (stated in each refusal).
+# A body holds a prompt and a few settings: 1 MiB holds a prompt of a million ASCII characters, the
+# most the generator reads (generation/generator.MAX_PROMPT_CHARACTERS). It is refused from its
+# Content-Length, or as soon as more has arrived, never read whole.
+MAX_REQUEST_BYTES = 1 << 20
+# Tokens one choice writes: a char-RNN's text drifts long before this, and a stream of 20,000
+# characters at the slowest measured rate (~5,000/s) ends within seconds.
+MAX_COMPLETION_TOKENS = 20_000
+# Choices of one request (`n`): each is a row of the model's batch.
+MAX_CHOICES = 64
+# Top alternatives returned per token (`logprobs`): OpenAI's own cap for completions.
+MAX_LOGPROBS = 5
+# Stop strings per request: OpenAI's cap.
+MAX_STOP_STRINGS = 4
+# Rows one served model writes at once, over all its requests, unless `--max-streams` says otherwise:
+# 256 rows of a 2x512 LSTM hold ~4 MB of state, and more clients get 429 (try again), not a slow crawl.
+DEFAULT_MAX_STREAMS = 256

@@ -70,21 +70,28 @@ class Generator:
         shown = ", ".join(repr(token) for token in unknown[:10])
         return [f"prompt words not in the model's vocabulary, read as {self.tokenizer.unknown_token}: {shown}"]
 
-    def _prime(self, prompt, batch_size):
-        """Run the prompt through the network: the logits for what follows, and the state."""
-        for message in self.prompt_warnings(prompt):
-            warnings.warn(message, stacklevel=3)
+    def prompt_ids(self, prompt):
+        """The token ids a prompt is read as (a refusal names characters the model does not know)."""
         text = prompt if prompt else (DEFAULT_PRIMER if DEFAULT_PRIMER in self.tokenizer.vocabulary else None)
         # Failing that, the most frequent token (the vocabulary is sorted by frequency, after <unk>).
         most_frequent = 0 if self.tokenizer.unknown_id is None else 1
-        ids = self.tokenizer.encode(text) if text else np.array([most_frequent], np.int32)
+        return self.tokenizer.encode(text) if text else np.array([most_frequent], np.int32)
+
+    def prime(self, ids, batch_size, state=None):
+        """Run prompt ids through the network: the logits for what follows (batch, vocabulary) and the
+        state, each repeated for ``batch_size`` streams; ``state`` (batch 1) carries on from earlier ids."""
         # Every sample reads the same prompt: run it once, in pieces (only the last step's logits are
         # kept, so a long prompt never holds (time, vocabulary) floats), then copy the result per sample.
-        state = self.engine.initial_state(1)
+        state = state if state is not None else self.engine.initial_state(1)
         for start in range(0, len(ids), PROMPT_CHUNK):
             logits, state = self.engine.run(ids[None, start : start + PROMPT_CHUNK], state)
         state = [tuple(np.repeat(array, batch_size, axis=0) for array in layer) for layer in state]
-        return np.repeat(logits[:, -1], batch_size, axis=0), state  # (batch, vocabulary)
+        return np.repeat(logits[:, -1], batch_size, axis=0), state
+
+    def _prime(self, prompt, batch_size):
+        for message in self.prompt_warnings(prompt):
+            warnings.warn(message, stacklevel=3)
+        return self.prime(self.prompt_ids(prompt), batch_size)
 
     def _check(self, settings):
         vocabulary_size, prompt_tokens = self.tokenizer.vocabulary_size, len(settings.prompt)

@@ -117,13 +117,18 @@ class RandomSampler:
 
     def choose(self, logits, rng):
         """tokens (batch,) drawn from logits (batch, vocabulary)."""
+        return self.choose_at(logits, rng.random(len(logits)))
+
+    def choose_at(self, logits, uniforms):
+        """tokens (batch,) for logits (batch, vocabulary), each row's draw at its own uniform in [0, 1):
+        rows of one batch may come from different random generators (a server's requests)."""
         logits = np.asarray(logits, dtype=np.float64)
         for processor in self.processors:
             logits = processor.process(logits)
         # Unnormalized probabilities are enough: the draw is scaled by their total.
         weights = np.exp(logits - logits.max(axis=-1, keepdims=True))  # (batch, vocabulary)
         cumulative = np.cumsum(weights, axis=-1)
-        draws = rng.random(cumulative.shape[0]) * cumulative[:, -1]  # inverse-CDF sampling
+        draws = uniforms * cumulative[:, -1]  # inverse-CDF sampling
         if len(draws) == 1:  # one stream: a binary search beats comparing every entry
             return np.minimum(np.searchsorted(cumulative[0], draws, side="right"), cumulative.shape[1] - 1)
         return np.minimum((cumulative <= draws[:, np.newaxis]).sum(axis=-1), cumulative.shape[1] - 1)

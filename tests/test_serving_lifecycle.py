@@ -1,0 +1,119 @@
+"""`textgen serve` starting, refusing and stopping: keys, limits, taken ports, SIGTERM mid-stream."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+from serving_fixtures import live_streams, running_server
+
+
+def _serve(*arguments, timeout=30):
+    return subprocess.run(
+        [sys.executable, "-m", "textgen", "serve", *arguments], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_starts_without_tensorflow_and_quickly(tiny_model):
+    directory, _ = tiny_model
+    started = time.monotonic()
+    with running_server(str(directory)) as (process, base):
+        up = time.monotonic() - started
+        modules = httpx.get(f"{base}/health").json()
+    assert modules["status"] == "ok"
+    # Loose on purpose (a shared CI machine): TensorFlow's import alone takes several seconds.
+    assert up < 8, up
+    code = "import sys, textgen.serving.server; print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_the_key_is_required_when_set(tiny_model):
+    directory, _ = tiny_model
+    with running_server(str(directory), "--api-key", "sesame") as (process, base):
+        wrong = openai.OpenAI(base_url=f"{base}/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError, match="a valid API key is required"):
+            wrong.models.list()
+        with pytest.raises(openai.AuthenticationError):
+            wrong.completions.create(model=directory.name, prompt="a", max_tokens=2)
+        right = openai.OpenAI(base_url=f"{base}/v1", api_key="sesame", max_retries=0)
+        assert right.completions.create(model=directory.name, prompt="a", max_tokens=2).choices[0].text
+
+
+def test_too_many_streams_is_429_and_the_server_goes_on(slow_model):
+    directory = slow_model
+    with running_server(str(directory), "--max-streams", "2") as (process, base):
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.RateLimitError, match="at most 2 at once"):
+            client.completions.create(model=directory.name, prompt="a", max_tokens=5, n=3)
+        body = {"model": directory.name, "prompt": "a", "max_tokens": 20000, "stream": True}
+        with httpx.stream("POST", f"{base}/v1/completions", json={**body, "n": 2}, timeout=30) as response:
+            lines = response.iter_lines()  # held: a dropped iterator closes the connection
+            next(lines)
+            with pytest.raises(openai.RateLimitError):
+                client.completions.create(model=directory.name, prompt="a", max_tokens=5)
+        for _ in range(200):
+            if live_streams(base, directory.name) == 0:
+                break
+            time.sleep(0.02)
+        assert client.completions.create(model=directory.name, prompt="a", max_tokens=5).choices[0].text
+
+
+def test_sigterm_ends_every_stream_with_a_final_event_and_exits_0(slow_model):
+    directory = slow_model
+    with running_server(str(directory)) as (process, base):
+        endings, started = [], threading.Barrier(11)
+
+        def stream():
+            body = {"model": directory.name, "prompt": "a", "max_tokens": 20000, "stream": True}
+            with httpx.stream("POST", f"{base}/v1/completions", json=body, timeout=60) as response:
+                lines = response.iter_lines()
+                next(lines)
+                started.wait()
+                events = [line for line in lines if line.startswith("data: ")]
+            endings.append((json.loads(events[-2][6:])["choices"][0]["finish_reason"], events[-1]))
+
+        threads = [threading.Thread(target=stream) for _ in range(10)]
+        for thread in threads:
+            thread.start()
+        started.wait()
+        assert live_streams(base, directory.name) == 10
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        for thread in threads:
+            thread.join(timeout=30)
+    assert endings == [("abort", "data: [DONE]")] * 10
+
+
+def test_a_public_address_without_a_key_is_refused(tiny_model):
+    directory, _ = tiny_model
+    result = _serve(str(directory), "--host", "0.0.0.0")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: serving on 0.0.0.0 reaches other machines; set a key with --api-key or TEXTGEN_API_KEY, "
+        "or serve on 127.0.0.1"
+    ]
+
+
+def test_a_taken_port_is_one_line(tiny_model):
+    directory, _ = tiny_model
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = _serve(str(directory), "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+def test_no_model_and_a_bad_model_are_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "textgen", "serve"], capture_output=True, text=True, cwd=tmp_path, timeout=30
+    )
+    assert result.returncode == 1 and result.stderr.startswith("Error: no saved model under")
+    (tmp_path / "junk").mkdir()
+    result = _serve(str(tmp_path / "junk"))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1

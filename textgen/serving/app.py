@@ -1,0 +1,181 @@
+"""The HTTP application: OpenAI's routes over the catalog's models, and the playground.
+
+    GET  /                      the playground (playground/index.html and its files)
+    GET  /health                {"status": "ok", "models": [...]}
+    GET  /v1/models             OpenAI's model list
+    POST /v1/completions        a completion, or with "stream": true server-sent events
+    POST /v1/chat/completions   the same for chat messages
+
+Streams are server-sent events: ``data: {json}`` per chunk and ``data: [DONE]``
+at the end, written with Starlette's StreamingResponse. When a client goes
+away, Starlette cancels the stream and the ``finally`` below tells the batcher,
+which drops the rows before its next step.
+"""
+
+import asyncio
+import hmac
+import json
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from textgen.errors import TextgenError
+from textgen.limits import MAX_REQUEST_BYTES
+from textgen.serving.openai_requests import RequestRefused, parse_completion, read_json, too_large
+from textgen.serving.responses import Answer, error_body
+from textgen.serving.stream_sink import RequestSink
+
+PLAYGROUND = Path(__file__).resolve().parent / "playground"
+
+
+def _refusal(error):
+    body = error_body(str(error), kind=error.kind, param=error.param, code=error.code)
+    return JSONResponse(body, status_code=error.status)
+
+
+async def _body(request):
+    """The request's bytes, refused from its Content-Length or as soon as more than the limit arrived."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        raise too_large(int(declared))
+    pieces, size = [], 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > MAX_REQUEST_BYTES:
+            raise too_large(size)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _sse(data):
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class Routes:
+    """The handlers, over one catalog and an optional API key."""
+
+    def __init__(self, catalog, api_key):
+        self.catalog, self.api_key = catalog, api_key
+
+    def check_key(self, request):
+        if self.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+            raise RequestRefused(
+                "a valid API key is required: Authorization: Bearer KEY (the key `textgen serve` was started with)",
+                status=401,
+                code="invalid_api_key",
+            )
+
+    async def health(self, request):
+        models = {
+            model_id: {"streams": model.batcher.streams, "steps": model.batcher.steps}
+            for model_id, model in self.catalog.models.items()
+        }
+        return JSONResponse({"status": "ok", "models": models})
+
+    async def models(self, request):
+        self.check_key(request)
+        listed = [
+            {"id": model.id, "object": "model", "created": model.created, "owned_by": "textgen"}
+            for model in self.catalog.models.values()
+        ]
+        return JSONResponse({"object": "list", "data": listed})
+
+    async def completions(self, request):
+        return await self._complete(request, chat=False)
+
+    async def chat_completions(self, request):
+        return await self._complete(request, chat=True)
+
+    async def _complete(self, request, *, chat):
+        self.check_key(request)
+        completion = parse_completion(read_json(await _body(request)), chat=chat)
+        model = self.catalog.get(completion.model)
+        if model is None:
+            raise RequestRefused(
+                f"the model {completion.model!r} does not exist; served: {', '.join(self.catalog.models)}",
+                param="model",
+                status=404,
+                code="model_not_found",
+            )
+        try:
+            ids = model.generator.prompt_ids(completion.settings.prompt)
+        except TextgenError as error:
+            raise RequestRefused(str(error), param="messages" if chat else "prompt") from None
+        answer = Answer(completion, model.id, len(ids) if completion.settings.prompt else 0)
+        if completion.settings.beam_width > 1:
+            return await self._beams(model, completion, answer)
+        sink = RequestSink(asyncio.get_running_loop(), completion.choices)
+        model.batcher.submit(completion, ids, sink)
+        if completion.stream:
+            return StreamingResponse(self._stream(answer, sink), media_type="text/event-stream")
+        try:
+            async for events in sink.batches():
+                for event in events:
+                    answer.take(event)
+        finally:
+            sink.cancelled = True  # finished, or the client is gone: either way the rows may go
+        return JSONResponse(answer.whole())
+
+    async def _stream(self, answer, sink):
+        try:
+            async for events in sink.batches():
+                chunks = [answer.take(event) for event in events]
+                yield "".join(_sse(chunk) for chunk in chunks if chunk is not None)
+            if answer.completion.include_usage:
+                yield _sse(answer.usage_chunk())
+            yield "data: [DONE]\n\n"
+        finally:
+            sink.cancelled = True
+
+    async def _beams(self, model, completion, answer):
+        """Beam search runs on its own (it keeps whole continuations, not one row per stream)."""
+        samples = await asyncio.to_thread(model.generator.sample, completion.settings)
+        for index, sample in enumerate(samples):
+            answer.take(("text", index, sample.text, []))
+            answer.take(("end", index, "stop" if sample.stopped else "length", sample.tokens))
+        if not completion.stream:
+            return JSONResponse(answer.whole())
+
+        async def replay():
+            for index, text in enumerate(answer.texts):
+                yield _sse(answer.chunk(index, "".join(text), [], None))
+                yield _sse(answer.chunk(index, "", [], answer.finish_reasons[index]))
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(replay(), media_type="text/event-stream")
+
+
+async def _refused(request, error):
+    return _refusal(error)
+
+
+async def _http_error(request, error):
+    """Starlette's own refusals (an unknown route, a wrong method) in OpenAI's error shape."""
+    return JSONResponse(error_body(str(error.detail), code=error.status_code), status_code=error.status_code)
+
+
+async def _playground(request):
+    return FileResponse(PLAYGROUND / "index.html")
+
+
+def build_app(catalog, *, api_key=None):
+    """The Starlette application serving ``catalog``; ``api_key``: required on /v1/ when set."""
+    routes = Routes(catalog, api_key)
+    return Starlette(
+        routes=[
+            Route("/", _playground),
+            Route("/health", routes.health),
+            Route("/v1/models", routes.models),
+            Route("/v1/completions", routes.completions, methods=["POST"]),
+            Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
+            Mount("/playground", StaticFiles(directory=PLAYGROUND), name="playground"),
+        ],
+        exception_handlers={RequestRefused: _refused, HTTPException: _http_error},
+    )

@@ -1,0 +1,228 @@
+"""Continuous batching: every live stream of one model is one row of one batched engine step.
+
+One thread per model runs this loop:
+
+    take in new requests   their prompts run through the network, a piece per turn, so a long
+                           prompt never stalls the streams already writing; then each of the
+                           request's n choices becomes a row
+    drop rows              whose client went away (the HTTP side cancels them)
+    choose                 a token for every row at once (row_sampling.py), each row by its own settings
+    hand out               each row's new text to its request's sink; finished rows leave
+    step                   the engine once, for the rows still writing: (rows,) -> (rows, vocabulary)
+
+so 64 clients cost one batch-64 step per token, not 64 steps. The state of the
+batch is one (rows, units) array per layer and state part; rows join by
+concatenation and leave by indexing, only when membership changes.
+"""
+
+import collections
+import dataclasses
+import threading
+
+import numpy as np
+
+from textgen.generation.generator import PROMPT_CHUNK
+from textgen.generation.stop_strings import StopScanner
+from textgen.serving.openai_requests import RequestRefused
+from textgen.serving.row_sampling import RowSampler
+
+# Prompt tokens read per turn of the loop before the live rows step again.
+PROMPT_PIECE = min(PROMPT_CHUNK, 512)
+
+
+@dataclasses.dataclass
+class Row:
+    """One choice of one request, while it writes."""
+
+    request: object  # the Job it belongs to
+    index: int  # its choice index
+    settings: object  # the request's SamplingConfig (row_sampling reads it)
+    rng: np.random.Generator
+    scanner: StopScanner
+    remaining: int
+    pending_entries: collections.deque = dataclasses.field(default_factory=collections.deque)
+    released_characters: int = 0  # text handed out so far
+    entry_characters: int = 0  # text covered by the log-probability entries handed out
+
+    def entries_for(self, released, entry):
+        """The token entries whose text is now all handed out (stop strings hold text back)."""
+        self.released_characters += len(released)
+        if entry is not None:
+            self.pending_entries.append(entry)
+        ready = []
+        while self.pending_entries and (
+            self.entry_characters + len(self.pending_entries[0][0]) <= self.released_characters
+        ):
+            ready.append(self.pending_entries.popleft())
+            self.entry_characters += len(ready[-1][0])
+        return ready
+
+
+class Job:
+    """A request in the batcher: its settings, its prompt's ids and where its events go."""
+
+    def __init__(self, completion, ids, sink):
+        self.completion, self.ids, self.sink = completion, ids, sink
+        self.read = 0  # prompt ids run so far
+        self.state = None  # the prompt's state so far (batch 1)
+        self.logits = None
+        self.open_rows = completion.choices
+
+
+def _random_generator(seed, index):
+    """Choice 0 of a seeded request draws as `textgen sample --seed` does; choice i from (seed, i)."""
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng(seed if index == 0 else [seed, index])
+
+
+class Batcher:
+    """The batching loop of one model, in a thread of its own."""
+
+    def __init__(self, generator, *, max_rows):
+        self.generator, self.max_rows = generator, max_rows
+        self.engine, self.vocabulary = generator.engine, generator.tokenizer.vocabulary
+        self.sampler = RowSampler(generator.tokenizer.unknown_id)
+        self._condition = threading.Condition()
+        self._waiting = collections.deque()  # Jobs whose prompt is still being read
+        self._reserved = 0  # rows of waiting and live jobs
+        self._stopping = False
+        self.rows, self.state, self.logits = [], None, None
+        self.steps = 0  # engine steps taken (the server's /health reports it)
+        self._thread = threading.Thread(target=self._loop, name="textgen-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def streams(self):
+        """Rows this model is writing or about to (the server's /health reports it)."""
+        with self._condition:
+            return self._reserved
+
+    def submit(self, completion, ids, sink):
+        """Queue a checked request; a refusal (429) when the model's batch is full."""
+        with self._condition:
+            if self._stopping:
+                raise RequestRefused("the server is shutting down", status=503, kind="server_error")
+            if self._reserved + completion.choices > self.max_rows:
+                raise RequestRefused(
+                    f"this model is writing {self._reserved} streams, at most {self.max_rows} at once; try again",
+                    status=429,
+                    code="too_many_streams",
+                    kind="rate_limit_error",
+                )
+            self._reserved += completion.choices
+            self._waiting.append(Job(completion, ids, sink))
+            self._condition.notify()
+
+    def request_stop(self):
+        """Have the thread end every stream (finish_reason "abort") and itself, without waiting for it."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+
+    def stop(self):
+        self.request_stop()
+        self._thread.join()
+
+    def _loop(self):
+        while True:
+            with self._condition:
+                while not (self.rows or self._waiting or self._stopping):
+                    self._condition.wait()
+                if self._stopping:
+                    break
+                job = self._waiting[0] if self._waiting else None
+            if job is not None:
+                self._read_prompt(job)
+            self._drop_cancelled()
+            if self.rows:
+                self._step()
+        for row in self.rows:
+            self._finish(row, "abort")
+        for job in self._waiting:
+            job.sink.end_all(job.completion.choices, "abort")
+
+    def _read_prompt(self, job):
+        """One piece of a waiting job's prompt; once it is read whole, the job's choices join the batch."""
+        if job.sink.cancelled:
+            self._release(job, job.completion.choices)
+            self._waiting.popleft()
+            return
+        piece = job.ids[job.read : job.read + PROMPT_PIECE]
+        job.logits, job.state = self.generator.prime(piece, 1, job.state)
+        job.read += len(piece)
+        if job.read < len(job.ids):
+            return
+        self._waiting.popleft()
+        settings, count = job.completion.settings, job.completion.choices
+        if settings.length == 0:
+            job.sink.end_all(count, "length")
+            self._release(job, count)
+            return
+        new_rows = [
+            Row(
+                job,
+                index,
+                settings,
+                _random_generator(settings.seed, index),
+                StopScanner(settings.stop),
+                settings.length,
+            )
+            for index in range(count)
+        ]
+        logits = np.repeat(job.logits, count, axis=0)
+        state = [tuple(np.repeat(array, count, axis=0) for array in layer) for layer in job.state]
+        if self.rows:
+            logits = np.concatenate([self.logits, logits])
+            state = [tuple(map(np.concatenate, zip(old, new))) for old, new in zip(self.state, state)]
+        self.rows, self.logits, self.state = self.rows + new_rows, logits, state
+
+    def _release(self, job, count):
+        with self._condition:
+            self._reserved -= count
+
+    def _keep(self, keep):
+        """Keep only the rows where ``keep`` (rows,) is True, with their logits and state."""
+        self.rows = [row for row, kept in zip(self.rows, keep) if kept]
+        self.logits = self.logits[keep]
+        self.state = [tuple(array[keep] for array in layer) for layer in self.state]
+
+    def _drop_cancelled(self):
+        keep = np.array([not row.request.sink.cancelled for row in self.rows], bool)
+        if not keep.all():
+            for row, kept in zip(self.rows, keep):
+                if not kept:
+                    self._release(row.request, 1)
+            self._keep(keep)
+
+    def _step(self):
+        alternatives = max((row.request.completion.logprobs or 0) for row in self.rows)
+        tokens, log_probabilities, likeliest = self.sampler.choose(self.logits, self.rows, alternatives)
+        keep = np.ones(len(self.rows), bool)
+        for position, (row, token) in enumerate(zip(self.rows, tokens)):
+            piece = self.vocabulary[token]
+            entry = None
+            wanted = row.request.completion.logprobs
+            if wanted is not None:
+                top = [] if not wanted else list(zip(likeliest[0][position, :wanted], likeliest[1][position, :wanted]))
+                entry = (piece, float(log_probabilities[position]), [(self.vocabulary[i], float(v)) for i, v in top])
+            released = row.scanner.feed(piece)
+            row.remaining -= 1
+            if row.scanner.stopped or row.remaining == 0:
+                if not row.scanner.stopped:
+                    released += row.scanner.flush()
+                row.request.sink.put(row.index, released, row.entries_for(released, entry))
+                self._finish(row, "stop" if row.scanner.stopped else "length")
+                keep[position] = False
+            elif released or entry is not None:
+                row.request.sink.put(row.index, released, row.entries_for(released, entry))
+        if not keep.all():
+            self._keep(keep)
+            tokens = tokens[keep]
+        if self.rows:
+            self.logits, self.state = self.engine.step(tokens, self.state)
+            self.steps += 1
+
+    def _finish(self, row, reason):
+        row.request.sink.end(row.index, reason, row.scanner.steps)
+        self._release(row.request, 1)

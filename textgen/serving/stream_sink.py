@@ -1,0 +1,61 @@
+"""Where the batcher's thread leaves one request's events for the event loop that answers it.
+
+The batcher writes a token for every row at every step, thousands a second; the
+HTTP side sends whatever has piled up each time it gets to run. So a sink is a
+locked list plus one wake-up: the event loop is woken only when the list goes
+from empty to not empty, and a client that reads slowly gets fewer, longer
+pieces, never a backlog of events.
+
+Events, in order per choice:
+    ("text", index, text, entries)   new text of choice ``index`` and the log-probability entries
+                                     of the tokens it completes: (token, log p, [(token, log p)...])
+    ("end", index, reason, tokens)   the choice is finished: "stop", "length" or "abort"
+"""
+
+import asyncio
+import threading
+
+
+class RequestSink:
+    """One request's events, written by the batcher's thread and read by one coroutine."""
+
+    def __init__(self, loop, choices):
+        self._loop, self.choices = loop, choices
+        self._lock = threading.Lock()
+        self._events = []
+        self._woken = False  # a wake-up is on its way for what is in _events
+        self._wake = asyncio.Event()
+        self.cancelled = False  # set by the HTTP side when the client is gone; the batcher drops the rows
+
+    def put(self, index, text, entries):
+        self._push(("text", index, text, entries))
+
+    def end(self, index, reason, tokens):
+        self._push(("end", index, reason, tokens))
+
+    def end_all(self, count, reason):
+        for index in range(count):
+            self.end(index, reason, 0)
+
+    def _push(self, event):
+        with self._lock:
+            self._events.append(event)
+            if self._woken:
+                return
+            self._woken = True
+        try:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:  # the event loop is closed: nobody is reading any more
+            self.cancelled = True
+
+    async def batches(self):
+        """Lists of events as they arrive, until every choice has ended."""
+        ended = 0
+        while ended < self.choices:
+            await self._wake.wait()
+            with self._lock:
+                events, self._events, self._woken = self._events, [], False
+                self._wake.clear()
+            ended += sum(event[0] == "end" for event in events)
+            if events:
+                yield events
