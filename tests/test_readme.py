@@ -46,7 +46,7 @@ def literal(cell):
     return None if match is None else (match.group(1) or match.group(2))
 
 
-@pytest.mark.parametrize("command", ["train", "sample"])
+@pytest.mark.parametrize("command", ["train", "sample", "serve"])
 def test_the_readme_table_lists_exactly_the_commands_options(command):
     assert set(option_table(command)) == set(command_options(command))
 

@@ -25,6 +25,7 @@ async function loadModels() {
 }
 
 function showError(body) {
+  $("status").className = "error";
   $("status").textContent = body && body.error ? body.error.message : String(body);
 }
 
@@ -103,6 +104,7 @@ class Writer {
 }
 
 async function generate() {
+  $("status").className = "";
   $("status").textContent = "";
   const output = $("output");
   output.replaceChildren();
