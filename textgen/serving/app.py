@@ -117,8 +117,7 @@ class Routes:
             return StreamingResponse(self._stream(answer, sink), media_type="text/event-stream")
         try:
             async for events in sink.batches():
-                for event in events:
-                    answer.take(event)
+                answer.take(events)
         finally:
             sink.cancelled = True  # finished, or the client is gone: either way the rows may go
         return JSONResponse(answer.whole())
@@ -126,8 +125,7 @@ class Routes:
     async def _stream(self, answer, sink):
         try:
             async for events in sink.batches():
-                chunks = [answer.take(event) for event in events]
-                yield "".join(_sse(chunk) for chunk in chunks if chunk is not None)
+                yield "".join(_sse(chunk) for chunk in answer.take(events))
             if answer.completion.include_usage:
                 yield _sse(answer.usage_chunk())
             yield "data: [DONE]\n\n"
@@ -138,8 +136,12 @@ class Routes:
         """Beam search runs on its own (it keeps whole continuations, not one row per stream)."""
         samples = await asyncio.to_thread(model.generator.sample, completion.settings)
         for index, sample in enumerate(samples):
-            answer.take(("text", index, sample.text, []))
-            answer.take(("end", index, "stop" if sample.stopped else "length", sample.tokens))
+            answer.take(
+                [
+                    ("text", index, sample.text, []),
+                    ("end", index, "stop" if sample.stopped else "length", sample.tokens),
+                ]
+            )
         if not completion.stream:
             return JSONResponse(answer.whole())
 

@@ -40,6 +40,7 @@ class Row:
     rng: np.random.Generator
     scanner: StopScanner
     remaining: int
+    logprobs: int | None = None  # the request's logprobs: alternatives per token, or None
     pending_entries: collections.deque = dataclasses.field(default_factory=collections.deque)
     released_characters: int = 0  # text handed out so far
     entry_characters: int = 0  # text covered by the log-probability entries handed out
@@ -131,9 +132,7 @@ class Batcher:
                     self._condition.wait()
                 if self._stopping:
                     break
-                job = self._waiting[0] if self._waiting else None
-            if job is not None:
-                self._read_prompt(job)
+            self._read_prompts()
             self._drop_cancelled()
             if self.rows:
                 self._step()
@@ -142,18 +141,31 @@ class Batcher:
         for job in self._waiting:
             job.sink.end_all(job.completion.choices, "abort")
 
-    def _read_prompt(self, job):
-        """One piece of a waiting job's prompt; once it is read whole, the job's choices join the batch."""
+    def _read_prompts(self):
+        """Up to PROMPT_PIECE prompt tokens of the waiting jobs, in order: 64 short prompts that
+        arrive together join in one turn, and a long one is read a piece per turn."""
+        budget = PROMPT_PIECE
+        while budget > 0 and self._waiting:  # the deque's own operations are thread-safe
+            budget -= self._read_prompt(self._waiting[0], budget)
+
+    def _read_prompt(self, job, budget):
+        """Up to ``budget`` ids of a waiting job's prompt (returns how many were read); once it is
+        read whole, the job's choices join the batch."""
         if job.sink.cancelled:
             self._release(job, job.completion.choices)
             self._waiting.popleft()
-            return
-        piece = job.ids[job.read : job.read + PROMPT_PIECE]
+            return 0
+        piece = job.ids[job.read : job.read + budget]
         job.logits, job.state = self.generator.prime(piece, 1, job.state)
         job.read += len(piece)
         if job.read < len(job.ids):
-            return
+            return len(piece)
         self._waiting.popleft()
+        self._join(job)
+        return len(piece)
+
+    def _join(self, job):
+        """A job whose prompt is read: its choices become rows of the batch."""
         settings, count = job.completion.settings, job.completion.choices
         if settings.length == 0:
             job.sink.end_all(count, "length")
@@ -167,6 +179,7 @@ class Batcher:
                 _random_generator(settings.seed, index),
                 StopScanner(settings.stop),
                 settings.length,
+                job.completion.logprobs,
             )
             for index in range(count)
         ]
@@ -196,32 +209,38 @@ class Batcher:
             self._keep(keep)
 
     def _step(self):
-        alternatives = max((row.request.completion.logprobs or 0) for row in self.rows)
+        alternatives = max((row.logprobs or 0) for row in self.rows)
         tokens, log_probabilities, likeliest = self.sampler.choose(self.logits, self.rows, alternatives)
         keep = np.ones(len(self.rows), bool)
-        for position, (row, token) in enumerate(zip(self.rows, tokens)):
-            piece = self.vocabulary[token]
+        for position, (row, token) in enumerate(zip(self.rows, tokens.tolist())):  # Python ints: fast lookups
             entry = None
-            wanted = row.request.completion.logprobs
-            if wanted is not None:
-                top = [] if not wanted else list(zip(likeliest[0][position, :wanted], likeliest[1][position, :wanted]))
-                entry = (piece, float(log_probabilities[position]), [(self.vocabulary[i], float(v)) for i, v in top])
-            released = row.scanner.feed(piece)
-            row.remaining -= 1
-            if row.scanner.stopped or row.remaining == 0:
-                if not row.scanner.stopped:
-                    released += row.scanner.flush()
-                row.request.sink.put(row.index, released, row.entries_for(released, entry))
-                self._finish(row, "stop" if row.scanner.stopped else "length")
-                keep[position] = False
-            elif released or entry is not None:
-                row.request.sink.put(row.index, released, row.entries_for(released, entry))
+            if row.logprobs is not None:
+                entry = self._entry(token, log_probabilities[position], likeliest, position, row.logprobs)
+            keep[position] = self._write(row, self.vocabulary[token], entry)
         if not keep.all():
             self._keep(keep)
             tokens = tokens[keep]
         if self.rows:
-            self.logits, self.state = self.engine.step(tokens, self.state)
+            self.logits, self.state = self.engine.step(tokens, self.state)  # (rows, vocabulary)
             self.steps += 1
+
+    def _entry(self, token, log_probability, likeliest, position, wanted):
+        """A token's log-probability entry: (token, log p, [(alternative, log p)] of the ``wanted`` likeliest)."""
+        top = zip(likeliest[0][position, :wanted].tolist(), likeliest[1][position, :wanted].tolist()) if wanted else ()
+        return self.vocabulary[token], float(log_probability), [(self.vocabulary[i], value) for i, value in top]
+
+    def _write(self, row, piece, entry):
+        """Hand a row's new token to its request; False when the row has finished."""
+        released = row.scanner.feed(piece)
+        row.remaining -= 1
+        finished = row.scanner.stopped or row.remaining == 0
+        if finished and not row.scanner.stopped:
+            released += row.scanner.flush()  # held-back text no stop string completed
+        if released or entry is not None:
+            row.request.sink.put(row.index, released, row.entries_for(released, entry))
+        if finished:
+            self._finish(row, "stop" if row.scanner.stopped else "length")
+        return not finished
 
     def _finish(self, row, reason):
         row.request.sink.end(row.index, reason, row.scanner.steps)

@@ -69,17 +69,26 @@ class Answer:
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
 
-    def take(self, event):
-        """Record one event; returns the chunk to stream for it (a dict) or None."""
-        if event[0] == "end":
-            _, index, reason, tokens = event
-            self.finish_reasons[index] = reason
-            self.completion_tokens += tokens
-            return self.chunk(index, "", [], reason)
-        _, index, text, entries = event
-        self.texts[index].append(text)
-        self.entries[index] += entries
-        return self.chunk(index, text, entries, None)
+    def take(self, events):
+        """Record a batch of events; returns the chunks to stream for them, one per choice they touch
+        (its new text and entries together, with its finish_reason if it ended)."""
+        touched = {}  # choice index -> [texts, entries, reason], in the order the choices appear
+        for event in events:
+            kind, index = event[0], event[1]
+            texts, entries, _ = touched.setdefault(index, [[], [], None])
+            if kind == "end":
+                self.finish_reasons[index] = touched[index][2] = event[2]
+                self.completion_tokens += event[3]
+            else:
+                texts.append(event[2])
+                entries += event[3]
+        chunks = []
+        for index, (texts, entries, reason) in touched.items():
+            text = "".join(texts)
+            self.texts[index].append(text)
+            self.entries[index] += entries
+            chunks.append(self.chunk(index, text, entries, reason))
+        return chunks
 
     def chunk(self, index, text, entries, reason):
         if self.completion.echo and not self.started[index]:

@@ -47,11 +47,14 @@ class RowSampler:
             groups.setdefault(sampler_key(row.settings), []).append(index)
         for indices in groups.values():
             sampler = self._sampler(rows[indices[0]].settings)
+            # One group of every row (the common case: one request, or requests alike) reads the
+            # logits as they are; a group of some rows gathers its own.
+            where = slice(None) if len(indices) == len(rows) else indices
             if sampler.name == "greedy":
-                tokens[indices] = np.argmax(logits[indices], axis=-1)
+                tokens[where] = np.argmax(logits[where], axis=-1)
             else:
                 uniforms = np.array([rows[index].rng.random() for index in indices])
-                tokens[indices] = sampler.choose_at(logits[indices], uniforms)
+                tokens[where] = sampler.choose_at(logits[where], uniforms)
         chosen = logits[np.arange(len(rows)), tokens] - log_normalizer
         if not top_alternatives:
             return tokens, chosen, None
