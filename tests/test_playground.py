@@ -46,6 +46,14 @@ def test_generate_streams_the_seeded_text_into_the_page(page):
     expected = textgen.load(directory).generate("The ", length=120, temperature=0.8, seed=7)
     assert page.inner_text("#output") == expected
     assert page.locator("#output span.token").count() == 120
+    page.fill("#seed", "8")  # another seed, other text
+    page.click("#generate")
+    expect(page.locator("#status")).to_have_text("finished: length", timeout=20000)
+    other = textgen.load(directory).generate("The ", length=120, temperature=0.8, seed=8)
+    assert page.inner_text("#output") == other != expected
+    page.fill("#seed", "7")
+    page.click("#generate")
+    expect(page.locator("#status")).to_have_text("finished: length", timeout=20000)
 
 
 def test_hovering_a_character_shows_its_five_likeliest_and_surprise_colours(page):

@@ -216,3 +216,24 @@ def test_a_client_that_goes_away_frees_its_row(server, slow_model):
     threading.Event().wait(0.3)
     assert _health(base, slow_model.name) == {"streams": 0, "steps": steps}  # nothing more is written
     assert steps < 20000  # the row left long before its end
+
+
+def test_64_concurrent_streams_each_get_the_text_of_their_seed_alone(server):
+    import asyncio
+
+    base, model_id, directory = server
+    client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+
+    async def one(seed):
+        stream = await client.completions.create(
+            model=model_id, prompt="The ", max_tokens=100, temperature=0.9, seed=seed, stream=True
+        )
+        return "".join([chunk.choices[0].text async for chunk in stream if chunk.choices])
+
+    async def all_at_once():
+        return await asyncio.gather(*(one(seed) for seed in range(64)))
+
+    texts = asyncio.run(all_at_once())
+    generator = textgen.load(directory)
+    alone = [generator.generate("The ", length=100, temperature=0.9, seed=seed)[4:] for seed in range(64)]
+    assert texts == alone and len(set(texts)) == 64
