@@ -24,7 +24,7 @@ import numpy as np
 from textgen.generation.generator import PROMPT_CHUNK
 from textgen.generation.stop_strings import StopScanner
 from textgen.serving.openai_requests import RequestRefused
-from textgen.serving.row_sampling import RowSampler
+from textgen.serving.row_sampling import RowSampler, sampler_key
 
 # Prompt tokens read per turn of the loop before the live rows step again.
 PROMPT_PIECE = min(PROMPT_CHUNK, 512)
@@ -41,9 +41,15 @@ class Row:
     scanner: StopScanner
     remaining: int
     logprobs: int | None = None  # the request's logprobs: alternatives per token, or None
+    key: tuple = None  # row_sampling.sampler_key of its settings
     pending_entries: collections.deque = dataclasses.field(default_factory=collections.deque)
     released_characters: int = 0  # text handed out so far
     entry_characters: int = 0  # text covered by the log-probability entries handed out
+
+    def __post_init__(self):
+        self.key = sampler_key(self.settings)
+        # Most rows have neither stop strings nor log-probabilities: their text needs no scanning.
+        self.plain = not self.settings.stop and self.logprobs is None
 
     def entries_for(self, released, entry):
         """The token entries whose text is now all handed out (stop strings hold text back)."""
@@ -231,6 +237,13 @@ class Batcher:
 
     def _write(self, row, piece, entry):
         """Hand a row's new token to its request; False when the row has finished."""
+        if row.plain:
+            row.remaining -= 1
+            row.scanner.steps += 1
+            row.request.sink.put(row.index, piece, ())
+            if row.remaining == 0:
+                self._finish(row, "length")
+            return row.remaining > 0
         released = row.scanner.feed(piece)
         row.remaining -= 1
         finished = row.scanner.stopped or row.remaining == 0

@@ -36,7 +36,8 @@ class RowSampler:
         """Tokens (batch,), their log-probabilities under the model (batch,), and, when
         ``top_alternatives`` > 0, the likeliest tokens and their log-probabilities (batch, that many).
 
-        ``logits`` (batch, vocabulary) float32; ``rows``: objects with ``settings`` and ``rng``.
+        ``logits`` (batch, vocabulary) float32; ``rows``: objects with ``settings``, ``rng`` and
+        ``key`` (their ``sampler_key``, computed once per row rather than at every step).
         """
         log_normalizer = logsumexp(logits)  # (batch,): log p(token) = logit - this
         if self.unknown_id is not None:
@@ -44,7 +45,7 @@ class RowSampler:
         tokens = np.empty(len(rows), np.int64)
         groups = {}
         for index, row in enumerate(rows):
-            groups.setdefault(sampler_key(row.settings), []).append(index)
+            groups.setdefault(row.key, []).append(index)
         for indices in groups.values():
             sampler = self._sampler(rows[indices[0]].settings)
             # One group of every row (the common case: one request, or requests alike) reads the
