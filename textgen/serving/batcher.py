@@ -133,11 +133,12 @@ class Batcher:
 
     def _loop(self):
         while True:
-            with self._condition:
-                while not (self.rows or self._waiting or self._stopping):
-                    self._condition.wait()
-                if self._stopping:
-                    break
+            if not self.rows:  # idle: sleep until a request comes (while rows write, no lock is taken)
+                with self._condition:
+                    while not (self.rows or self._waiting or self._stopping):
+                        self._condition.wait()
+            if self._stopping:
+                break
             self._read_prompts()
             self._drop_cancelled()
             if self.rows:
@@ -207,6 +208,8 @@ class Batcher:
         self.state = [tuple(array[keep] for array in layer) for layer in self.state]
 
     def _drop_cancelled(self):
+        if not any(row.request.sink.cancelled for row in self.rows):
+            return
         keep = np.array([not row.request.sink.cancelled for row in self.rows], bool)
         if not keep.all():
             for row, kept in zip(self.rows, keep):
@@ -217,13 +220,14 @@ class Batcher:
     def _step(self):
         alternatives = max((row.logprobs or 0) for row in self.rows)
         tokens, log_probabilities, likeliest = self.sampler.choose(self.logits, self.rows, alternatives)
-        keep = np.ones(len(self.rows), bool)
+        keep = []  # whether each row writes on
         for position, (row, token) in enumerate(zip(self.rows, tokens.tolist())):  # Python ints: fast lookups
             entry = None
             if row.logprobs is not None:
                 entry = self._entry(token, log_probabilities[position], likeliest, position, row.logprobs)
-            keep[position] = self._write(row, self.vocabulary[token], entry)
-        if not keep.all():
+            keep.append(self._write(row, self.vocabulary[token], entry))
+        if not all(keep):
+            keep = np.array(keep, bool)
             self._keep(keep)
             tokens = tokens[keep]
         if self.rows:

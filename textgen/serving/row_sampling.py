@@ -42,24 +42,26 @@ class RowSampler:
         log_normalizer = logsumexp(logits)  # (batch,): log p(token) = logit - this
         if self.unknown_id is not None:
             logits[:, self.unknown_id] = -np.inf
-        tokens = np.empty(len(rows), np.int64)
         groups = {}
         for index, row in enumerate(rows):
             groups.setdefault(row.key, []).append(index)
-        for indices in groups.values():
-            sampler = self._sampler(rows[indices[0]].settings)
-            # One group of every row (the common case: one request, or requests alike) reads the
-            # logits as they are; a group of some rows gathers its own.
-            where = slice(None) if len(indices) == len(rows) else indices
-            if sampler.name == "greedy":
-                tokens[where] = np.argmax(logits[where], axis=-1)
-            else:
-                uniforms = np.array([rows[index].rng.random() for index in indices])
-                tokens[where] = sampler.choose_at(logits[where], uniforms)
+        if len(groups) == 1:  # the common case (one request, or requests alike): the logits as they are
+            tokens = self._choose(logits, rows, range(len(rows)))
+        else:  # each group gathers its own rows
+            tokens = np.empty(len(rows), np.int64)
+            for indices in groups.values():
+                tokens[indices] = self._choose(logits[indices], rows, indices)
         chosen = logits[np.arange(len(rows)), tokens] - log_normalizer
         if not top_alternatives:
             return tokens, chosen, None
         return tokens, chosen, _likeliest(logits, log_normalizer, top_alternatives)
+
+    def _choose(self, logits, rows, indices):
+        """Tokens for the rows ``indices`` of one sampler group, whose logits are ``logits``."""
+        sampler = self._sampler(rows[indices[0]].settings)
+        if sampler.name == "greedy":
+            return np.argmax(logits, axis=-1)
+        return sampler.choose_at(logits, np.array([rows[index].rng.random() for index in indices]))
 
 
 def _likeliest(logits, log_normalizer, count):
