@@ -2,6 +2,8 @@
 
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -39,6 +41,19 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty directory, so ./saved_models is the test's own."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def run_textgen(*arguments, cwd=None, env=None, timeout=300):
+    """``python -m textgen ARGUMENTS`` in a process of its own (a hang fails the test, not the suite)."""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "textgen", *map(str, arguments)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def quiet(line):

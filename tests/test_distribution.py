@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import make_text
+from conftest import make_text, run_textgen
 
 from textgen.cluster import choose_strategy, parse_devices, read_cluster
 from textgen.errors import TextgenError
@@ -84,18 +84,6 @@ def test_devices_are_parsed_or_refused():
             parse_devices(bad)
 
 
-def textgen(*arguments, cwd, env=None, timeout=300):
-    environment = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "textgen", *map(str, arguments)],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture
 def corpus(tmp_path):
     path = tmp_path / "notes.txt"
@@ -116,7 +104,7 @@ def corpus(tmp_path):
     ],
 )
 def test_bad_strategy_setups_fail_in_one_line(corpus, tmp_path, options, message):
-    result = textgen("train", corpus, *SMALL, "--epochs", "1", *options, cwd=tmp_path, env={"TF_CONFIG": ""})
+    result = run_textgen("train", corpus, *SMALL, "--epochs", "1", *options, cwd=tmp_path, env={"TF_CONFIG": ""})
     assert result.returncode == 1 and message in result.stderr, result.stderr
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
 
@@ -127,9 +115,9 @@ def held_out_loss(directory):
 
 @pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_trains_saves_and_samples_like_one_device(corpus, tmp_path):
-    one = textgen("train", corpus, *SMALL, "--epochs", "2", "--name", "one", "--strategy", "one", cwd=tmp_path)
+    one = run_textgen("train", corpus, *SMALL, "--epochs", "2", "--name", "one", "--strategy", "one", cwd=tmp_path)
     assert one.returncode == 0, one.stderr
-    two = textgen(
+    two = run_textgen(
         "train",
         corpus,
         *SMALL,
@@ -146,7 +134,7 @@ def test_mirrored_over_two_logical_cpus_trains_saves_and_samples_like_one_device
     assert two.returncode == 0, two.stderr
     assert "training with mirrored over 2 devices" in two.stdout
     assert "these 2 use Keras's layers" in two.stdout  # the fused kernel runs one replica per process
-    sampled = textgen("sample", tmp_path / "saved_models" / "two", "--length", "30", "--seed", "1", cwd=tmp_path)
+    sampled = run_textgen("sample", tmp_path / "saved_models" / "two", "--length", "30", "--seed", "1", cwd=tmp_path)
     assert sampled.returncode == 0 and len(sampled.stdout) >= 30
     # The same global batches from the same seed: the held-out losses agree within noise.
     losses = held_out_loss(tmp_path / "saved_models" / "one"), held_out_loss(tmp_path / "saved_models" / "two")
@@ -231,7 +219,9 @@ def test_two_workers_train_one_model_written_by_the_chief(corpus, tmp_path):
     assert digests[0].read_text() == digests[1].read_text()  # the replicas ended with equal weights
     models = [path.name for path in (tmp_path / "saved_models").iterdir() if not path.name.startswith(".")]
     assert models == ["cluster"]  # the chief's only (beside its lock file)
-    sampled = textgen("sample", tmp_path / "saved_models" / "cluster", "--length", "20", "--seed", "1", cwd=tmp_path)
+    sampled = run_textgen(
+        "sample", tmp_path / "saved_models" / "cluster", "--length", "20", "--seed", "1", cwd=tmp_path
+    )
     assert sampled.returncode == 0 and len(sampled.stdout) >= 20
 
 
@@ -264,7 +254,7 @@ def test_a_worker_that_never_starts_is_a_timeout_naming_its_address(corpus, tmp_
     ports = free_ports(2)
     env = {"TF_CONFIG": cluster_config(ports, 0), "TEXTGEN_CLUSTER_TIMEOUT": "5"}
     started = time.monotonic()
-    result = textgen("train", corpus, *SMALL, "--epochs", "1", "--strategy", "multi-worker", cwd=tmp_path, env=env)
+    result = run_textgen("train", corpus, *SMALL, "--epochs", "1", "--strategy", "multi-worker", cwd=tmp_path, env=env)
     assert result.returncode == 1 and f"no answer from 127.0.0.1:{ports[1]}" in result.stderr, result.stderr
     assert time.monotonic() - started < 120
 

@@ -16,26 +16,13 @@ import tracemalloc
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_text, quiet, train_small
+from conftest import make_text, quiet, run_textgen, train_small
 
 from textgen.cli import main
 from textgen.errors import TextgenError
 
 CLI_SMALL = ["--units", "8", "--embedding-dim", "4", "--layers", "1", "--seq-length", "20", "--batch-size", "8"]
 CLI_SMALL += ["--epochs", "1", "--precision", "float32"]
-
-
-def run_cli(*arguments, cwd=None, timeout=120, environment=None):
-    """``python -m textgen ARGUMENTS`` in a process of its own (a hang fails the test, not the suite)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(environment or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "textgen", *map(str, arguments)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def one_line_error(process):
@@ -61,7 +48,7 @@ def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_p
         victim.write_text("precious\n")
     (tmp_path / "saved_models").mkdir()
     (tmp_path / "saved_models" / ".notes.lock").symlink_to(victim)
-    error = one_line_error(run_cli("train", corpus, *CLI_SMALL, cwd=tmp_path))
+    error = one_line_error(run_textgen("train", corpus, *CLI_SMALL, cwd=tmp_path))
     assert "is a symbolic link" in error
     assert victim.read_text() == "precious\n" if not dangling else not victim.exists()
 
@@ -112,7 +99,7 @@ def test_a_symlink_named_on_the_command_line_is_followed(tmp_path, corpus):
 def test_a_fifo_as_the_lock_file_is_refused_at_once(tmp_path, corpus):
     (tmp_path / "saved_models").mkdir()
     os.mkfifo(tmp_path / "saved_models" / ".notes.lock")
-    error = one_line_error(run_cli("train", corpus, *CLI_SMALL, cwd=tmp_path, timeout=60))
+    error = one_line_error(run_textgen("train", corpus, *CLI_SMALL, cwd=tmp_path, timeout=60))
     assert "not a regular file" in error
 
 

@@ -11,13 +11,8 @@ import time
 import httpx
 import openai
 import pytest
+from conftest import run_textgen
 from serving_fixtures import live_streams, running_server
-
-
-def _serve(*arguments, timeout=30):
-    return subprocess.run(
-        [sys.executable, "-m", "textgen", "serve", *arguments], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_starts_without_tensorflow_and_quickly(tiny_model):
@@ -92,7 +87,7 @@ def test_sigterm_ends_every_stream_with_a_final_event_and_exits_0(slow_model):
 
 def test_a_public_address_without_a_key_is_refused(tiny_model):
     directory, _ = tiny_model
-    result = _serve(str(directory), "--host", "0.0.0.0")
+    result = run_textgen("serve", str(directory), "--host", "0.0.0.0")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "Error: serving on 0.0.0.0 reaches other machines; set a key with --api-key or TEXTGEN_API_KEY, "
@@ -104,7 +99,7 @@ def test_a_taken_port_is_one_line(tiny_model):
     directory, _ = tiny_model
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        result = _serve(str(directory), "--port", str(port))
+        result = run_textgen("serve", str(directory), "--port", str(port))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"]
 
@@ -115,5 +110,5 @@ def test_no_model_and_a_bad_model_are_one_line(tmp_path):
     )
     assert result.returncode == 1 and result.stderr.startswith("Error: no saved model under")
     (tmp_path / "junk").mkdir()
-    result = _serve(str(tmp_path / "junk"))
+    result = run_textgen("serve", str(tmp_path / "junk"))
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
