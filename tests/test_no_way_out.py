@@ -163,7 +163,12 @@ def test_a_signal_ends_a_native_wait_at_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_a_multi_worker_run_waiting_for_a_missing_worker(tmp_path, corpus):
+@pytest.mark.parametrize(
+    ("number", "exit_code", "word"), [(signal.SIGINT, 130, "Interrupted"), (signal.SIGTERM, 143, "Terminated")]
+)
+def test_a_signal_ends_a_multi_worker_run_waiting_for_a_missing_worker(tmp_path, corpus, number, exit_code, word):
+    # Before the rendezvous (hardware/rendezvous.py) SIGTERM went to TensorFlow's preemption handler,
+    # which logged it and went on waiting, here for 300 s.
     import socket
 
     ports = []
@@ -182,16 +187,17 @@ def test_ctrl_c_ends_a_multi_worker_run_waiting_for_a_missing_worker(tmp_path, c
         text=True,
     )
     try:
-        for line in process.stdout:  # TensorFlow loads, then the strategy waits for worker 1, which never comes
+        for line in process.stdout:  # TensorFlow loads, then the worker waits for worker 1, which never comes
             if "Ctrl-C or SIGTERM stops it at once" in line:
                 break
         time.sleep(2)
         started = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
+        process.send_signal(number)
+        _, error = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert time.monotonic() - started < 5 and process.returncode == -signal.SIGINT
+    assert time.monotonic() - started < 5 and process.returncode == exit_code, error[-2000:]
+    assert error.strip().splitlines() == [f"{word}; what was saved before is intact."]
 
 
 # --- memory bombs -------------------------------------------------------------------------------------
@@ -310,6 +316,66 @@ def test_a_one_task_cluster_under_multi_worker_is_one_line(monkeypatch):
     )
     with pytest.raises(TextgenError, match="two or more tasks"):
         plan_distribution(TrainConfig(strategy="multi-worker"), gpus=0)
+
+
+def _cluster_of(ports, index):
+    from textgen.cluster import Cluster
+
+    return Cluster(tuple(("worker", i, f"127.0.0.1:{port}") for i, port in enumerate(ports)), "worker", index)
+
+
+def test_workers_meet_in_python_before_tensorflow_is_asked():
+    import socket
+    import threading
+
+    from textgen.hardware.rendezvous import wait_for_cluster
+
+    ports = []
+    for _ in range(3):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    results, listeners = {}, []
+
+    def worker(index):
+        try:
+            wait_for_cluster(_cluster_of(ports, index), 20, echo=lambda line: None)
+            results[index] = "met"
+        except TextgenError as error:
+            results[index] = str(error)
+        # What TensorFlow's server does next: listen on the port, where late workers still knock.
+        listeners.append(socket.create_server(("127.0.0.1", ports[index])))
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.5)  # they start at different moments, as real workers do
+    for thread in threads:
+        thread.join(30)
+    for listener in listeners:
+        listener.close()
+    assert results == {0: "met", 1: "met", 2: "met"}
+
+
+def test_a_missing_worker_is_named_and_a_taken_port_is_one_line():
+    import socket
+
+    from textgen.hardware.rendezvous import wait_for_cluster
+
+    with socket.socket() as taken, socket.socket() as unused:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()  # another program has this worker's port
+        unused.bind(("127.0.0.1", 0))  # bound, never listening: a worker that never starts
+        ports = [taken.getsockname()[1], unused.getsockname()[1]]
+        with pytest.raises(TextgenError, match=f"could not join the cluster at 127.0.0.1:{ports[0]}: port {ports[0]}"):
+            wait_for_cluster(_cluster_of(ports, 0), 5, echo=lambda line: None)
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            ports.append(free.getsockname()[1])  # worker 2's own port, free once closed
+        started = time.monotonic()
+        with pytest.raises(TextgenError, match=f"within 1 s: no answer from 127.0.0.1:{ports[1]} "):
+            wait_for_cluster(_cluster_of(ports, 2), 1, echo=lambda line: None)  # 0 answers (taken), 1 never does
+        assert time.monotonic() - started < 3
 
 
 def test_a_lone_surrogate_in_tokenizer_json_is_one_line(tiny_model, tmp_path):

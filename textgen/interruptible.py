@@ -15,8 +15,9 @@ with it, and a staging directory is cleaned up by the next run.
 
 One exception is TensorFlow's own: MultiWorkerMirroredStrategy's start-up
 installs a SIGTERM handler of its own (its preemption notifier, TF 2.21), which
-logs the signal and carries on; there SIGTERM waits for TEXTGEN_CLUSTER_TIMEOUT,
-and Ctrl-C ends the wait at once (tests/test_no_way_out.py).
+logs the signal and carries on. So a multi-worker run first waits for the other
+workers in Python (hardware/rendezvous.py), where SIGTERM is heard, and leaves
+TensorFlow only the moment in which workers known to be up register.
 """
 
 import contextlib
@@ -28,11 +29,12 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @contextlib.contextmanager
 def native_wait(what, *, echo=print):
-    """A block during which SIGINT and SIGTERM end the process at once; ``what`` is announced first."""
+    """A block during which SIGINT and SIGTERM end the process at once; ``what`` is announced first (by ``echo``)."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
         yield
         return
-    echo(f"{what}; Ctrl-C or SIGTERM stops it at once")
+    if echo:
+        echo(f"{what}; Ctrl-C or SIGTERM stops it at once")
     previous = {number: signal.signal(number, signal.SIG_DFL) for number in _SIGNALS}
     try:
         yield

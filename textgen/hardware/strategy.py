@@ -8,10 +8,12 @@ multi-worker: hardware/keras_patches.py.
 
 import dataclasses
 import hashlib
+import time
 
 from textgen.cluster import ROLES, Cluster, cluster_timeout, parse_devices
 from textgen.errors import TextgenError
 from textgen.hardware.keras_patches import fit_under_multi_worker
+from textgen.hardware.rendezvous import wait_for_cluster
 from textgen.interruptible import native_wait
 
 
@@ -143,13 +145,16 @@ def _multi_worker_strategy(cluster):
     from tensorflow.python.eager import context
 
     timeout = cluster_timeout()
+    started = time.monotonic()
+    wait_for_cluster(cluster, timeout)  # first in Python, where SIGTERM is heard (hardware/rendezvous.py)
+    left = max(1, round(timeout - (time.monotonic() - started)))  # what is left of it for TensorFlow's wait
     # Left alone, MultiWorkerMirroredStrategy waits forever, without a word, for a
     # worker that never starts: twice. (1) Its coordination service waits for every
     # task to register, with no timeout unless it is configured before the strategy
     # does it (it only configures one when none is): so it is configured here, as
     # the strategy would, plus the timeout. (2) Its first collective waits with the
     # timeout in this class attribute, 0 (forever) unless set, as TensorFlow's tests do.
-    collective_all_reduce_strategy.CollectiveAllReduceExtended._check_health_initial_timeout = timeout
+    collective_all_reduce_strategy.CollectiveAllReduceExtended._check_health_initial_timeout = left
     roles = {role for role, _, _ in cluster.tasks}
     if context.context().coordination_service is None:
         context.context().configure_coordination_service(
@@ -160,7 +165,7 @@ def _multi_worker_strategy(cluster):
                 for role in ROLES
                 if role in roles
             ],
-            cluster_register_timeout_in_ms=timeout * 1000,
+            cluster_register_timeout_in_ms=left * 1000,
         )
         # The timeout holds only where registering is a barrier (the leader waits there for the rest).
         context.context().coordination_service.cluster_register_with_barrier = True
@@ -168,8 +173,9 @@ def _multi_worker_strategy(cluster):
         address for role, index, address in cluster.tasks if (role, index) != (cluster.role, cluster.index)
     )
     try:
-        # Its start-up waits in C++ for every worker: Ctrl-C and SIGTERM must still end it at once.
-        with native_wait(f"waiting up to {timeout} s for the cluster's other workers ({others})"):
+        # Its start-up still waits in C++ until every worker has registered, a moment now that all
+        # are known to be up: Ctrl-C ends that wait at once too (SIGTERM is TensorFlow's there).
+        with native_wait("joining the cluster", echo=None):
             return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as error:
         raise TextgenError(
