@@ -131,3 +131,32 @@ def test_train_on_a_tfds_source_then_sample_and_info(data_dir, tmp_path):
     assert "read_from=['tfds:local_notes:train#text (" in info.stdout
     sampled = textgen("sample", "saved_models/local_notes", "--length", "20", "--seed", "1")
     assert sampled.returncode == 0 and len(sampled.stdout) >= 20
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_download_that_hangs_at_once(tmp_path):
+    # A proxy that accepts and never answers: the download hangs as it does on a network that drops
+    # packets (TFDS retries such a server for minutes), whatever network this machine has.
+    import os
+    import signal
+    import socket
+    import time
+
+    with socket.create_server(("127.0.0.1", 0)) as silent_proxy:
+        address = f"http://127.0.0.1:{silent_proxy.getsockname()[1]}"
+        environment = {**os.environ, "HTTPS_PROXY": address, "HTTP_PROXY": address, "NO_PROXY": ""}
+        environment.pop("https_proxy", None)
+        command = [sys.executable, "-m", "textgen", "train", "tfds:tiny_shakespeare", "--tfds-download"]
+        command += ["--tfds-data-dir", str(tmp_path / "tfds"), "--epochs", "1"]
+        process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, text=True)
+        try:
+            line = process.stdout.readline()
+            assert line == "downloading and preparing tfds:tiny_shakespeare; Ctrl-C or SIGTERM stops it at once\n"
+            time.sleep(3)  # well into the download, waiting on the proxy
+            assert process.poll() is None
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        finally:
+            process.kill()
+        assert time.monotonic() - started < 2 and process.returncode == -signal.SIGTERM  # 143 in a shell
