@@ -49,3 +49,40 @@ def test_run_in_chunks_equals_one_run(tmp_path):
     first, state = engine.run(tokens[:, :8], engine.initial_state(1))
     second, _ = engine.run(tokens[:, 8:], state)
     np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("batch_size", [2, 17])  # plain (C order) and transposed (Fortran order) gates
+def test_onednn_activations_give_keras_logits(cell, batch_size, tmp_path):
+    from textgen.hardware.onednn import onednn_status
+    from textgen.hardware.onednn_activations import OneDNNActivations
+
+    onednn, reason = onednn_status()
+    if onednn is None:
+        pytest.skip(reason)
+    model, engine = random_keras_model(cell, tmp_path)
+    for layer in engine.cells:  # every sigmoid and tanh through oneDNN's logistic, whatever its size
+        layer.activations = OneDNNActivations(onednn)
+    tokens = np.random.default_rng(3).integers(0, 13, size=(batch_size, 7)).astype(np.int32)
+    expected = np.asarray(model(tokens))
+    state = engine.initial_state(batch_size)
+    for t in range(tokens.shape[1]):
+        logits, state = engine.step(tokens[:, t], state)
+        np.testing.assert_allclose(logits, expected[:, t], rtol=1e-5, atol=1e-5)
+
+
+def test_the_fastest_activations_keep_numpys_numbers_at_every_size():
+    from textgen.cells import NUMPY_ACTIVATIONS
+    from textgen.hardware.onednn_activations import FASTEST, SMALLEST
+
+    rng = np.random.default_rng(4)
+    for shape in [(3, 40), (64, 1024), (1024, 64)]:
+        for order in "CF":
+            x = np.asarray(rng.normal(0, 4, shape), np.float32, order=order)
+            np.testing.assert_allclose(FASTEST.tanh(x), np.tanh(x), atol=3e-7)
+            np.testing.assert_allclose(FASTEST.sigmoid_(x.copy(order="A")), 1 / (1 + np.exp(-x)), atol=3e-7)
+            gates = x.copy(order="A")
+            FASTEST.gates_(gates, shape[1] // 2)
+            expected = NUMPY_ACTIVATIONS.gates_(x.copy(order="A"), shape[1] // 2)
+            np.testing.assert_allclose(gates, expected, atol=3e-7)
+    assert (3 * 40 < SMALLEST) and FASTEST._for(np.zeros((3, 40), np.float32)) is NUMPY_ACTIVATIONS

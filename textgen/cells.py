@@ -37,6 +37,29 @@ def sigmoid_(x):
     return x
 
 
+class NumpyActivations:
+    """The cells' nonlinearities in NumPy. The NumPy engine may swap in another object with the same
+    three methods and the same numbers (hardware/onednn_activations.py: faster on some CPUs)."""
+
+    @staticmethod
+    def sigmoid_(x):
+        return sigmoid_(x)
+
+    @staticmethod
+    def tanh(x):
+        return np.tanh(x)
+
+    @staticmethod
+    def gates_(gates, sigmoid_columns):
+        """In place: sigmoid on the first ``sigmoid_columns`` columns of (batch, columns), tanh on the rest."""
+        sigmoid_(gates[:, :sigmoid_columns])
+        np.tanh(gates[:, sigmoid_columns:], out=gates[:, sigmoid_columns:])
+        return gates
+
+
+NUMPY_ACTIVATIONS = NumpyActivations()
+
+
 # From this batch size on, the transposed product is faster (see matmul).
 _TRANSPOSED_FROM_BATCH = 8
 
@@ -55,6 +78,8 @@ def matmul(inputs, kernel, kernel_transposed):
 
 class Cell:
     """What every cell shares: the weights in Keras's layout, and the input projection."""
+
+    activations = NUMPY_ACTIVATIONS  # sigmoid and tanh (an engine may set a faster one per cell)
 
     def __init__(self, kernel, recurrent_kernel, bias):
         self.kernel, self.bias = kernel, bias  # (input_dim, gates * units), (gates * units,)
@@ -92,7 +117,7 @@ class Cell:
 
 class SimpleRNNCell(Cell):
     def activate(self, pre_activation, state):
-        h = np.tanh(pre_activation)  # tanh(x W + h U + b): (batch, units)
+        h = self.activations.tanh(pre_activation)  # tanh(x W + h U + b): (batch, units)
         return h, (h,)
 
 
@@ -113,11 +138,11 @@ class LSTMCell(Cell):
     def activate(self, gates, state):
         _, c = state
         u = self.units  # gates = x W + h U + b: (batch, 4 * units), columns i, f, o, g
-        sigmoid_(gates[:, : 3 * u])
+        self.activations.gates_(gates, 3 * u)  # sigmoid on i, f, o; tanh on g
         i, f, o = gates[:, :u], gates[:, u : 2 * u], gates[:, 2 * u : 3 * u]  # input, forget, output gates
-        g = np.tanh(gates[:, 3 * u :])  # the candidate cell values
+        g = gates[:, 3 * u :]  # the candidate cell values
         c = f * c + i * g
-        h = o * np.tanh(c)
+        h = o * self.activations.tanh(c)
         return h, (h, c)
 
 
@@ -133,9 +158,9 @@ class GRUCell(Cell):
         (h,) = state
         u = self.units
         inner = self.recurrent_part(h) + self.recurrent_bias  # (batch, 3 * units): z, r, h parts
-        zr = sigmoid_(projected[:, : 2 * u] + inner[:, : 2 * u])
+        zr = self.activations.sigmoid_(projected[:, : 2 * u] + inner[:, : 2 * u])
         z, r = zr[:, :u], zr[:, u:]  # update gate (how much old state to keep), reset gate
-        candidate = np.tanh(projected[:, 2 * u :] + r * inner[:, 2 * u :])
+        candidate = self.activations.tanh(projected[:, 2 * u :] + r * inner[:, 2 * u :])
         h = z * h + (1.0 - z) * candidate
         return h, (h,)
 
