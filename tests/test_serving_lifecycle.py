@@ -112,3 +112,33 @@ def test_no_model_and_a_bad_model_are_one_line(tmp_path):
     (tmp_path / "junk").mkdir()
     result = run_textgen("serve", str(tmp_path / "junk"))
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_many_open_streams_send_less_often_each_and_closed_ones_stop_counting():
+    import asyncio
+    import contextlib
+
+    from textgen.serving.stream_sink import MAX_STREAM_INTERVAL, STREAM_INTERVAL, RequestSink, stream_interval
+
+    assert stream_interval(1) == stream_interval(16) == STREAM_INTERVAL  # 50 pieces a second each
+    assert stream_interval(64) == pytest.approx(4 * STREAM_INTERVAL)  # ~800 a second in all
+    assert stream_interval(10_000) == MAX_STREAM_INTERVAL  # never less than 10 a second
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        sinks = [RequestSink(loop, choices=1) for _ in range(3)]
+        async with contextlib.AsyncExitStack() as stack:
+            readers = [await stack.enter_async_context(contextlib.aclosing(sink.batches())) for sink in sinks]
+            sinks[0].put(0, "a", None)
+            first = await readers[0].__anext__()  # reading: the stream is open
+            sinks[1].put(0, "b", None)
+            await readers[1].__anext__()
+            opened = RequestSink.open_streams
+            sinks[0].end(0, "stop", 1)
+            assert [event async for event in readers[0]] == [[("end", 0, "stop", 1)]]  # finished
+            after_one_ended = RequestSink.open_streams
+        return first, opened, after_one_ended, RequestSink.open_streams  # the rest closed mid-stream
+
+    first, opened, after_one_ended, at_the_end = asyncio.run(scenario())
+    assert first == [("text", 0, "a", None)]
+    assert (opened, after_one_ended, at_the_end) == (2, 1, 0)

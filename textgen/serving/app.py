@@ -13,6 +13,7 @@ which drops the rows before its next step.
 """
 
 import asyncio
+import contextlib
 import hmac
 import json
 from pathlib import Path
@@ -116,16 +117,18 @@ class Routes:
         if completion.stream:
             return StreamingResponse(self._stream(answer, sink), media_type="text/event-stream")
         try:
-            async for events in sink.batches():
-                answer.take(events)
+            async with contextlib.aclosing(sink.batches()) as batches:  # closed here: it counts open streams
+                async for events in batches:
+                    answer.take(events)
         finally:
             sink.cancelled = True  # finished, or the client is gone: either way the rows may go
         return JSONResponse(answer.whole())
 
     async def _stream(self, answer, sink):
         try:
-            async for events in sink.batches():
-                yield "".join(_sse(chunk) for chunk in answer.take(events))
+            async with contextlib.aclosing(sink.batches()) as batches:
+                async for events in batches:
+                    yield "".join(_sse(chunk) for chunk in answer.take(events))
             if answer.completion.include_usage:
                 yield _sse(answer.usage_chunk())
             yield "data: [DONE]\n\n"
