@@ -112,6 +112,19 @@ def test_beam_search_from_extra_body(client, server):
     assert [choice.text for choice in result.choices] == [sample.text for sample in expected]
 
 
+def test_a_streamed_beam_search_echoes_the_prompt_and_counts_its_tokens(client, server):
+    _, model_id, directory = server
+    options = dict(model=model_id, prompt="The", max_tokens=20, n=2, extra_body={"beam_width": 4}, echo=True)
+    chunks = list(client.completions.create(**options, stream=True, stream_options={"include_usage": True}))
+    expected = textgen.load(directory).sample(prompt="The", length=20, beam_width=4, num_return=2)
+    texts = {}
+    for chunk in chunks[:-1]:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+    assert [texts[0], texts[1]] == ["The" + sample.text for sample in expected]  # the prompt was left out
+    assert chunks[-1].usage.completion_tokens == sum(sample.tokens for sample in expected)
+
+
 def test_chat_streams_deltas(client, server):
     _, model_id, _ = server
     messages = [{"role": "system", "content": "The"}, {"role": "user", "content": "river"}]

@@ -46,6 +46,8 @@ def test_too_many_streams_is_429_and_the_server_goes_on(slow_model):
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
         with pytest.raises(openai.RateLimitError, match="at most 2 at once"):
             client.completions.create(model=directory.name, prompt="a", max_tokens=5, n=3)
+        with pytest.raises(openai.RateLimitError, match="at most 2 at once"):  # 3 hypotheses: 3 rows of work
+            client.completions.create(model=directory.name, prompt="a", max_tokens=5, extra_body={"beam_width": 3})
         body = {"model": directory.name, "prompt": "a", "max_tokens": 20000, "stream": True}
         with httpx.stream("POST", f"{base}/v1/completions", json={**body, "n": 2}, timeout=30) as response:
             lines = response.iter_lines()  # held: a dropped iterator closes the connection

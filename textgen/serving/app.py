@@ -136,22 +136,26 @@ class Routes:
             sink.cancelled = True
 
     async def _beams(self, model, completion, answer):
-        """Beam search runs on its own (it keeps whole continuations, not one row per stream)."""
-        samples = await asyncio.to_thread(model.generator.sample, completion.settings)
+        """Beam search runs on its own (it keeps whole continuations, not one row per stream); its
+        hypotheses count against the model's streams while it runs."""
+        rows = max(completion.settings.beam_width, completion.choices)  # the hypotheses it keeps at each step
+        model.batcher.reserve(rows)
+        try:
+            samples = await asyncio.to_thread(model.generator.sample, completion.settings)
+        finally:
+            model.batcher.release(rows)
+        chunks = []  # one per choice: its whole text (with the prompt where echo asks) and its finish_reason
         for index, sample in enumerate(samples):
-            answer.take(
-                [
-                    ("text", index, sample.text, []),
-                    ("end", index, "stop" if sample.stopped else "length", sample.tokens),
-                ]
-            )
+            finish = "stop" if sample.stopped else "length"
+            chunks += answer.take([("text", index, sample.text, []), ("end", index, finish, sample.tokens)])
         if not completion.stream:
             return JSONResponse(answer.whole())
 
         async def replay():
-            for index, text in enumerate(answer.texts):
-                yield _sse(answer.chunk(index, "".join(text), [], None))
-                yield _sse(answer.chunk(index, "", [], answer.finish_reasons[index]))
+            for chunk in chunks:
+                yield _sse(chunk)
+            if completion.include_usage:
+                yield _sse(answer.usage_chunk())
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(replay(), media_type="text/event-stream")

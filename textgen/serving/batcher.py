@@ -108,18 +108,30 @@ class Batcher:
     def submit(self, completion, ids, sink):
         """Queue a checked request; a refusal (429) when the model's batch is full."""
         with self._condition:
-            if self._stopping:
-                raise RequestRefused("the server is shutting down", status=503, kind="server_error")
-            if self._reserved + completion.choices > self.max_rows:
-                raise RequestRefused(
-                    f"this model is writing {self._reserved} streams, at most {self.max_rows} at once; try again",
-                    status=429,
-                    code="too_many_streams",
-                    kind="rate_limit_error",
-                )
-            self._reserved += completion.choices
+            self._reserve(completion.choices)
             self._waiting.append(Job(completion, ids, sink))
             self._condition.notify()
+
+    def reserve(self, rows):
+        """Count ``rows`` of work done elsewhere (a beam search) against the limit; release() them after."""
+        with self._condition:
+            self._reserve(rows)
+
+    def release(self, rows):
+        with self._condition:
+            self._reserved -= rows
+
+    def _reserve(self, rows):
+        if self._stopping:
+            raise RequestRefused("the server is shutting down", status=503, kind="server_error")
+        if self._reserved + rows > self.max_rows:
+            raise RequestRefused(
+                f"this model is writing {self._reserved} streams, at most {self.max_rows} at once; try again",
+                status=429,
+                code="too_many_streams",
+                kind="rate_limit_error",
+            )
+        self._reserved += rows
 
     def request_stop(self):
         """Have the thread end every stream (finish_reason "abort") and itself, without waiting for it."""
@@ -198,8 +210,7 @@ class Batcher:
         self.rows, self.logits, self.state = self.rows + new_rows, logits, state
 
     def _release(self, job, count):
-        with self._condition:
-            self._reserved -= count
+        self.release(count)
 
     def _keep(self, keep):
         """Keep only the rows where ``keep`` (rows,) is True, with their logits and state."""
