@@ -490,3 +490,36 @@ def test_a_kernel_that_cannot_train_in_the_precision_asked_for_is_one_line(in_tm
     result = run("train", "text.txt", "--kernel", "onednn", "--precision", "mixed_float16", "--units", "8")
     assert_clean_failure(result, "--kernel onednn trains in float32 or mixed_bfloat16, not mixed_float16")
     assert not (in_tmp / "saved_models" / "text").exists()
+
+
+def test_sampled_text_is_written_in_few_writes_yet_as_it_comes(monkeypatch):
+    import io
+    import time
+
+    from textgen import cli
+
+    class CountingOutput(io.StringIO):
+        writes = 0
+
+        def write(self, text):
+            CountingOutput.writes += 1
+            return super().write(text)
+
+    output = CountingOutput()
+    monkeypatch.setattr(cli.sys, "stdout", output)
+    cli._stream("The ", iter(["ab"] * 1000 + ["c\n", "d"]))  # fast pieces: gathered, whatever the buffering
+    assert output.getvalue() == "The " + "ab" * 1000 + "c\nd\n"
+    assert CountingOutput.writes <= 3  # was one write per piece: a system call each under PYTHONUNBUFFERED
+
+    seen_while_writing = []
+
+    def slow_pieces():
+        for piece in "wxyz":
+            time.sleep(0.03)
+            seen_while_writing.append(output.getvalue())
+            yield piece
+
+    output.seek(0)
+    output.truncate()
+    cli._stream("", slow_pieces())
+    assert output.getvalue() == "wxyz\n" and seen_while_writing[-1]  # text was out before the last piece

@@ -184,18 +184,23 @@ def sample(model, output_format, **options):
 
 
 def _stream(prompt, pieces):
-    """Write text as it is made: flushed at each line end and at least every 50 ms."""
+    """Write text as it is made: at each line end and at least every 50 ms, one write each time.
+
+    Gathered here, not left to the stream's buffer: with PYTHONUNBUFFERED (set in many container
+    images) every character written was a system call of its own."""
     import time
 
-    out = sys.stdout
-    out.write(prompt)
+    out, pending = sys.stdout, [prompt]
     flushed = time.monotonic()
     for piece in pieces:
-        out.write(piece)
+        pending.append(piece)
         if "\n" in piece or time.monotonic() - flushed > 0.05:
+            out.write("".join(pending))
             out.flush()
+            pending.clear()
             flushed = time.monotonic()
-    out.write("\n")
+    pending.append("\n")
+    out.write("".join(pending))
     out.flush()
 
 
