@@ -38,7 +38,7 @@ class OneDNNActivations:
 
     def __init__(self, onednn):
         self.onednn = onednn
-        self.primitives = {}  # element count -> (primitive, memories, scratchpad): made once per size
+        self.primitives = {}  # element count -> _Logistic: made once per size
         self.lock = threading.Lock()  # one oneDNN stream, and a batcher thread per served model
         self.one_thread = threading.local()
         self.set_openmp_threads = _openmp_set_num_threads()
