@@ -8,7 +8,6 @@ multi-worker: hardware/keras_patches.py.
 
 import dataclasses
 import hashlib
-import time
 
 from textgen.cluster import ROLES, Cluster, cluster_timeout, parse_devices
 from textgen.errors import TextgenError
@@ -145,16 +144,16 @@ def _multi_worker_strategy(cluster):
     from tensorflow.python.eager import context
 
     timeout = cluster_timeout()
-    started = time.monotonic()
-    wait_for_cluster(cluster, timeout)  # first in Python, where SIGTERM is heard (hardware/rendezvous.py)
-    left = max(1, round(timeout - (time.monotonic() - started)))  # what is left of it for TensorFlow's wait
+    # First in Python, where SIGTERM is heard (hardware/rendezvous.py): a missing worker ends here.
+    # TensorFlow's own waits below keep the whole timeout: they wait only for workers that are up.
+    wait_for_cluster(cluster, timeout)
     # Left alone, MultiWorkerMirroredStrategy waits forever, without a word, for a
     # worker that never starts: twice. (1) Its coordination service waits for every
     # task to register, with no timeout unless it is configured before the strategy
     # does it (it only configures one when none is): so it is configured here, as
     # the strategy would, plus the timeout. (2) Its first collective waits with the
     # timeout in this class attribute, 0 (forever) unless set, as TensorFlow's tests do.
-    collective_all_reduce_strategy.CollectiveAllReduceExtended._check_health_initial_timeout = left
+    collective_all_reduce_strategy.CollectiveAllReduceExtended._check_health_initial_timeout = timeout
     roles = {role for role, _, _ in cluster.tasks}
     if context.context().coordination_service is None:
         context.context().configure_coordination_service(
@@ -165,7 +164,7 @@ def _multi_worker_strategy(cluster):
                 for role in ROLES
                 if role in roles
             ],
-            cluster_register_timeout_in_ms=left * 1000,
+            cluster_register_timeout_in_ms=timeout * 1000,
         )
         # The timeout holds only where registering is a barrier (the leader waits there for the rest).
         context.context().coordination_service.cluster_register_with_barrier = True
