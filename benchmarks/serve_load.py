@@ -4,16 +4,18 @@ For a 2-layer 256-unit char LSTM (random weights: speed does not depend on them)
 by round, alternating:
 
     sample 64     `textgen sample --num-samples 64`: (time for --length 501) - (time for --length 1)
-    sample 1      `textgen sample`: (time for --length 5001) - (time for --length 1)
+    sample 1      `textgen sample`: (time for --length 20001) - (time for --length 1)
     serve N       a `textgen serve` process, and a load process (this file, --clients N) whose N
                   clients each stream a 500-token completion at once; characters/s from the first
                   request to the last [DONE], and each client's time to its first character
-    bare step     the step's matrix products alone in NumPy (the first layer's lookup table, h U,
-                  the second layer's x W, the output layer), at batch 1 and 64: the bound
+    bare step     the step's matrix products alone (the first layer's lookup table, h U, the second
+                  layer's x W, the output layer), at batch 1 and 64, each in a process of its own:
+                  "numpy" in NumPy, the bound the issue set; "engine" through the products the
+                  engine chose here (oneDNN's sgemm where it was faster: hardware/onednn_products.py)
 
 and prints each rate as a ratio: serve 64 / sample 64, serve 1 / sample 1, sample / bare step.
 
-    python benchmarks/serve_load.py [--rounds 2] [--clients 1,16,64]
+    python benchmarks/serve_load.py [--rounds 3] [--clients 1,16,64]
 """
 
 import argparse
@@ -30,6 +32,7 @@ from pathlib import Path
 from machine import describe_cpu
 
 TOKENS = 500
+SINGLE_STREAM = 20_000  # characters `textgen sample` writes for the single-stream rate: seconds, not noise
 
 
 def timed(command):
@@ -101,35 +104,73 @@ def serve_figures(model, clients):
         server.wait()
 
 
-def bare_step_rate(model, batch, repeats=2000):
-    """Characters/s of the step's matrix products alone, in NumPy, at ``batch`` streams."""
+def bare_step_rate(model, batch, library, repeats=2000):
+    """Characters/s of the step's matrix products alone at ``batch`` streams, through ``library``: "numpy"
+    (NumPy's, in the form the NumPy engine uses at each batch size) or "engine" (the products the engine
+    chose here, oneDNN's sgemm where it won: hardware/onednn_products.py), in a process of its own
+    (OpenBLAS's and OpenMP's spinning threads must not meet)."""
+    command = [sys.executable, __file__, "--bare", str(model), str(batch), library, str(repeats)]
+    return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def _bare_products(model, batch, library, repeats):
     import numpy as np
 
-    from textgen.cells import matmul
+    from textgen.cells import NUMPY_PRODUCTS, matmul
     from textgen.generation.generator import load
+    from textgen.hardware.onednn_products import FASTEST
 
     engine = load(model, engine="numpy").engine
     first, second = engine.cells
     hidden = np.random.default_rng(0).standard_normal((batch, first.units)).astype(np.float32)
     joined = np.concatenate([hidden, hidden], axis=1)  # [x, h] of the second layer (batch, 2 units)
     tokens = np.zeros(batch, np.int64)
+    products = NUMPY_PRODUCTS
+    if library == "numpy":
+        for cell in engine.cells:
+            cell.products = NUMPY_PRODUCTS
+    else:
+        FASTEST.project(hidden, first.recurrent_kernel, None, 0)  # the engine's trial, at this batch
+        products = FASTEST.chosen or NUMPY_PRODUCTS
+    if products is NUMPY_PRODUCTS:
+
+        def step():
+            engine.first_projections[tokens] + first.recurrent_part(hidden)  # noqa: B018  (the first layer)
+            if batch == 1:  # the second layer in the form the engine uses for each batch size
+                joined @ second.stacked_kernel  # noqa: B018
+            else:
+                second.project_inputs(hidden) + second.recurrent_part(hidden)  # noqa: B018
+            matmul(hidden, engine.output_kernel, engine.output_kernel_transposed)  # noqa: B018  (the output layer)
+
+    else:  # oneDNN's sgemm adds into its output: the adds of x W + b + h U come free
+
+        def step():
+            gates = engine.first_projections[tokens]
+            products.multiply_add_(hidden, first.recurrent_kernel, None, gates)
+            if batch == 1:
+                products.project(joined, second.stacked_kernel, None, second.bias)
+            else:
+                products.multiply_add_(hidden, second.recurrent_kernel, None, second.project_inputs(hidden))
+            products.project(hidden, engine.output_kernel, None, engine.output_bias)
+
+    step()
     started = time.perf_counter()
     for _ in range(repeats):
-        engine.first_projections[tokens] + first.recurrent_part(hidden)  # noqa: B018  (the first layer)
-        if batch == 1:  # the second layer in the form the engine uses for each batch size
-            joined @ second.stacked_kernel  # noqa: B018
-        else:
-            second.project_inputs(hidden) + second.recurrent_part(hidden)  # noqa: B018
-        matmul(hidden, engine.output_kernel, engine.output_kernel_transposed)  # noqa: B018  (the output layer)
+        step()
     return batch * repeats / (time.perf_counter() - started)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", default="1,16,64")
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", nargs=4, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.bare:
+        model, batch, library, repeats = arguments.bare
+        print(_bare_products(Path(model), int(batch), library, int(repeats)))
+        return
     if arguments.measure:
         base, model_id, clients = arguments.measure
         print(json.dumps(asyncio.run(_load(base, model_id, int(clients)))))
@@ -145,11 +186,12 @@ def main():
         model = make_model(Path(scratch) / "lstm")
         for _ in range(arguments.rounds):  # alternate, so drift hits every row
             figures.setdefault("sample 64", []).append(sample_rate(model, 64, TOKENS + 1))
-            figures.setdefault("sample 1", []).append(sample_rate(model, 1, 5001))
+            figures.setdefault("sample 1", []).append(sample_rate(model, 1, SINGLE_STREAM + 1))
             for count in counts:
                 figures.setdefault(f"serve {count}", []).append(serve_figures(model, count))
-            figures.setdefault("bare 64", []).append(bare_step_rate(model, 64))
-            figures.setdefault("bare 1", []).append(bare_step_rate(model, 1))
+            for library in ("numpy", "engine"):
+                for batch in (64, 1):
+                    figures.setdefault(f"bare {batch} {library}", []).append(bare_step_rate(model, batch, library))
     report(figures, counts)
 
 
@@ -158,8 +200,8 @@ def report(figures, counts):
         name: statistics.median(v if isinstance(v[0], float) else [r["rate"] for r in v]) for name, v in figures.items()
     }
     print(f"2x256 char LSTM, {TOKENS} tokens per stream, median of {len(figures['sample 1'])} rounds; chars/s")
-    for name in ("sample 64", "sample 1", "bare 64", "bare 1"):
-        print(f"{name:<12} {rate[name]:>10,.0f}")
+    for name in ("sample 64", "sample 1", "bare 64 numpy", "bare 1 numpy", "bare 64 engine", "bare 1 engine"):
+        print(f"{name:<15} {rate[name]:>10,.0f}")
     step = 1 / rate["sample 1"]
     for count in counts:
         runs = figures[f"serve {count}"]
@@ -169,8 +211,9 @@ def report(figures, counts):
     print(f"single-stream step: {step * 1000:.3f} ms")
     print(f"serve 64 / sample 64: {rate.get('serve 64', 0) / rate['sample 64']:.2f}x (goal >= 0.8)")
     print(f"serve 1 / sample 1:   {rate.get('serve 1', 0) / rate['sample 1']:.2f}x (goal >= 0.9)")
-    print(f"sample 64 / bare 64:  {rate['sample 64'] / rate['bare 64']:.2f}x (goal >= 0.8)")
-    print(f"sample 1 / bare 1:    {rate['sample 1'] / rate['bare 1']:.2f}x (goal >= 0.5)")
+    for library in ("numpy", "engine"):
+        print(f"sample 64 / bare 64 {library}: {rate['sample 64'] / rate[f'bare 64 {library}']:.2f}x (goal >= 0.8)")
+        print(f"sample 1 / bare 1 {library}:   {rate['sample 1'] / rate[f'bare 1 {library}']:.2f}x (goal >= 0.5)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,16 @@ def random_keras_model(cell, tmp_path, vocabulary_size=13):
     return model, NumpyEngine(Network.from_layers(layers))
 
 
+def assert_steps_match_keras(model, engine, tokens):
+    """Step the engine through tokens (batch, time), state carried: each step's logits are Keras's."""
+    expected = np.asarray(model(tokens))  # (batch, time, vocab)
+    state = engine.initial_state(tokens.shape[0])
+    for t in range(tokens.shape[1]):
+        logits, state = engine.step(tokens[:, t], state)
+        np.testing.assert_allclose(logits, expected[:, t], rtol=1e-5, atol=1e-5)
+    return expected
+
+
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
 def test_run_matches_keras(cell, tmp_path):
     model, engine = random_keras_model(cell, tmp_path)
@@ -35,11 +45,7 @@ def test_run_matches_keras(cell, tmp_path):
 def test_steps_with_carried_state_match_keras(cell, batch_size, tmp_path):
     model, engine = random_keras_model(cell, tmp_path)
     tokens = np.random.default_rng(2).integers(0, 13, size=(batch_size, 7)).astype(np.int32)
-    expected = np.asarray(model(tokens))  # (batch, time, vocab)
-    state = engine.initial_state(batch_size)
-    for t in range(tokens.shape[1]):
-        logits, state = engine.step(tokens[:, t], state)
-        np.testing.assert_allclose(logits, expected[:, t], rtol=1e-5, atol=1e-5)
+    assert_steps_match_keras(model, engine, tokens)
 
 
 def test_run_in_chunks_equals_one_run(tmp_path):
@@ -64,11 +70,7 @@ def test_onednn_activations_give_keras_logits(cell, batch_size, tmp_path):
     for layer in engine.cells:  # every sigmoid and tanh through oneDNN's logistic, whatever its size
         layer.activations = OneDNNActivations(onednn)
     tokens = np.random.default_rng(3).integers(0, 13, size=(batch_size, 7)).astype(np.int32)
-    expected = np.asarray(model(tokens))
-    state = engine.initial_state(batch_size)
-    for t in range(tokens.shape[1]):
-        logits, state = engine.step(tokens[:, t], state)
-        np.testing.assert_allclose(logits, expected[:, t], rtol=1e-5, atol=1e-5)
+    assert_steps_match_keras(model, engine, tokens)
 
 
 def test_the_fastest_activations_keep_numpys_numbers_at_every_size():
@@ -86,3 +88,57 @@ def test_the_fastest_activations_keep_numpys_numbers_at_every_size():
             expected = NUMPY_ACTIVATIONS.gates_(x.copy(order="A"), shape[1] // 2)
             np.testing.assert_allclose(gates, expected, atol=3e-7)
     assert (3 * 40 < SMALLEST) and FASTEST._for(np.zeros((3, 40), np.float32)) is NUMPY_ACTIVATIONS
+
+
+def _onednn_products_or_skip():
+    from textgen.cells import NUMPY_PRODUCTS
+    from textgen.hardware.onednn_products import _onednn_products
+
+    products = _onednn_products()
+    if products is NUMPY_PRODUCTS:
+        pytest.skip("oneDNN (or its OpenMP library) cannot be loaded here")
+    return products
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("batch_size", [2, 17])  # a single stream's stacked [x, h] product, and x W, h U apart
+def test_onednn_products_give_keras_logits(cell, batch_size, tmp_path):
+    model, engine = random_keras_model(cell, tmp_path)
+    engine.products = _onednn_products_or_skip()  # every product through oneDNN's sgemm, whatever its size
+    for layer in engine.cells:
+        layer.products = engine.products
+    tokens = np.random.default_rng(5).integers(0, 13, size=(batch_size, 7)).astype(np.int32)
+    expected = assert_steps_match_keras(model, engine, tokens)
+    logits, _ = engine.run(tokens, engine.initial_state(batch_size))  # (batch, time) rows in one product
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_onednn_products_add_in_place_and_leave_what_they_cannot_read_to_numpy():
+    products = _onednn_products_or_skip()
+    rng = np.random.default_rng(6)
+    inputs, kernel = rng.normal(size=(9, 5)).astype(np.float32), rng.normal(size=(5, 12)).astype(np.float32)
+    out = rng.normal(size=(9, 3, 12)).astype(np.float32)  # a time slice of (batch, time, columns): rows spaced
+    expected = out[:, 1] + inputs @ kernel
+    assert products.multiply_add_(inputs, kernel, kernel.T.copy(), out[:, 1]) is not None
+    np.testing.assert_allclose(out[:, 1], expected, rtol=1e-5, atol=1e-5)
+    as_float64 = inputs.astype(np.float64)  # not sgemm's type: NumPy's product, the same numbers
+    assert not products.fits(as_float64, kernel, out[:, 0])
+    np.testing.assert_allclose(
+        products.project(as_float64, kernel, kernel.T.copy(), np.ones(12, np.float32)), inputs @ kernel + 1, atol=1e-5
+    )
+
+
+def test_the_fastest_products_are_numpys_until_a_batch_and_then_one_library_for_all():
+    from textgen.cells import NUMPY_PRODUCTS
+    from textgen.hardware.onednn_products import SMALLEST_BATCH, FastestProducts, OneDNNProducts
+
+    fastest = FastestProducts()
+    rng = np.random.default_rng(7)
+    kernel, bias = rng.normal(size=(32, 40)).astype(np.float32), rng.normal(size=40).astype(np.float32)
+    small = rng.normal(size=(SMALLEST_BATCH - 1, 32)).astype(np.float32)
+    np.testing.assert_allclose(fastest.project(small, kernel, kernel.T.copy(), bias), small @ kernel + bias, atol=1e-5)
+    assert fastest.chosen is None  # no trial for small batches
+    big = rng.normal(size=(64, 32)).astype(np.float32)
+    np.testing.assert_allclose(fastest.project(big, kernel, kernel.T.copy(), bias), big @ kernel + bias, atol=1e-5)
+    assert fastest.chosen is NUMPY_PRODUCTS or isinstance(fastest.chosen, OneDNNProducts)
+    assert fastest._for(small, kernel) is fastest.chosen  # from then on, small products too: never a mix

@@ -76,10 +76,32 @@ def matmul(inputs, kernel, kernel_transposed):
     return (kernel_transposed @ inputs.T).T
 
 
+class NumpyProducts:
+    """The cells' matrix products in NumPy. The NumPy engine may swap in another object with the same
+    two methods and the same numbers (hardware/onednn_products.py: faster on some CPUs)."""
+
+    @staticmethod
+    def multiply_add_(inputs, kernel, kernel_transposed, out):
+        """out += inputs @ kernel, in place (``out`` is the caller's own array); returns out."""
+        out += matmul(inputs, kernel, kernel_transposed)
+        return out
+
+    @staticmethod
+    def project(inputs, kernel, kernel_transposed, bias):
+        """inputs @ kernel + bias, a new array: (batch, in) or (batch, time, in) -> (..., columns)."""
+        if inputs.ndim == 2:
+            return matmul(inputs, kernel, kernel_transposed) + bias
+        return inputs @ kernel + bias
+
+
+NUMPY_PRODUCTS = NumpyProducts()
+
+
 class Cell:
     """What every cell shares: the weights in Keras's layout, and the input projection."""
 
     activations = NUMPY_ACTIVATIONS  # sigmoid and tanh (an engine may set a faster one per cell)
+    products = NUMPY_PRODUCTS  # the batch's matrix products (likewise)
 
     def __init__(self, kernel, recurrent_kernel, bias):
         self.kernel, self.bias = kernel, bias  # (input_dim, gates * units), (gates * units,)
@@ -94,16 +116,19 @@ class Cell:
 
     def project_inputs(self, inputs):
         """x W + b for every time step at once (batch, time, input_dim) or one step (batch, input_dim)."""
-        if inputs.ndim == 2:
-            return matmul(inputs, self.kernel, self.kernel_transposed) + self.bias
-        return inputs @ self.kernel + self.bias
+        return self.products.project(inputs, self.kernel, self.kernel_transposed, self.bias)
 
     def recurrent_part(self, h):
         return matmul(h, self.recurrent_kernel, self.recurrent_kernel_transposed)  # h U: (batch, gates * units)
 
+    def add_recurrent_part_(self, h, out):
+        """out += h U in place: ``out`` (batch, gates * units) is the caller's own array."""
+        return self.products.multiply_add_(h, self.recurrent_kernel, self.recurrent_kernel_transposed, out)
+
     def recur(self, projected, state):
-        """The next output and state, given x W + b: adds h U, then applies the cell's gates."""
-        return self.activate(projected + self.recurrent_part(state[0]), state)
+        """The next output and state, given x W + b (an array the caller hands over: it becomes the
+        gates): adds h U in place, then applies the cell's gates."""
+        return self.activate(self.add_recurrent_part_(state[0], projected), state)
 
     def step(self, inputs, state):
         """One time step from the layer's input x (batch, input_dim)."""
@@ -111,7 +136,7 @@ class Cell:
             # A single stream is limited by reading the weights from memory: one
             # product of [x, h] with [W; U] reads them in one pass instead of two.
             joined = np.concatenate([inputs, state[0]], axis=1)  # (batch, input_dim + units)
-            return self.activate(joined @ self.stacked_kernel + self.bias, state)
+            return self.activate(self.products.project(joined, self.stacked_kernel, None, self.bias), state)
         return self.recur(self.project_inputs(inputs), state)
 
 
@@ -157,7 +182,9 @@ class GRUCell(Cell):
     def recur(self, projected, state):
         (h,) = state
         u = self.units
-        inner = self.recurrent_part(h) + self.recurrent_bias  # (batch, 3 * units): z, r, h parts
+        inner = np.empty_like(projected)  # h U + b[1]: (batch, 3 * units), z, r, h parts
+        inner[...] = self.recurrent_bias
+        self.add_recurrent_part_(h, inner)
         zr = self.activations.sigmoid_(projected[:, : 2 * u] + inner[:, : 2 * u])
         z, r = zr[:, :u], zr[:, u:]  # update gate (how much old state to keep), reset gate
         candidate = self.activations.tanh(projected[:, 2 * u :] + r * inner[:, 2 * u :])

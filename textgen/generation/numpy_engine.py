@@ -9,8 +9,8 @@ inside the time loop.
 
 import numpy as np
 
-from textgen.cells import matmul
-from textgen.hardware.onednn_activations import FASTEST
+from textgen.hardware.onednn_activations import FASTEST as FASTEST_ACTIVATIONS
+from textgen.hardware.onednn_products import FASTEST as FASTEST_PRODUCTS
 
 # Largest first-layer lookup table kept (float32 entries: 32 MB).
 _MAX_TABLE_ENTRIES = 8_000_000
@@ -23,8 +23,9 @@ class NumpyEngine:
         """``network``: a checked ``saved.keras_archive.Network``."""
         self.embedding = network.embedding  # (vocabulary, embedding_dim)
         self.cells = [kind.numpy_cell(*arrays) for kind, arrays in network.recurrent]
-        for cell in self.cells:  # sigmoid and tanh: NumPy's, or oneDNN's where measured faster here
-            cell.activations = FASTEST
+        self.products = FASTEST_PRODUCTS  # matrix products: NumPy's, or oneDNN's where measured faster here
+        for cell in self.cells:  # and sigmoid and tanh likewise
+            cell.activations, cell.products = FASTEST_ACTIVATIONS, FASTEST_PRODUCTS
         self.output_kernel, self.output_bias = network.output_kernel, network.output_bias  # (units, vocab), (vocab,)
         self.output_kernel_transposed = np.ascontiguousarray(self.output_kernel.T)  # (vocabulary, units)
         # The first layer's input is an embedding row, so its projection x W + b
@@ -33,7 +34,7 @@ class NumpyEngine:
         first = self.cells[0]
         self.first_projections = None
         if self.embedding.shape[0] * first.kernel.shape[1] <= _MAX_TABLE_ENTRIES:
-            self.first_projections = np.ascontiguousarray(first.project_inputs(self.embedding))
+            self.first_projections = np.ascontiguousarray(self.embedding @ first.kernel + first.bias)
 
     @property
     def vocabulary_size(self):
@@ -42,6 +43,12 @@ class NumpyEngine:
     def initial_state(self, batch_size):
         """Zero states: one tuple of (batch, units) arrays per layer."""
         return [cell.zero_state(batch_size) for cell in self.cells]
+
+    def prepare(self, batch_size):
+        """Take one throwaway step at ``batch_size`` streams, so that the one-time trials of the
+        fastest activations and products (hardware/onednn_*.py, ~0.2 s) happen now, not under a
+        stream that is being written (a server calls this as it starts)."""
+        self.step(np.zeros(batch_size, np.int64), self.initial_state(batch_size))
 
     def _first_layer_inputs(self, tokens):
         """x W + b of the first layer for tokens of any shape: (..., gates * units)."""
@@ -59,7 +66,7 @@ class NumpyEngine:
             else:
                 hidden, layer_state = cell.step(hidden, layer_state)
             next_state.append(layer_state)
-        logits = matmul(hidden, self.output_kernel, self.output_kernel_transposed) + self.output_bias
+        logits = self.products.project(hidden, self.output_kernel, self.output_kernel_transposed, self.output_bias)
         return logits, next_state
 
     def run(self, tokens, state):
@@ -78,4 +85,5 @@ class NumpyEngine:
                 outputs[:, t], layer_state = cell.recur(projected[:, t], layer_state)
             hidden = outputs
             next_state.append(layer_state)
-        return hidden @ self.output_kernel + self.output_bias, next_state
+        logits = self.products.project(hidden, self.output_kernel, self.output_kernel_transposed, self.output_bias)
+        return logits, next_state

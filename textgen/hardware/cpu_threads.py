@@ -18,8 +18,6 @@ thread pools are fixed once the first operation runs.
 
 import os
 
-import tensorflow as tf
-
 # Operations of one step that may run at the same time (TensorFlow's inter-op pool).
 CONCURRENT_OPERATIONS = 2
 
@@ -51,6 +49,8 @@ def configure_for_training(cores=None, *, fused_kernel=False):
     """
     if "TF_NUM_INTRAOP_THREADS" in os.environ or "TF_NUM_INTEROP_THREADS" in os.environ:
         return None
+    import tensorflow as tf  # here, not at the top: the NumPy engine reads available_cores without TensorFlow
+
     cores = cores or available_cores()
     per_operation = cores if fused_kernel else threads_per_operation(cores)
     concurrent = 1 if fused_kernel else CONCURRENT_OPERATIONS

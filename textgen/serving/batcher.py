@@ -26,6 +26,8 @@ from textgen.generation.stop_strings import StopScanner
 from textgen.serving.openai_requests import RequestRefused
 from textgen.serving.row_sampling import RowSampler, sampler_key
 
+# Streams the engine's step is first timed at (NumpyEngine.prepare), as the loop starts.
+PREPARED_BATCH = 64
 # Prompt tokens read per turn of the loop before the live rows step again.
 PROMPT_PIECE = min(PROMPT_CHUNK, 512)
 
@@ -144,6 +146,9 @@ class Batcher:
         self._thread.join()
 
     def _loop(self):
+        # The engine's one-time trials (NumPy's or oneDNN's products, which run a batch faster here)
+        # happen before the first request, at the batch size a busy server reaches.
+        self.engine.prepare(min(self.max_rows, PREPARED_BATCH))
         while True:
             if not self.rows:  # idle: sleep until a request comes (while rows write, no lock is taken)
                 with self._condition:

@@ -1,0 +1,179 @@
+"""The NumPy engine's big matrix products through oneDNN's sgemm, where that is faster here.
+
+A batch-64 step of a 2x256 LSTM is three (64, 256) x (256, 1024) products and a
+small output product. NumPy hands them to OpenBLAS, which picks its kernels by
+CPU model: on an AMD EPYC of family 26 (Zen 5, AVX-512) OpenBLAS 0.3.31 does not
+know the model and falls back to its AVX2 ("Haswell") kernels, 175 us a product
+on 2 cores, where oneDNN's sgemm, JIT-compiled for the AVX-512 it finds, takes
+95-105 us. oneDNN's sgemm also adds to its output (beta = 1), so x W + b + h U
+is built in one buffer with no temporary and no separate pass for the adds.
+
+Which is faster depends on the CPU, the BLAS and the shapes, so ``FASTEST``
+times both at the first batch of 8 rows or more, and keeps the winner for every
+product of the process (why never both: FastestProducts). A process that only
+ever writes one stream never pays for the trial and stays in NumPy: there a call
+through ctypes (~5 us) is a large part of a product (~12 us).
+
+oneDNN's CPU package runs on OpenMP. Its activations (onednn_activations.py)
+ask for one thread; a product asks for every core this process may use, and
+gives the thread back to one after the call.
+"""
+
+import ctypes
+import threading
+import time
+
+import numpy as np
+
+from textgen.cells import NUMPY_PRODUCTS
+from textgen.hardware.cpu_threads import available_cores
+from textgen.hardware.onednn import onednn_status
+from textgen.hardware.onednn_activations import _openmp_set_num_threads
+
+SMALLEST_BATCH = 8  # rows: until a product this big comes, NumPy's are used without a trial
+_LARGEST_TRIAL = 1024  # rows: a larger first batch is timed at this many
+# How long each library's worker threads spin after a call, before they sleep: OpenBLAS's
+# 2^28 cycles (its THREAD_TIMEOUT), libgomp's GOMP_SPINCOUNT (300,000 turns of a pause loop).
+_OPENBLAS_SPIN_SECONDS, _OPENMP_SPIN_SECONDS = 0.15, 0.02
+
+_INDEX = ctypes.c_int64  # dnnl_dim_t
+
+
+class OneDNNProducts:
+    """The two methods of cells.NumpyProducts through dnnl_sgemm (row-major, no transposes)."""
+
+    def __init__(self, library, set_openmp_threads, threads):
+        self.sgemm = library.dnnl_sgemm
+        self.sgemm.argtypes = [
+            ctypes.c_char,
+            ctypes.c_char,
+            _INDEX,
+            _INDEX,
+            _INDEX,
+            ctypes.c_float,
+            ctypes.c_void_p,
+            _INDEX,
+            ctypes.c_void_p,
+            _INDEX,
+            ctypes.c_float,
+            ctypes.c_void_p,
+            _INDEX,
+        ]
+        self.sgemm.restype = ctypes.c_int
+        self.set_openmp_threads, self.threads = set_openmp_threads, threads
+
+    @staticmethod
+    def fits(inputs, kernel, out):
+        """sgemm reads row-major float32 matrices whose rows may be spaced apart but not their columns."""
+        return all(
+            array.dtype == np.float32 and array.ndim == 2 and array.strides[1] == 4 and array.strides[0] % 4 == 0
+            for array in (inputs, kernel, out)
+        )
+
+    def multiply_add_(self, inputs, kernel, kernel_transposed, out):
+        """out += inputs @ kernel in place: inputs (rows, in), kernel (in, columns), out (rows, columns)."""
+        if not self.fits(inputs, kernel, out):
+            return NUMPY_PRODUCTS.multiply_add_(inputs, kernel, kernel_transposed, out)
+        (rows, depth), columns = inputs.shape, kernel.shape[1]
+        self.set_openmp_threads(self.threads)
+        status = self.sgemm(
+            b"N",
+            b"N",
+            rows,
+            columns,
+            depth,
+            1.0,
+            inputs.ctypes.data,
+            inputs.strides[0] // 4,
+            kernel.ctypes.data,
+            kernel.strides[0] // 4,
+            1.0,  # beta: add to what out holds
+            out.ctypes.data,
+            out.strides[0] // 4,
+        )
+        self.set_openmp_threads(1)  # the activations' setting (see the module's note)
+        if status != 0:
+            raise RuntimeError(f"oneDNN sgemm failed with status {status}")
+        return out
+
+    def project(self, inputs, kernel, kernel_transposed, bias):
+        """inputs @ kernel + bias as a new (..., columns) array: the bias first, the product added to it."""
+        out = np.empty((*inputs.shape[:-1], kernel.shape[1]), np.float32)
+        out[...] = bias
+        if inputs.ndim == 2:
+            return self.multiply_add_(inputs, kernel, kernel_transposed, out)
+        # (batch, time, in): one product of (batch * time) rows
+        rows = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1])
+        self.multiply_add_(rows, kernel, kernel_transposed, out.reshape(-1, kernel.shape[1]))
+        return out
+
+
+def _seconds(products, inputs, kernel, kernel_transposed, out, repeats=3):
+    """The best of three timings of ``repeats`` products (a busy moment of the machine must not decide)."""
+    products.multiply_add_(inputs, kernel, kernel_transposed, out)  # once first: code paths warm, threads up
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            products.multiply_add_(inputs, kernel, kernel_transposed, out)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+class FastestProducts:
+    """NumPy's products until the first batch of SMALLEST_BATCH rows or more; then, for every product of
+    the process, the faster of NumPy's and oneDNN's at that first shape, timed once.
+
+    One library for every product, never a mix: each keeps its worker threads spinning after a call
+    (OpenBLAS's for ~0.1 s), and beside the other's they fought over the cores: a batch-64 step
+    of a 2x256 LSTM took 550 us through oneDNN alone, 790 through NumPy alone, 9-11 ms mixed,
+    and 2.2 ms through oneDNN with a batch-1 NumPy product every tenth step (a new prompt)."""
+
+    def __init__(self):
+        self.chosen = None  # OneDNNProducts or NUMPY_PRODUCTS, once timed
+        self.lock = threading.Lock()
+
+    def _for(self, inputs, kernel):
+        if self.chosen is not None:
+            return self.chosen
+        rows = inputs.size // inputs.shape[-1]
+        if rows < SMALLEST_BATCH:
+            return NUMPY_PRODUCTS
+        with self.lock:
+            if self.chosen is None:
+                self.chosen = _measured_choice(min(rows, _LARGEST_TRIAL), *kernel.shape)
+        return self.chosen
+
+    def multiply_add_(self, inputs, kernel, kernel_transposed, out):
+        return self._for(inputs, kernel).multiply_add_(inputs, kernel, kernel_transposed, out)
+
+    def project(self, inputs, kernel, kernel_transposed, bias):
+        return self._for(inputs, kernel).project(inputs, kernel, kernel_transposed, bias)
+
+
+def _measured_choice(rows, depth, columns):
+    """NUMPY_PRODUCTS or OneDNNProducts: the faster at (rows, depth) x (depth, columns), each timed
+    while the other's threads are asleep."""
+    candidate = _onednn_products()
+    if candidate is NUMPY_PRODUCTS:
+        return NUMPY_PRODUCTS
+    generator = np.random.default_rng(0)
+    inputs = generator.standard_normal((rows, depth)).astype(np.float32)
+    kernel = generator.standard_normal((depth, columns)).astype(np.float32)
+    transposed, out = np.ascontiguousarray(kernel.T), np.zeros((rows, columns), np.float32)
+    time.sleep(_OPENBLAS_SPIN_SECONDS)  # NumPy's last products (the prompt's) leave OpenBLAS's threads spinning
+    onednn_seconds = _seconds(candidate, inputs, kernel, transposed, out)
+    time.sleep(_OPENMP_SPIN_SECONDS)
+    numpy_seconds = _seconds(NUMPY_PRODUCTS, inputs, kernel, transposed, out)
+    return candidate if onednn_seconds < numpy_seconds else NUMPY_PRODUCTS
+
+
+def _onednn_products():
+    onednn, _ = onednn_status()
+    set_openmp_threads = _openmp_set_num_threads() if onednn is not None else None
+    if set_openmp_threads is None:
+        return NUMPY_PRODUCTS
+    return OneDNNProducts(onednn.library, set_openmp_threads, available_cores())
+
+
+FASTEST = FastestProducts()  # one per process: each shape is timed once
