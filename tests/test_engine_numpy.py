@@ -130,7 +130,7 @@ def test_onednn_products_add_in_place_and_leave_what_they_cannot_read_to_numpy()
 
 def test_the_fastest_products_are_numpys_until_a_batch_and_then_one_library_for_all():
     from textgen.cells import NUMPY_PRODUCTS
-    from textgen.hardware.onednn_products import SMALLEST_BATCH, FastestProducts, OneDNNProducts
+    from textgen.hardware.onednn_products import QUIET_SECONDS, SMALLEST_BATCH, FastestProducts, OneDNNProducts
 
     fastest = FastestProducts()
     rng = np.random.default_rng(7)
@@ -141,4 +141,6 @@ def test_the_fastest_products_are_numpys_until_a_batch_and_then_one_library_for_
     big = rng.normal(size=(64, 32)).astype(np.float32)
     np.testing.assert_allclose(fastest.project(big, kernel, kernel.T.copy(), bias), big @ kernel + bias, atol=1e-5)
     assert fastest.chosen is NUMPY_PRODUCTS or isinstance(fastest.chosen, OneDNNProducts)
-    assert fastest._for(small, kernel) is fastest.chosen  # from then on, small products too: never a mix
+    assert fastest._for(small, kernel) is fastest.chosen  # while batches come, small products too: never a mix
+    fastest.last_batch -= QUIET_SECONDS  # a second with no batch: a single stream is NumPy's again
+    assert fastest._for(small, kernel) is NUMPY_PRODUCTS

@@ -11,6 +11,7 @@ import numpy as np
 
 from textgen.hardware.onednn_activations import FASTEST as FASTEST_ACTIVATIONS
 from textgen.hardware.onednn_products import FASTEST as FASTEST_PRODUCTS
+from textgen.hardware.onednn_products import FastestProducts
 
 # Largest first-layer lookup table kept (float32 entries: 32 MB).
 _MAX_TABLE_ENTRIES = 8_000_000
@@ -49,6 +50,8 @@ class NumpyEngine:
         fastest activations and products (hardware/onednn_*.py, ~0.2 s) happen now, not under a
         stream that is being written (a server calls this as it starts)."""
         self.step(np.zeros(batch_size, np.int64), self.initial_state(batch_size))
+        if isinstance(self.products, FastestProducts):
+            self.products.last_batch = 0.0  # a throwaway batch: a single stream after it need not follow it
 
     def _first_layer_inputs(self, tokens):
         """x W + b of the first layer for tokens of any shape: (..., gates * units)."""

@@ -9,10 +9,11 @@ on 2 cores, where oneDNN's sgemm, JIT-compiled for the AVX-512 it finds, takes
 is built in one buffer with no temporary and no separate pass for the adds.
 
 Which is faster depends on the CPU, the BLAS and the shapes, so ``FASTEST``
-times both at the first batch of 8 rows or more, and keeps the winner for every
-product of the process (why never both: FastestProducts). A process that only
-ever writes one stream never pays for the trial and stays in NumPy: there a call
-through ctypes (~5 us) is a large part of a product (~12 us).
+times both at the first batch of 8 rows or more, and keeps the winner for the
+batches of the process (and the small products around them: FastestProducts
+says why). A process that only ever writes one stream never pays for the trial
+and stays in NumPy: there a call through ctypes (~5 us) is a large part of a
+product (~12 us).
 
 oneDNN's CPU package runs on OpenMP. Its activations (onednn_activations.py)
 ask for one thread; a product asks for every core this process may use, and
@@ -35,6 +36,9 @@ _LARGEST_TRIAL = 1024  # rows: a larger first batch is timed at this many
 # How long each library's worker threads spin after a call, before they sleep: OpenBLAS's
 # 2^28 cycles (its THREAD_TIMEOUT), libgomp's GOMP_SPINCOUNT (300,000 turns of a pause loop).
 _OPENBLAS_SPIN_SECONDS, _OPENMP_SPIN_SECONDS = 0.15, 0.02
+# Small products follow the batches' library until this long after the last batch (FastestProducts):
+# a server whose streams come and go around 8 changes library at most once a second.
+QUIET_SECONDS = 1.0
 
 _INDEX = ctypes.c_int64  # dnnl_dim_t
 
@@ -121,27 +125,32 @@ def _seconds(products, inputs, kernel, kernel_transposed, out, repeats=3):
 
 
 class FastestProducts:
-    """NumPy's products until the first batch of SMALLEST_BATCH rows or more; then, for every product of
-    the process, the faster of NumPy's and oneDNN's at that first shape, timed once.
+    """NumPy's products until the first batch of SMALLEST_BATCH rows or more; then the faster of
+    NumPy's and oneDNN's at that first shape, timed once, for batches from then on.
 
-    One library for every product, never a mix: each keeps its worker threads spinning after a call
-    (OpenBLAS's for ~0.1 s), and beside the other's they fought over the cores: a batch-64 step
-    of a 2x256 LSTM took 550 us through oneDNN alone, 790 through NumPy alone, 9-11 ms mixed,
-    and 2.2 ms through oneDNN with a batch-1 NumPy product every tenth step (a new prompt)."""
+    Never a mix of the two in one stretch of time: each library keeps its worker threads spinning
+    after a call (OpenBLAS's for ~0.1 s), and beside the other's they fought over the cores: a
+    batch-64 step of a 2x256 LSTM took 550 us through oneDNN alone, 790 through NumPy alone, 9-11 ms
+    mixed, and 2.2 ms through oneDNN with a batch-1 NumPy product every tenth step (a new prompt).
+    So while batches come (one came in the last QUIET_SECONDS), the small products go the big ones'
+    way too; after that a single stream goes back to NumPy, faster there (a step 52 us, 67 through
+    oneDNN: a call through ctypes is a large part of a small product)."""
 
     def __init__(self):
         self.chosen = None  # OneDNNProducts or NUMPY_PRODUCTS, once timed
+        self.last_batch = 0.0  # time.monotonic() of the last product of SMALLEST_BATCH rows or more
         self.lock = threading.Lock()
 
     def _for(self, inputs, kernel):
-        if self.chosen is not None:
-            return self.chosen
         rows = inputs.size // inputs.shape[-1]
         if rows < SMALLEST_BATCH:
-            return NUMPY_PRODUCTS
-        with self.lock:
-            if self.chosen is None:
-                self.chosen = _measured_choice(min(rows, _LARGEST_TRIAL), *kernel.shape)
+            recent = self.chosen is not None and time.monotonic() - self.last_batch < QUIET_SECONDS
+            return self.chosen if recent else NUMPY_PRODUCTS
+        if self.chosen is None:
+            with self.lock:
+                if self.chosen is None:
+                    self.chosen = _measured_choice(min(rows, _LARGEST_TRIAL), *kernel.shape)
+        self.last_batch = time.monotonic()
         return self.chosen
 
     def multiply_add_(self, inputs, kernel, kernel_transposed, out):
