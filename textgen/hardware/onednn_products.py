@@ -171,7 +171,10 @@ def _measured_choice(rows, depth, columns):
     kernel = generator.standard_normal((depth, columns)).astype(np.float32)
     transposed, out = np.ascontiguousarray(kernel.T), np.zeros((rows, columns), np.float32)
     time.sleep(_OPENBLAS_SPIN_SECONDS)  # NumPy's last products (the prompt's) leave OpenBLAS's threads spinning
-    onednn_seconds = _seconds(candidate, inputs, kernel, transposed, out)
+    try:
+        onednn_seconds = _seconds(candidate, inputs, kernel, transposed, out)
+    except RuntimeError:  # sgemm refused (a status other than success): NumPy's products, which always run
+        return NUMPY_PRODUCTS
     time.sleep(_OPENMP_SPIN_SECONDS)
     numpy_seconds = _seconds(NUMPY_PRODUCTS, inputs, kernel, transposed, out)
     return candidate if onednn_seconds < numpy_seconds else NUMPY_PRODUCTS
