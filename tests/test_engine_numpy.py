@@ -144,3 +144,14 @@ def test_the_fastest_products_are_numpys_until_a_batch_and_then_one_library_for_
     assert fastest._for(small, kernel) is fastest.chosen  # while batches come, small products too: never a mix
     fastest.last_batch -= QUIET_SECONDS  # a second with no batch: a single stream is NumPy's again
     assert fastest._for(small, kernel) is NUMPY_PRODUCTS
+
+
+def test_a_trial_whose_sgemm_fails_keeps_numpys_products(monkeypatch):
+    from textgen.cells import NUMPY_PRODUCTS
+    from textgen.hardware import onednn_products
+
+    products = _onednn_products_or_skip()
+    products.sgemm = lambda *arguments: 5  # a status other than success, as a broken library would return
+    monkeypatch.setattr(onednn_products, "_onednn_products", lambda: products)
+    monkeypatch.setattr(onednn_products, "_OPENBLAS_SPIN_SECONDS", 0.0)
+    assert onednn_products._measured_choice(16, 8, 8) is NUMPY_PRODUCTS
