@@ -155,3 +155,22 @@ def test_a_trial_whose_sgemm_fails_keeps_numpys_products(monkeypatch):
     monkeypatch.setattr(onednn_products, "_onednn_products", lambda: products)
     monkeypatch.setattr(onednn_products, "_OPENBLAS_SPIN_SECONDS", 0.0)
     assert onednn_products._measured_choice(16, 8, 8) is NUMPY_PRODUCTS
+
+
+def test_the_products_give_openmp_back_to_one_thread_when_numpy_takes_over(monkeypatch):
+    from textgen.cells import NUMPY_PRODUCTS
+    from textgen.hardware.onednn_products import QUIET_SECONDS, FastestProducts
+
+    products = _onednn_products_or_skip()
+    asked = []
+    monkeypatch.setattr(products, "set_openmp_threads", asked.append)
+    fastest = FastestProducts()
+    fastest.chosen, fastest.last_batch = products, 0.0  # oneDNN won, and no batch came for a while
+    rng = np.random.default_rng(8)
+    big, kernel = rng.normal(size=(16, 8)).astype(np.float32), rng.normal(size=(8, 8)).astype(np.float32)
+    fastest.multiply_add_(big, kernel, kernel.T.copy(), np.zeros((16, 8), np.float32))
+    assert asked == [products.threads]  # a batch's product on every core
+    fastest.last_batch -= QUIET_SECONDS
+    assert fastest._for(big[:1], kernel) is NUMPY_PRODUCTS and asked[-1] == 1  # NumPy's again: one thread
+    fastest._for(big[:1], kernel)
+    assert asked.count(1) == 1  # asked once, not at every product

@@ -15,7 +15,9 @@ more than their whole activation.
 oneDNN's CPU package runs on OpenMP, whose threads spin after each call: beside
 NumPy's own BLAS threads they fought over the cores (a batch-64 step went from
 3 ms to 23 ms). So each thread that calls in here asks OpenMP for one thread:
-the logistic runs on the caller's core, inline.
+the logistic runs on the caller's core, inline. (While the batch's products are
+oneDNN's, OpenBLAS's threads sleep and the products ask for every core again:
+hardware/onednn_products.py.)
 """
 
 import ctypes
