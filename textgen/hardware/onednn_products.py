@@ -20,8 +20,8 @@ may use, and leaves them asked for: while the products are oneDNN's, OpenBLAS's
 threads are asleep and the activations' logistic (onednn_activations.py) runs
 on those cores too (a batch-64 step in one process 408-421 us against 511-654
 on one; whole `textgen sample --num-samples 64` runs 114k-124k chars/s against
-113k-119k, alternated); when NumPy's
-products take over again, the thread goes back to one OpenMP thread (narrow).
+113k-119k, alternated); when NumPy's products take over again, the thread goes
+back to one OpenMP thread (narrow).
 """
 
 import ctypes
