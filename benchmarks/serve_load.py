@@ -7,7 +7,9 @@ by round, alternating:
     sample 1      `textgen sample`: (time for --length 20001) - (time for --length 1)
     serve N       a `textgen serve` process, and a load process (this file, --clients N) whose N
                   clients each stream a 500-token completion at once; characters/s from the first
-                  request to the last [DONE], and each client's time to its first character
+                  request to the last [DONE], and each client's time to its first character; for
+                  1 client also the rate after its first character (a request's ~3-5 ms of HTTP
+                  set-up is a tenth of a 500-token stream, and `sample 1` leaves its start-up out)
     bare step     the step's matrix products alone (the first layer's lookup table, h U, the second
                   layer's x W, the output layer), at batch 1 and 64, each in a process of its own:
                   "numpy" in NumPy, the bound the issue set; "engine" through the products the
@@ -59,16 +61,19 @@ async def _client(base, model_id, results):
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(request)
-    first, characters = None, 0
+    first, characters, after_first = None, 0, 0
     async for line in reader:  # chunked transfer: size lines, event lines, blank lines
         if not line.startswith(b"data: {"):
             continue
         text = json.loads(line[6:])["choices"][0]["text"]
+        if first is not None:
+            after_first += len(text)
         if text and first is None:
             first = time.perf_counter() - started
         characters += len(text)
     writer.close()
-    results.append((first, characters, time.perf_counter()))
+    ended = time.perf_counter()
+    results.append((first, characters, ended, after_first / (ended - started - first)))
 
 
 async def _load(base, model_id, clients):
@@ -83,6 +88,8 @@ async def _load(base, model_id, clients):
     firsts = sorted(result[0] for result in results)
     return {
         "rate": characters / (ended - started),
+        # one stream's rate once it writes (as `sample 1` leaves its start-up out), the slowest's
+        "streaming": min(result[3] for result in results),
         "p50": firsts[len(firsts) // 2],
         "p99": firsts[min(len(firsts) - 1, round(0.99 * (len(firsts) - 1)))],
     }
@@ -210,6 +217,8 @@ def report(figures, counts):
         p50 = statistics.median(run["p50"] for run in runs) * 1000
         p99 = statistics.median(run["p99"] for run in runs) * 1000
         print(f"serve {count:<6} {rate[f'serve {count}']:>10,.0f}   first character p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    streaming = statistics.median(run["streaming"] for run in figures["serve 1"]) if "serve 1" in figures else 0
+    print(f"serve 1 after its first character: {streaming:,.0f} chars/s ({streaming / rate['sample 1']:.2f}x sample 1)")
     print(f"single-stream step: {step * 1000:.3f} ms")
     print(f"serve 64 / sample 64: {rate.get('serve 64', 0) / rate['sample 64']:.2f}x (goal >= 0.8)")
     print(f"serve 1 / sample 1:   {rate.get('serve 1', 0) / rate['sample 1']:.2f}x (goal >= 0.9)")
