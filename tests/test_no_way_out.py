@@ -396,3 +396,33 @@ def test_a_corpus_whose_name_is_not_utf8_trains_and_saves(tmp_path):
     config = json.loads((result.directory / "config.json").read_text(encoding="utf-8"))
     assert config["corpus"]["sources"][0].endswith("caf\ufffd.txt")
     assert CliRunner().invoke(main, ["info", str(result.directory)]).exit_code == 0
+
+
+def test_a_knock_that_connects_to_itself_is_not_an_answer(monkeypatch):
+    import socket
+    import threading
+
+    from textgen.hardware import rendezvous
+
+    def self_connection(address, timeout=None):
+        # What the kernel may do to a knock on a free port: give it that port, and TCP's simultaneous
+        # open connects the socket to itself (bind first to make it happen every time).
+        made.append(address)
+        connection = socket.socket()
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # again after the last one closed
+        connection.bind(address)
+        connection.connect(address)
+        return connection
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    made = []
+    monkeypatch.setattr(rendezvous.socket, "create_connection", self_connection)
+    answered, stop = threading.Event(), threading.Event()
+    knocker = threading.Thread(target=rendezvous._knock, args=(f"127.0.0.1:{port}", answered, stop))
+    knocker.start()
+    time.sleep(0.5)
+    stop.set()
+    knocker.join(5)
+    assert made and not answered.is_set()  # it connected (to itself) and knew it was no peer
