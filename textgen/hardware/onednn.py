@@ -213,3 +213,20 @@ def onednn_status():
                 return None, reason
             _ONEDNN = OneDNN(library)
     return _ONEDNN, None
+
+
+def openmp_set_num_threads():
+    """libgomp's omp_set_num_threads, from the copy oneDNN loaded (None if it cannot be found).
+
+    The count is each calling thread's own: a thread that calls oneDNN sets it for its calls alone."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgomp" in line and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            return ctypes.CDLL(path).omp_set_num_threads
+        except (OSError, AttributeError):
+            continue
+    return None

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from textgen.cells import NUMPY_ACTIVATIONS
-from textgen.hardware.onednn import ARGUMENTS, QUERY_SCRATCHPAD, _ExecArgument, onednn_status
+from textgen.hardware.onednn import ARGUMENTS, QUERY_SCRATCHPAD, _ExecArgument, onednn_status, openmp_set_num_threads
 
 _FORWARD_INFERENCE = 96  # dnnl_forward_inference
 _LOGISTIC = 41  # dnnl_eltwise_logistic (0x29)
@@ -43,7 +43,7 @@ class OneDNNActivations:
         self.primitives = {}  # element count -> _Logistic: made once per size
         self.lock = threading.Lock()  # one oneDNN stream, and a batcher thread per served model
         self.one_thread = threading.local()
-        self.set_openmp_threads = _openmp_set_num_threads()
+        self.set_openmp_threads = openmp_set_num_threads()
 
     def sigmoid_(self, x):
         if not self._fits(x):
@@ -134,21 +134,6 @@ class _Logistic:
         check(self.wait(stream), "stream_wait")
 
 
-def _openmp_set_num_threads():
-    """libgomp's omp_set_num_threads, from the copy oneDNN loaded (None if it cannot be found)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "libgomp" in line and "/" in line}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        try:
-            return ctypes.CDLL(path).omp_set_num_threads
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
 def _seconds_per_call(activations, array, repeats=5):
     """The best of three timings of an LSTM layer's activations: its gates, then tanh of its cell state."""
     work, cell_state = array.copy(), np.ascontiguousarray(array[:, : array.shape[1] // 4])
@@ -192,7 +177,7 @@ class FastestActivations:
 
 def _measured_choice():
     onednn, _ = onednn_status()
-    if onednn is None or _openmp_set_num_threads() is None:
+    if onednn is None or openmp_set_num_threads() is None:
         return NUMPY_ACTIVATIONS
     candidate = OneDNNActivations(onednn)
     trial = np.random.default_rng(0).standard_normal(TRIAL_SHAPE).astype(np.float32)

@@ -32,8 +32,7 @@ import numpy as np
 
 from textgen.cells import NUMPY_PRODUCTS
 from textgen.hardware.cpu_threads import available_cores
-from textgen.hardware.onednn import onednn_status
-from textgen.hardware.onednn_activations import _openmp_set_num_threads
+from textgen.hardware.onednn import onednn_status, openmp_set_num_threads
 
 SMALLEST_BATCH = 8  # rows: until a product this big comes, NumPy's are used without a trial
 _LARGEST_TRIAL = 1024  # rows: a larger first batch is timed at this many
@@ -202,7 +201,7 @@ def _measured_choice(rows, depth, columns):
 
 def _onednn_products():
     onednn, _ = onednn_status()
-    set_openmp_threads = _openmp_set_num_threads() if onednn is not None else None
+    set_openmp_threads = openmp_set_num_threads() if onednn is not None else None
     if set_openmp_threads is None:
         return NUMPY_PRODUCTS
     return OneDNNProducts(onednn.library, set_openmp_threads, available_cores())
