@@ -121,7 +121,7 @@ class Routes:
                 async for events in batches:
                     answer.take(events)
         finally:
-            sink.cancelled = True  # finished, or the client is gone: either way the rows may go
+            sink.cancel()  # finished, or the client is gone: either way the rows may go
         return JSONResponse(answer.whole())
 
     async def _stream(self, answer, sink):
@@ -133,7 +133,7 @@ class Routes:
                 yield _sse(answer.usage_chunk())
             yield "data: [DONE]\n\n"
         finally:
-            sink.cancelled = True
+            sink.cancel()
 
     async def _beams(self, model, completion, answer):
         """Beam search runs on its own (it keeps whole continuations, not one row per stream); its

@@ -13,23 +13,40 @@ One thread per model runs this loop:
 so 64 clients cost one batch-64 step per token, not 64 steps. The state of the
 batch is one (rows, units) array per layer and state part; rows join by
 concatenation and leave by indexing, only when membership changes.
+
+Python per row per step would cost as much as the step's arithmetic at 64 rows
+(a hand-out per row per token made the batcher 0.80-0.85x of `textgen sample
+--num-samples 64` in one process), so the loop does per-row work only where a
+row needs it. Most rows are "plain" (no stop strings, no log-probabilities):
+their tokens wait as one (rows,) array per step and are handed out together
+every HAND_OUT_SECONDS, at once after a join (the time to the first character)
+and at the step where the first of them reaches its length (known in advance:
+plain rows all count down together). Rows with stop strings or log-probabilities
+are "watched": scanned and handed out at every step. What depends only on
+which rows are in the batch (the sampler groups, the watched rows, the steps to
+the next finish) is worked out once per change (``_arrange``).
 """
 
 import collections
 import dataclasses
+import math
 import threading
+import time
 
 import numpy as np
 
 from textgen.generation.generator import PROMPT_CHUNK
 from textgen.generation.stop_strings import StopScanner
 from textgen.serving.openai_requests import RequestRefused
-from textgen.serving.row_sampling import RowSampler, sampler_key
+from textgen.serving.row_sampling import RowDraws, RowSampler, sampler_key
 
 # Streams the engine's step is first timed at (NumpyEngine.prepare), as the loop starts.
 PREPARED_BATCH = 64
 # Prompt tokens read per turn of the loop before the live rows step again.
 PROMPT_PIECE = min(PROMPT_CHUNK, 512)
+# Seconds at most between two hand-outs of the plain rows' text: well under a sink's
+# 20 ms between sends (stream_sink.py), so the streams look no less continuous.
+HAND_OUT_SECONDS = 0.005
 
 
 @dataclasses.dataclass
@@ -44,6 +61,8 @@ class Row:
     remaining: int
     logprobs: int | None = None  # the request's logprobs: alternatives per token, or None
     key: tuple = None  # row_sampling.sampler_key of its settings
+    draws: bool = True  # whether its sampler draws uniforms (not a greedy one)
+    finished: bool = False  # ended: leaves the batch at the next hand-out
     pending_entries: collections.deque = dataclasses.field(default_factory=collections.deque)
     released_characters: int = 0  # text handed out so far
     entry_characters: int = 0  # text covered by the log-probability entries handed out
@@ -75,7 +94,6 @@ class Job:
         self.read = 0  # prompt ids run so far
         self.state = None  # the prompt's state so far (batch 1)
         self.logits = None
-        self.open_rows = completion.choices
 
 
 def _random_generator(seed, index):
@@ -96,7 +114,12 @@ class Batcher:
         self._waiting = collections.deque()  # Jobs whose prompt is still being read
         self._reserved = 0  # rows of waiting and live jobs
         self._stopping = False
+        self._cancel_noticed = False  # a sink was cancelled since the rows were last looked at
         self.rows, self.state, self.logits = [], None, None
+        self._draws = RowDraws()  # the rows' uniforms, in the batch's order
+        self._history = []  # one (rows,) array of tokens per step since the last hand-out
+        self._hand_out_at = 0.0  # time.monotonic() by which the plain rows' text goes out
+        self._arranged = False  # whether the facts _arrange works out describe self.rows
         self.steps = 0  # engine steps taken (the server's /health reports it)
         self._thread = threading.Thread(target=self._loop, name="textgen-batcher", daemon=True)
         self._thread.start()
@@ -109,10 +132,15 @@ class Batcher:
 
     def submit(self, completion, ids, sink):
         """Queue a checked request; a refusal (429) when the model's batch is full."""
+        sink.on_cancel = self._notice_cancel
         with self._condition:
             self._reserve(completion.choices)
             self._waiting.append(Job(completion, ids, sink))
             self._condition.notify()
+
+    def _notice_cancel(self):
+        """Called by a sink (any thread) after it was cancelled: the loop looks for its rows."""
+        self._cancel_noticed = True
 
     def reserve(self, rows):
         """Count ``rows`` of work done elsewhere (a beam search) against the limit; release() them after."""
@@ -156,10 +184,13 @@ class Batcher:
                         self._condition.wait()
             if self._stopping:
                 break
-            self._read_prompts()
-            self._drop_cancelled()
+            if self._waiting:
+                self._read_prompts()
+            if self._cancel_noticed:
+                self._drop_cancelled()
             if self.rows:
                 self._step()
+        self._hand_out()  # what the rows wrote before the stop, then their final event
         for row in self.rows:
             self._finish(row, "abort")
         for job in self._waiting:
@@ -176,7 +207,7 @@ class Batcher:
         """Up to ``budget`` ids of a waiting job's prompt (returns how many were read); once it is
         read whole, the job's choices join the batch."""
         if job.sink.cancelled:
-            self._release(job, job.completion.choices)
+            self.release(job.completion.choices)
             self._waiting.popleft()
             return 0
         piece = job.ids[job.read : job.read + budget]
@@ -193,8 +224,9 @@ class Batcher:
         settings, count = job.completion.settings, job.completion.choices
         if settings.length == 0:
             job.sink.end_all(count, "length")
-            self._release(job, count)
+            self.release(count)
             return
+        draws = self.sampler.sampler(settings).name != "greedy"
         new_rows = [
             Row(
                 job,
@@ -204,51 +236,103 @@ class Batcher:
                 StopScanner(settings.stop),
                 settings.length,
                 job.completion.logprobs,
+                draws=draws,
             )
             for index in range(count)
         ]
+        self._hand_out()  # the text so far belongs to the rows as they were
         logits = np.repeat(job.logits, count, axis=0)
         state = [tuple(np.repeat(array, count, axis=0) for array in layer) for layer in job.state]
         if self.rows:
             logits = np.concatenate([self.logits, logits])
             state = [tuple(map(np.concatenate, zip(old, new))) for old, new in zip(self.state, state)]
         self.rows, self.logits, self.state = self.rows + new_rows, logits, state
+        self._draws.join(new_rows)
+        self._arranged = False
+        self._hand_out_at = 0.0  # the new rows' first character goes out after the next step
 
-    def _release(self, job, count):
-        self.release(count)
+    def _arrange(self):
+        """What depends only on which rows are in the batch, worked out once per change."""
+        self._plan = self.sampler.plan(self.rows)
+        self._plain = [position for position, row in enumerate(self.rows) if row.plain]
+        self._watched = [position for position, row in enumerate(self.rows) if not row.plain]
+        self._alternatives = max((row.logprobs or 0) for row in self.rows)
+        self._log_probabilities = any(row.logprobs is not None for row in self.rows)
+        # Steps until a plain row reaches its length (they all count down together).
+        self._countdown = min((self.rows[position].remaining for position in self._plain), default=math.inf)
+        self._arranged = True
 
     def _keep(self, keep):
-        """Keep only the rows where ``keep`` (rows,) is True, with their logits and state."""
+        """Keep only the rows where ``keep`` (rows,) is True, with their logits, state and draws;
+        called with no text waiting (it would belong to the rows as they were)."""
         self.rows = [row for row, kept in zip(self.rows, keep) if kept]
         self.logits = self.logits[keep]
         self.state = [tuple(array[keep] for array in layer) for layer in self.state]
+        self._draws.keep(keep)
+        self._arranged = False
 
     def _drop_cancelled(self):
+        self._cancel_noticed = False  # first, so a cancel while the rows are looked at is seen next turn
         if not any(row.request.sink.cancelled for row in self.rows):
             return
+        self._hand_out()
         keep = np.array([not row.request.sink.cancelled for row in self.rows], bool)
-        if not keep.all():
-            for row, kept in zip(self.rows, keep):
-                if not kept:
-                    self._release(row.request, 1)
-            self._keep(keep)
+        self.release(int((~keep).sum()))
+        self._keep(keep)
 
     def _step(self):
-        alternatives = max((row.logprobs or 0) for row in self.rows)
-        tokens, log_probabilities, likeliest = self.sampler.choose(self.logits, self.rows, alternatives)
-        keep = []  # whether each row writes on
-        for position, (row, token) in enumerate(zip(self.rows, tokens.tolist())):  # Python ints: fast lookups
-            entry = None
-            if row.logprobs is not None:
-                entry = self._entry(token, log_probabilities[position], likeliest, position, row.logprobs)
-            keep.append(self._write(row, self.vocabulary[token], entry))
-        if not all(keep):
-            keep = np.array(keep, bool)
-            self._keep(keep)
-            tokens = tokens[keep]
+        if not self._arranged:
+            self._arrange()
+        tokens, log_probabilities, likeliest = self.sampler.choose(
+            self.logits,
+            self._plan,
+            self._draws.next(self.rows),
+            log_probabilities=self._log_probabilities,
+            top_alternatives=self._alternatives,
+        )
+        self._history.append(tokens)
+        self._countdown -= 1
+        finished = False
+        if self._watched:
+            chosen = tokens.tolist()  # Python ints: fast lookups
+            for position in self._watched:
+                row, token = self.rows[position], chosen[position]
+                entry = None
+                if row.logprobs is not None:
+                    entry = self._entry(token, log_probabilities[position], likeliest, position, row.logprobs)
+                finished |= self._write(row, self.vocabulary[token], entry)
+        if finished or self._countdown == 0 or time.monotonic() >= self._hand_out_at:
+            keep = self._hand_out()
+            if keep is not None:
+                tokens = tokens[keep]
         if self.rows:
             self.logits, self.state = self.engine.step(tokens, self.state)  # (rows, vocabulary)
             self.steps += 1
+
+    def _hand_out(self):
+        """Give each plain row the text of its tokens since the last hand-out, and drop the rows that
+        finished; returns the (rows,) mask of the rows kept, or None when none left."""
+        self._hand_out_at = time.monotonic() + HAND_OUT_SECONDS
+        if not self._history:
+            return None
+        steps = len(self._history)
+        written = np.stack(self._history, axis=1).tolist()  # (rows, steps) of Python ints
+        self._history = []
+        vocabulary, dropped = self.vocabulary, False
+        for position in self._plain:
+            row = self.rows[position]
+            row.request.sink.put(row.index, "".join([vocabulary[token] for token in written[position]]), ())
+            row.remaining -= steps
+            row.scanner.steps += steps
+            if row.remaining == 0:
+                self._finish(row, "length")
+        for row in self.rows:
+            dropped |= row.finished
+        if not dropped:
+            return None
+        keep = np.array([not row.finished for row in self.rows], bool)
+        self._keep(keep)
+        return keep
 
     def _entry(self, token, log_probability, likeliest, position, wanted):
         """A token's log-probability entry: (token, log p, [(alternative, log p)] of the ``wanted`` likeliest)."""
@@ -256,14 +340,8 @@ class Batcher:
         return self.vocabulary[token], float(log_probability), [(self.vocabulary[i], value) for i, value in top]
 
     def _write(self, row, piece, entry):
-        """Hand a row's new token to its request; False when the row has finished."""
-        if row.plain:
-            row.remaining -= 1
-            row.scanner.steps += 1
-            row.request.sink.put(row.index, piece, ())
-            if row.remaining == 0:
-                self._finish(row, "length")
-            return row.remaining > 0
+        """Hand a watched row's new token to its request, stop strings held back; True when the row
+        has finished."""
         released = row.scanner.feed(piece)
         row.remaining -= 1
         finished = row.scanner.stopped or row.remaining == 0
@@ -273,8 +351,9 @@ class Batcher:
             row.request.sink.put(row.index, released, row.entries_for(released, entry))
         if finished:
             self._finish(row, "stop" if row.scanner.stopped else "length")
-        return not finished
+        return finished
 
     def _finish(self, row, reason):
+        row.finished = True
         row.request.sink.end(row.index, reason, row.scanner.steps)
-        self._release(row.request, 1)
+        self.release(1)

@@ -36,6 +36,10 @@ def stream_interval(open_streams):
     return min(MAX_STREAM_INTERVAL, STREAM_INTERVAL * max(1.0, open_streams / FULL_RATE_STREAMS))
 
 
+def _nothing():
+    pass
+
+
 class RequestSink:
     """One request's events, written by the batcher's thread and read by one coroutine."""
 
@@ -47,7 +51,13 @@ class RequestSink:
         self._events = []
         self._woken = False  # a wake-up is on its way for what is in _events
         self._wake = asyncio.Event()
-        self.cancelled = False  # set by the HTTP side when the client is gone; the batcher drops the rows
+        self.cancelled = False  # see cancel()
+        self.on_cancel = _nothing  # the batcher's notice (Batcher.submit sets it)
+
+    def cancel(self):
+        """The client is gone (or has its answer): the batcher drops the request's rows before its next step."""
+        self.cancelled = True
+        self.on_cancel()
 
     def put(self, index, text, entries):
         self._push(("text", index, text, entries))
@@ -68,7 +78,7 @@ class RequestSink:
         try:
             self._loop.call_soon_threadsafe(self._wake.set)
         except RuntimeError:  # the event loop is closed: nobody is reading any more
-            self.cancelled = True
+            self.cancel()
 
     async def batches(self):
         """Lists of events as they arrive, until every choice has ended."""
