@@ -28,7 +28,6 @@ the next finish) is worked out once per change (``_arrange``).
 """
 
 import collections
-import dataclasses
 import math
 import threading
 import time
@@ -36,9 +35,9 @@ import time
 import numpy as np
 
 from textgen.generation.generator import PROMPT_CHUNK
-from textgen.generation.stop_strings import StopScanner
 from textgen.serving.openai_requests import RequestRefused
-from textgen.serving.row_sampling import RowDraws, RowSampler, sampler_key
+from textgen.serving.row_sampling import RowDraws, RowSampler
+from textgen.serving.rows import Job, Row, random_generator
 
 # Streams the engine's step is first timed at (NumpyEngine.prepare), as the loop starts.
 PREPARED_BATCH = 64
@@ -47,60 +46,6 @@ PROMPT_PIECE = min(PROMPT_CHUNK, 512)
 # Seconds at most between two hand-outs of the plain rows' text: well under a sink's
 # 20 ms between sends (stream_sink.py), so the streams look no less continuous.
 HAND_OUT_SECONDS = 0.005
-
-
-@dataclasses.dataclass
-class Row:
-    """One choice of one request, while it writes."""
-
-    request: object  # the Job it belongs to
-    index: int  # its choice index
-    settings: object  # the request's SamplingConfig (row_sampling reads it)
-    rng: np.random.Generator
-    scanner: StopScanner
-    remaining: int
-    logprobs: int | None = None  # the request's logprobs: alternatives per token, or None
-    key: tuple = None  # row_sampling.sampler_key of its settings
-    draws: bool = True  # whether its sampler draws uniforms (not a greedy one)
-    finished: bool = False  # ended: leaves the batch at the next hand-out
-    pending_entries: collections.deque = dataclasses.field(default_factory=collections.deque)
-    released_characters: int = 0  # text handed out so far
-    entry_characters: int = 0  # text covered by the log-probability entries handed out
-
-    def __post_init__(self):
-        self.key = sampler_key(self.settings)
-        # Most rows have neither stop strings nor log-probabilities: their text needs no scanning.
-        self.plain = not self.settings.stop and self.logprobs is None
-
-    def entries_for(self, released, entry):
-        """The token entries whose text is now all handed out (stop strings hold text back)."""
-        self.released_characters += len(released)
-        if entry is not None:
-            self.pending_entries.append(entry)
-        ready = []
-        while self.pending_entries and (
-            self.entry_characters + len(self.pending_entries[0][0]) <= self.released_characters
-        ):
-            ready.append(self.pending_entries.popleft())
-            self.entry_characters += len(ready[-1][0])
-        return ready
-
-
-class Job:
-    """A request in the batcher: its settings, its prompt's ids and where its events go."""
-
-    def __init__(self, completion, ids, sink):
-        self.completion, self.ids, self.sink = completion, ids, sink
-        self.read = 0  # prompt ids run so far
-        self.state = None  # the prompt's state so far (batch 1)
-        self.logits = None
-
-
-def _random_generator(seed, index):
-    """Choice 0 of a seeded request draws as `textgen sample --seed` does; choice i from (seed, i)."""
-    if seed is None:
-        return np.random.default_rng()
-    return np.random.default_rng(seed if index == 0 else [seed, index])
 
 
 class Batcher:
@@ -227,18 +172,9 @@ class Batcher:
             self.release(count)
             return
         draws = self.sampler.sampler(settings).name != "greedy"
+        rngs = [random_generator(settings.seed, index) for index in range(count)]
         new_rows = [
-            Row(
-                job,
-                index,
-                settings,
-                _random_generator(settings.seed, index),
-                StopScanner(settings.stop),
-                settings.length,
-                job.completion.logprobs,
-                draws=draws,
-            )
-            for index in range(count)
+            Row(job, index, settings, rng, job.completion.logprobs, draws=draws) for index, rng in enumerate(rngs)
         ]
         self._hand_out()  # the text so far belongs to the rows as they were
         logits = np.repeat(job.logits, count, axis=0)
@@ -342,16 +278,12 @@ class Batcher:
     def _write(self, row, piece, entry):
         """Hand a watched row's new token to its request, stop strings held back; True when the row
         has finished."""
-        released = row.scanner.feed(piece)
-        row.remaining -= 1
-        finished = row.scanner.stopped or row.remaining == 0
-        if finished and not row.scanner.stopped:
-            released += row.scanner.flush()  # held-back text no stop string completed
+        released, entries, reason = row.write(piece, entry)
         if released or entry is not None:
-            row.request.sink.put(row.index, released, row.entries_for(released, entry))
-        if finished:
-            self._finish(row, "stop" if row.scanner.stopped else "length")
-        return finished
+            row.request.sink.put(row.index, released, entries)
+        if reason is not None:
+            self._finish(row, reason)
+        return reason is not None
 
     def _finish(self, row, reason):
         row.finished = True
