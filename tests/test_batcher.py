@@ -124,3 +124,18 @@ def test_a_plain_rows_text_goes_out_at_its_first_step_and_its_end(loaded, monkey
     pieces = [event[2] for event in events if event[0] == "text"]
     assert [len(piece) for piece in pieces] == [1, 1999]
     assert events[-1] == ("end", 0, "length", 2000)
+
+
+def test_prompts_of_every_length_read_together_write_what_each_writes_alone(loaded, text, monkeypatch):
+    # Submitted at once, they are read as batches; the 700-character prompt over several turns
+    # (PROMPT_PIECE tokens in all per turn), while the short ones are already writing.
+    generator, batcher = loaded
+    batches, run = [], batcher.engine.run
+    monkeypatch.setattr(batcher.engine, "run", lambda tokens, state: batches.append(len(tokens)) or run(tokens, state))
+    prompts = ["T", "The ", text[:37], text[100:800], "We", "a"]
+    requests = [_request(prompt, max_tokens=120, temperature=0.9, seed=number) for number, prompt in enumerate(prompts)]
+    events = asyncio.run(_run(batcher, generator, requests, join_after=0))
+    for number, prompt in enumerate(prompts):
+        alone = generator.generate(prompt, length=120, temperature=0.9, seed=number)[len(prompt) :]
+        assert _texts(events[number], 1) == [alone], prompt[:10]
+    assert max(batches) >= 2  # read together, not one prompt after another

@@ -2,9 +2,9 @@
 
 One thread per model runs this loop:
 
-    take in new requests   their prompts run through the network, a piece per turn, so a long
-                           prompt never stalls the streams already writing; then each of the
-                           request's n choices becomes a row
+    take in new requests   their prompts run through the network together, as one batch, a
+                           piece per turn, so a long prompt never stalls the streams already
+                           writing; then each of the request's n choices becomes a row
     drop rows              whose client went away (the HTTP side cancels them)
     choose                 a token for every row at once (row_sampling.py), each row by its own settings
     hand out               each row's new text to its request's sink; finished rows leave
@@ -14,17 +14,14 @@ so 64 clients cost one batch-64 step per token, not 64 steps. The state of the
 batch is one (rows, units) array per layer and state part; rows join by
 concatenation and leave by indexing, only when membership changes.
 
-Python per row per step would cost as much as the step's arithmetic at 64 rows
-(a hand-out per row per token made the batcher 0.80-0.85x of `textgen sample
---num-samples 64` in one process), so the loop does per-row work only where a
-row needs it. Most rows are "plain" (no stop strings, no log-probabilities):
-their tokens wait as one (rows,) array per step and are handed out together
-every HAND_OUT_SECONDS, at once after a join (the time to the first character)
-and at the step where the first of them reaches its length (known in advance:
-plain rows all count down together). Rows with stop strings or log-probabilities
-are "watched": scanned and handed out at every step. What depends only on
-which rows are in the batch (the sampler groups, the watched rows, the steps to
-the next finish) is worked out once per change (``_arrange``).
+Python per row per step cost as much as the step's arithmetic at 64 rows (the
+batcher ran at 0.80-0.85x of `textgen sample --num-samples 64`), so most rows,
+"plain" ones (no stop strings, no log-probabilities), keep their tokens as one
+(rows,) array per step, handed out together every HAND_OUT_SECONDS, at once
+after a join (the time to the first character) and at the step the first of
+them reaches its length (they all count down together). "Watched" rows (stop
+strings, log-probabilities) are scanned at every step. What depends only on
+which rows are in the batch is worked out once per change (``_arrange``).
 """
 
 import collections
@@ -56,7 +53,8 @@ class Batcher:
         self.engine, self.vocabulary = generator.engine, generator.tokenizer.vocabulary
         self.sampler = RowSampler(generator.tokenizer.unknown_id)
         self._condition = threading.Condition()
-        self._waiting = collections.deque()  # Jobs whose prompt is still being read
+        self._waiting = collections.deque()  # Jobs submitted, not yet taken in by the loop
+        self._reading = []  # Jobs whose prompt is being read (the loop's own)
         self._reserved = 0  # rows of waiting and live jobs
         self._stopping = False
         self._cancel_noticed = False  # a sink was cancelled since the rows were last looked at
@@ -125,11 +123,11 @@ class Batcher:
         while True:
             if not self.rows:  # idle: sleep until a request comes (while rows write, no lock is taken)
                 with self._condition:
-                    while not (self.rows or self._waiting or self._stopping):
+                    while not (self.rows or self._waiting or self._reading or self._stopping):
                         self._condition.wait()
             if self._stopping:
                 break
-            if self._waiting:
+            if self._waiting or self._reading:
                 self._read_prompts()
             if self._cancel_noticed:
                 self._drop_cancelled()
@@ -138,51 +136,62 @@ class Batcher:
         self._hand_out()  # what the rows wrote before the stop, then their final event
         for row in self.rows:
             self._finish(row, "abort")
-        for job in self._waiting:
+        for job in [*self._reading, *self._waiting]:
             job.sink.end_all(job.completion.choices, "abort")
 
     def _read_prompts(self):
-        """Up to PROMPT_PIECE prompt tokens of the waiting jobs, in order: 64 short prompts that
-        arrive together join in one turn, and a long one is read a piece per turn."""
-        budget = PROMPT_PIECE
-        while budget > 0 and self._waiting:  # the deque's own operations are thread-safe
-            budget -= self._read_prompt(self._waiting[0], budget)
-
-    def _read_prompt(self, job, budget):
-        """Up to ``budget`` ids of a waiting job's prompt (returns how many were read); once it is
-        read whole, the job's choices join the batch."""
-        if job.sink.cancelled:
-            self.release(job.completion.choices)
-            self._waiting.popleft()
-            return 0
-        piece = job.ids[job.read : job.read + budget]
-        job.logits, job.state = self.generator.prime(piece, 1, job.state)
-        job.read += len(piece)
-        if job.read < len(job.ids):
-            return len(piece)
-        self._waiting.popleft()
-        self._join(job)
-        return len(piece)
-
-    def _join(self, job):
-        """A job whose prompt is read: its choices become rows of the batch."""
-        settings, count = job.completion.settings, job.completion.choices
-        if settings.length == 0:
-            job.sink.end_all(count, "length")
-            self.release(count)
+        """One batched run over the prompts being read. Every job being read advances by the same
+        number of tokens (the fewest any of them has left, PROMPT_PIECE tokens in all at most), so 64
+        short prompts that arrive together are read as one batch of 64 (one at a time, they kept the
+        64th client's first character waiting ~20 ms), a long prompt is read a piece per turn without
+        holding back a short one or the streams already writing, and the jobs read whole join together."""
+        while self._waiting:  # the deque's own operations are thread-safe
+            self._reading.append(self._waiting.popleft())
+        for job in self._reading:
+            if job.sink.cancelled:
+                self.release(job.completion.choices)
+        self._reading = [job for job in self._reading if not job.sink.cancelled]
+        reading = self._reading[:PROMPT_PIECE]  # a token each at least
+        if not reading:
             return
-        draws = self.sampler.sampler(settings).name != "greedy"
-        rngs = [random_generator(settings.seed, index) for index in range(count)]
-        new_rows = [
-            Row(job, index, settings, rng, job.completion.logprobs, draws=draws) for index, rng in enumerate(rngs)
-        ]
+        piece = min(min(len(job.ids) - job.read for job in reading), PROMPT_PIECE // len(reading))
+        tokens = np.stack([job.ids[job.read : job.read + piece] for job in reading])  # (jobs, piece)
+        states = [job.state or self.engine.initial_state(1) for job in reading]
+        state = [tuple(map(np.concatenate, zip(*parts))) for parts in zip(*states)]  # (jobs, units) per part
+        logits, state = self.engine.run(tokens, state)  # (jobs, piece, vocabulary): only the last is kept
+        last = logits[:, -1].copy()
+        for position, job in enumerate(reading):
+            job.read += piece
+            job.logits = last[position : position + 1]
+            job.state = [tuple(array[position : position + 1] for array in layer) for layer in state]
+        read = [job for job in reading if job.read == len(job.ids)]
+        if read:
+            self._reading = [job for job in self._reading if job.read < len(job.ids)]
+            self._join(read)
+
+    def _join(self, jobs):
+        """Jobs whose prompt is read: their choices become rows of the batch, in one concatenation."""
+        new_rows, logits, states = [], [], []
+        for job in jobs:
+            settings, count = job.completion.settings, job.completion.choices
+            if settings.length == 0:
+                job.sink.end_all(count, "length")
+                self.release(count)
+                continue
+            draws = self.sampler.sampler(settings).name != "greedy"
+            for index in range(count):
+                rng = random_generator(settings.seed, index)
+                new_rows.append(Row(job, index, settings, rng, job.completion.logprobs, draws=draws))
+            logits.append(np.repeat(job.logits, count, axis=0))
+            states.append([tuple(np.repeat(array, count, axis=0) for array in layer) for layer in job.state])
+        if not new_rows:
+            return
         self._hand_out()  # the text so far belongs to the rows as they were
-        logits = np.repeat(job.logits, count, axis=0)
-        state = [tuple(np.repeat(array, count, axis=0) for array in layer) for layer in job.state]
         if self.rows:
-            logits = np.concatenate([self.logits, logits])
-            state = [tuple(map(np.concatenate, zip(old, new))) for old, new in zip(self.state, state)]
-        self.rows, self.logits, self.state = self.rows + new_rows, logits, state
+            logits, states = [self.logits, *logits], [self.state, *states]
+        self.logits = np.concatenate(logits)
+        self.state = [tuple(map(np.concatenate, zip(*parts))) for parts in zip(*states)]
+        self.rows = self.rows + new_rows
         self._draws.join(new_rows)
         self._arranged = False
         self._hand_out_at = 0.0  # the new rows' first character goes out after the next step

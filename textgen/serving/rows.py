@@ -67,8 +67,8 @@ class Job:
     def __init__(self, completion, ids, sink):
         self.completion, self.ids, self.sink = completion, ids, sink
         self.read = 0  # prompt ids run so far
-        self.state = None  # the prompt's state so far (batch 1)
-        self.logits = None
+        self.state = None  # the state after the prompt ids read so far (batch 1), None before the first
+        self.logits = None  # (1, vocabulary) after the last id read
 
 
 def random_generator(seed, index):
