@@ -139,7 +139,7 @@ def _bare_products(model, batch, library, repeats):
         for cell in engine.cells:
             cell.products = NUMPY_PRODUCTS
     else:
-        FASTEST.project(hidden, first.recurrent_kernel, None, 0)  # the engine's trial, at this batch
+        engine.prepare(batch)  # the engine's trial of whole steps, at this batch
         products = FASTEST.chosen or NUMPY_PRODUCTS
     if products is NUMPY_PRODUCTS:
 

@@ -154,7 +154,45 @@ def test_a_trial_whose_sgemm_fails_keeps_numpys_products(monkeypatch):
     products.sgemm = lambda *arguments: 5  # a status other than success, as a broken library would return
     monkeypatch.setattr(onednn_products, "_onednn_products", lambda: products)
     monkeypatch.setattr(onednn_products, "_OPENBLAS_SPIN_SECONDS", 0.0)
-    assert onednn_products._measured_choice(16, 8, 8) is NUMPY_PRODUCTS
+    assert onednn_products._measured_choice(onednn_products._product_trial(16, 8, 8)) is NUMPY_PRODUCTS
+
+
+def test_the_engine_chooses_its_products_by_timing_whole_steps(monkeypatch, tmp_path):
+    """One product alone can favour a library whose whole step is slower (Zen 2: oneDNN's sgemm tied
+    on one product, and its steps took 1.36 ms against NumPy's 1.15): the engine times its steps."""
+    import time
+
+    from textgen.cells import NumpyProducts
+    from textgen.generation import numpy_engine
+    from textgen.hardware import onednn_products
+
+    class FastProductSlowStep(NumpyProducts):  # NumPy's numbers; its x W + b and output layer slow
+        def project(self, *arguments):
+            time.sleep(0.003)
+            return super().project(*arguments)
+
+        def narrow(self):
+            pass
+
+    class SlowProduct(NumpyProducts):  # the baseline: slower on a product alone, faster in a step
+        def multiply_add_(self, *arguments):
+            time.sleep(0.001)
+            return super().multiply_add_(*arguments)
+
+    candidate, baseline, fastest = FastProductSlowStep(), SlowProduct(), onednn_products.FastestProducts()
+    monkeypatch.setattr(onednn_products, "_onednn_products", lambda: candidate)
+    monkeypatch.setattr(onednn_products, "NUMPY_PRODUCTS", baseline)
+    monkeypatch.setattr(onednn_products, "_OPENBLAS_SPIN_SECONDS", 0.0)
+    assert onednn_products._measured_choice(onednn_products._product_trial(16, 8, 8)) is candidate  # one product
+    monkeypatch.setattr(numpy_engine, "FASTEST_PRODUCTS", fastest)
+    model, engine = random_keras_model("lstm", tmp_path)
+    tokens = np.random.default_rng(9).integers(0, 13, size=(16, 3)).astype(np.int32)
+    state = engine.initial_state(16)
+    for t in range(tokens.shape[1]):  # the trial's steps leave the stream's own state and logits alone
+        logits, state = engine.step(tokens[:, t], state)
+    assert fastest.chosen is baseline
+    np.testing.assert_allclose(logits, np.asarray(model(tokens))[:, -1], rtol=1e-5, atol=1e-5)
+    assert all(part.products is fastest for part in (engine, *engine.cells))
 
 
 def test_the_products_give_openmp_back_to_one_thread_when_numpy_takes_over(monkeypatch):

@@ -7,14 +7,18 @@ the same over a whole sequence, computing each layer's input projection
 inside the time loop.
 """
 
+import time
+
 import numpy as np
 
 from textgen.hardware.onednn_activations import FASTEST as FASTEST_ACTIVATIONS
 from textgen.hardware.onednn_products import FASTEST as FASTEST_PRODUCTS
-from textgen.hardware.onednn_products import FastestProducts
+from textgen.hardware.onednn_products import SMALLEST_BATCH, FastestProducts
 
 # Largest first-layer lookup table kept (float32 entries: 32 MB).
 _MAX_TABLE_ENTRIES = 8_000_000
+# The products' trial (_choose_products): steps of at most this many rows, this many per timing.
+_TRIAL_ROWS, _TRIAL_STEPS = 256, 8
 
 
 class NumpyEngine:
@@ -59,9 +63,39 @@ class NumpyEngine:
             return self.first_projections[tokens]
         return self.cells[0].project_inputs(self.embedding[tokens])
 
+    def _choose_products(self, rows):
+        """Before the process's first batch of SMALLEST_BATCH rows or more: NumPy's or oneDNN's products,
+        whichever takes whole steps of this model faster here (onednn_products.py says why whole steps)."""
+        if self.products is not FASTEST_PRODUCTS or FASTEST_PRODUCTS.chosen is not None or rows < SMALLEST_BATCH:
+            return
+        rows = min(rows, _TRIAL_ROWS)
+        tokens, state = np.zeros(rows, np.int64), self.initial_state(rows)
+
+        def seconds_with(products):
+            for part in (self, *self.cells):
+                part.products = products
+            try:
+                self._step(tokens, state)  # once first: code paths warm, threads up
+                best = float("inf")
+                for _ in range(3):  # a busy moment of the machine must not decide
+                    started = time.perf_counter()
+                    for _ in range(_TRIAL_STEPS):
+                        self._step(tokens, state)
+                    best = min(best, time.perf_counter() - started)
+                return best
+            finally:
+                for part in (self, *self.cells):
+                    part.products = FASTEST_PRODUCTS
+
+        FASTEST_PRODUCTS.choose(seconds_with)
+
     def step(self, tokens, state):
         """tokens (batch,) -> logits (batch, vocabulary) and the next state."""
         tokens = np.asarray(tokens)
+        self._choose_products(len(tokens))
+        return self._step(tokens, state)
+
+    def _step(self, tokens, state):
         next_state = []
         for index, (cell, layer_state) in enumerate(zip(self.cells, state)):
             if index == 0:
@@ -79,6 +113,7 @@ class NumpyEngine:
         is one matrix product, and only the recurrent part loops over time.
         """
         tokens = np.asarray(tokens)
+        self._choose_products(tokens.size)
         next_state, hidden = [], None
         for index, (cell, layer_state) in enumerate(zip(self.cells, state)):
             # (batch, time, gates * units)

@@ -11,7 +11,11 @@ is built in one buffer with no temporary and no separate pass for the adds.
 Which is faster depends on the CPU, the BLAS and the shapes, so ``FASTEST``
 times both at the first batch of 8 rows or more, and keeps the winner for the
 batches of the process (and the small products around them: FastestProducts
-says why). A process that only ever writes one stream never pays for the trial
+says why). The NumPy engine times whole steps, not one product: on an AMD EPYC
+of family 23 (Zen 2, AVX2) the two tie on one (64, 256) x (256, 1024) product
+(242-255 us against 252-285), and the trial picked oneDNN, but a batch-64 step
+took 1.36 ms through it against 1.15 through NumPy (oneDNN's threads beside the
+activations and the adds). A process that only ever writes one stream never pays for the trial
 and stays in NumPy: there a call through ctypes (~5 us) is a large part of a
 product (~12 us).
 
@@ -161,12 +165,17 @@ class FastestProducts:
                 return self.chosen
             self.chosen.narrow()
             return NUMPY_PRODUCTS
-        if self.chosen is None:
-            with self.lock:
-                if self.chosen is None:
-                    self.chosen = _measured_choice(min(rows, _LARGEST_TRIAL), *kernel.shape)
+        if self.chosen is None:  # no engine chose before this batch: time this product's shape
+            self.choose(_product_trial(min(rows, _LARGEST_TRIAL), *kernel.shape))
         self.last_batch = time.monotonic()
         return self.chosen
+
+    def choose(self, seconds_with):
+        """Time ``seconds_with(products)`` (the caller's work: an engine's steps) with each library, once
+        per process, and keep the faster."""
+        with self.lock:
+            if self.chosen is None:
+                self.chosen = _measured_choice(seconds_with)
 
     def multiply_add_(self, inputs, kernel, kernel_transposed, out):
         return self._for(inputs, kernel).multiply_add_(inputs, kernel, kernel_transposed, out)
@@ -175,28 +184,31 @@ class FastestProducts:
         return self._for(inputs, kernel).project(inputs, kernel, kernel_transposed, bias)
 
 
-def _measured_choice(rows, depth, columns):
-    """NUMPY_PRODUCTS or OneDNNProducts: the faster at (rows, depth) x (depth, columns), each timed
-    while the other's threads are asleep."""
-    candidate = _onednn_products()
-    if candidate is NUMPY_PRODUCTS:
-        return NUMPY_PRODUCTS
+def _product_trial(rows, depth, columns):
+    """seconds_with for one (rows, depth) x (depth, columns) product."""
     generator = np.random.default_rng(0)
     inputs = generator.standard_normal((rows, depth)).astype(np.float32)
     kernel = generator.standard_normal((depth, columns)).astype(np.float32)
     transposed, out = np.ascontiguousarray(kernel.T), np.zeros((rows, columns), np.float32)
+    return lambda products: _seconds(products, inputs, kernel, transposed, out)
+
+
+def _measured_choice(seconds_with):
+    """NUMPY_PRODUCTS or OneDNNProducts: the one with which ``seconds_with`` took less, each timed
+    while the other's threads are asleep."""
+    candidate = _onednn_products()
+    if candidate is NUMPY_PRODUCTS:
+        return NUMPY_PRODUCTS
     time.sleep(_OPENBLAS_SPIN_SECONDS)  # NumPy's last products (the prompt's) leave OpenBLAS's threads spinning
     try:
-        onednn_seconds = _seconds(candidate, inputs, kernel, transposed, out)
+        onednn_seconds = seconds_with(candidate)
     except RuntimeError:  # sgemm refused (a status other than success): NumPy's products, which always run
         candidate.narrow()
         return NUMPY_PRODUCTS
+    candidate.narrow()  # the activations back on one OpenMP thread, beside OpenBLAS's
     time.sleep(_OPENMP_SPIN_SECONDS)
-    numpy_seconds = _seconds(NUMPY_PRODUCTS, inputs, kernel, transposed, out)
-    if onednn_seconds < numpy_seconds:
-        return candidate
-    candidate.narrow()  # the trial's OpenMP threads must not run the activations beside OpenBLAS's
-    return NUMPY_PRODUCTS
+    numpy_seconds = seconds_with(NUMPY_PRODUCTS)
+    return candidate if onednn_seconds < numpy_seconds else NUMPY_PRODUCTS
 
 
 def _onednn_products():
