@@ -9,7 +9,7 @@ from textgen.config import SamplingConfig
 from textgen.errors import TextgenError
 from textgen.generation import strategies as sampling
 from textgen.generation.beam_search import beam_search
-from textgen.generation.probabilities import log_softmax
+from textgen.generation.probabilities import log_softmax, logsumexp
 
 
 def peaked(batch, vocabulary, winners):
@@ -100,6 +100,17 @@ def test_top_k_one_and_temperature_zero_equal_greedy():
 def test_log_softmax_is_stable_for_huge_logits():
     result = log_softmax(np.array([[1e9, 0.0, -1e9]]))
     assert np.isfinite(result[0, 0]) and result[0, 0] == 0.0
+
+
+def test_a_rare_token_keeps_its_share_of_the_draws_and_of_the_normalizer():
+    """The exponentials are float32's, their sums float64's: a token 20 nats below the likeliest
+    (p = 2.06e-9, which a float32 sum would round away from 1) still owns its slice of [0, 1)."""
+    sampler = sampling.strategy_for(SamplingConfig())
+    rare = np.array([[0.0, -20.0], [0.0, -20.0]], np.float32)
+    assert list(sampler.choose_at(rare, np.array([1 - 1e-9, 1 - 3e-9]))) == [1, 0]
+    logits = np.random.default_rng(3).uniform(-50, 50, size=(4, 300)).astype(np.float32)
+    expected = np.logaddexp.reduce(logits.astype(np.float64), axis=-1)
+    np.testing.assert_allclose(logsumexp(logits), expected, rtol=0, atol=1e-6)
 
 
 def test_bad_processor_values():

@@ -15,7 +15,7 @@ class with one override point (``process``), looked up by its lowercase name:
 
 and then draws from softmax of what is left, in that order (temperature, then
 top-k, then top-p, like the usual generate APIs). Greedy takes the argmax.
-Probabilities are computed in float64 whatever the model's precision, so rare
+Probabilities are summed in float64 whatever the model's precision, so rare
 tokens keep their small but real chance. Greedy and random choose one token per
 stream per step (``stepwise``); beam search looks at whole continuations.
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from textgen.errors import TextgenError
 from textgen.generation.beam_search import beam_search
-from textgen.generation.probabilities import log_softmax
+from textgen.generation.probabilities import log_softmax, shifted_exponentials
 
 
 class LogitsProcessor:
@@ -122,12 +122,12 @@ class RandomSampler:
     def choose_at(self, logits, uniforms):
         """tokens (batch,) for logits (batch, vocabulary), each row's draw at its own uniform in [0, 1):
         rows of one batch may come from different random generators (a server's requests)."""
-        logits = np.asarray(logits, dtype=np.float64)
+        logits = np.asarray(logits, dtype=np.float32)  # (a float16 model's too: the processors divide)
         for processor in self.processors:
             logits = processor.process(logits)
         # Unnormalized probabilities are enough: the draw is scaled by their total.
-        weights = np.exp(logits - logits.max(axis=-1, keepdims=True))  # (batch, vocabulary)
-        cumulative = np.cumsum(weights, axis=-1)
+        _, weights = shifted_exponentials(logits)  # (batch, vocabulary)
+        cumulative = np.cumsum(weights, axis=-1, dtype=np.float64)
         draws = uniforms * cumulative[:, -1]  # inverse-CDF sampling
         if len(draws) == 1:  # one stream: a binary search beats comparing every entry
             return np.minimum(np.searchsorted(cumulative[0], draws, side="right"), cumulative.shape[1] - 1)
