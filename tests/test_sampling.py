@@ -113,6 +113,28 @@ def test_a_rare_token_keeps_its_share_of_the_draws_and_of_the_normalizer():
     np.testing.assert_allclose(logsumexp(logits), expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("vocabulary", [257, 3600])  # past the whole cumulative sum's limit; a partial last block
+def test_a_big_vocabulary_draws_by_blocks_the_tokens_one_cumulative_sum_draws(vocabulary):
+    rng = np.random.default_rng(vocabulary)
+    weights = rng.random((64, vocabulary)).astype(np.float32) ** 8  # a few heavy tokens, many light ones
+    weights[rng.random(weights.shape) < 0.3] = 0  # filtered tokens (top-k, top-p, <unk>) have no weight
+    uniforms = np.concatenate([rng.random(62), [0.0, 1 - 1e-16]])  # and both ends of [0, 1)
+    together = sampling._draw_in_blocks(weights, uniforms)
+    assert np.array_equal(together, sampling._draw(weights, uniforms))
+    alone = [sampling._draw_in_blocks(weights[row : row + 1], uniforms[row : row + 1])[0] for row in range(64)]
+    assert np.array_equal(alone, together)  # a row's token does not depend on the batch it is in
+    assert (weights[np.arange(64), together] > 0).all()
+
+
+def test_top_k_over_a_big_vocabulary_draws_in_proportion():
+    logits = np.random.default_rng(4).normal(size=1000)
+    tokens = draw(SamplingConfig(top_k=6), logits, 30_000)
+    best = np.argsort(-logits)[:6]
+    expected = np.zeros(1000)
+    expected[best] = np.exp(log_softmax(logits[best][np.newaxis]))[0]
+    assert chi_square(tokens, expected) < 20.52  # 5 degrees of freedom, p = 0.001
+
+
 def test_bad_processor_values():
     with pytest.raises(TextgenError, match="unknown sampling strategy 'nucleus2'"):
         sampling.get("nucleus2", 1)
