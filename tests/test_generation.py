@@ -143,3 +143,24 @@ def test_beam_search_on_the_keras_engine_equals_numpy(tiny_model):
 def test_stream_refuses_beams(tiny_model):
     with pytest.raises(TextgenError, match="use sample"):
         list(load(tiny_model[0]).stream("The", beam_width=3))
+
+
+@pytest.mark.parametrize("options", [{}, {"stop": ["zzz"]}, {"beam_width": 3}])
+def test_a_cancel_event_set_mid_way_ends_the_sampling_with_no_samples(tiny_model, options):
+    import threading
+
+    directory, _ = tiny_model
+    generator = load(directory)
+    cancel, original_step, steps = threading.Event(), generator.engine.step, []
+
+    def step(tokens, state):  # another thread's set() lands between two steps
+        steps.append(len(tokens))
+        if len(steps) == 5:
+            cancel.set()
+        return original_step(tokens, state)
+
+    generator.engine.step = step
+    assert generator.sample(length=500, seed=1, cancel=cancel, **options) == []
+    assert len(steps) <= 6  # not the 500 steps asked for
+    cancel.clear()
+    assert len(generator.sample(length=20, seed=1, cancel=cancel, **options)[0].text) > 0

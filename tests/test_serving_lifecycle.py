@@ -61,6 +61,31 @@ def test_too_many_streams_is_429_and_the_server_goes_on(slow_model):
         assert client.completions.create(model=directory.name, prompt="a", max_tokens=5).choices[0].text
 
 
+def test_a_beam_search_stops_when_its_client_disconnects(slow_model):
+    """Its hypotheses leave the model's count within a step or two, not when the search would end
+    (20,000 steps of a 2x1024 LSTM at 4 beams: minutes)."""
+    directory = slow_model
+    with running_server(str(directory), "--max-streams", "4") as (process, base):
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        body = json.dumps({"model": directory.name, "prompt": "a", "max_tokens": 20000, "beam_width": 4})
+        request = (
+            f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}"
+        )
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(request.encode())
+            deadline = time.monotonic() + 10
+            while live_streams(base, directory.name) != 4:  # the search is running
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        closed = time.monotonic()
+        while live_streams(base, directory.name) != 0:
+            assert time.monotonic() - closed < 5, "the beam search went on after its client left"
+            time.sleep(0.02)
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)  # all 4 rows free again
+        assert client.completions.create(model=directory.name, prompt="a", max_tokens=3, n=4).choices[3].text
+
+
 def test_sigterm_ends_every_stream_with_a_final_event_and_exits_0(slow_model):
     directory = slow_model
     with running_server(str(directory)) as (process, base):

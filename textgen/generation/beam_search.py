@@ -90,8 +90,9 @@ def beam_search(
     decode=None,
     stop=(),
     masked_token=None,
+    cancelled=None,
 ):
-    """The ``num_return`` best continuations of a primed state.
+    """Up to ``num_return`` best continuations of a primed state: ``Beam``s, best first.
 
     Args:
         engine: has ``step(tokens, state) -> (logits, state)``.
@@ -104,15 +105,15 @@ def beam_search(
         decode: token id -> text; needed with ``stop``.
         stop: strings that finish a beam once its text contains one.
         masked_token: a token id never to emit (the tokenizer's ``<unk>``), or None.
-
-    Returns:
-        Up to ``num_return`` ``Beam``s, best first.
+        cancelled: asked before each step; True ends the search with no beams (its client is gone).
     """
     # history[step] = (parent position, token) of each beam kept at that step:
     # parent pointers instead of copied token lists keep each step O(beam_width).
     history, finished, watch = [], [], _StopWatch(stop, decode)
     totals = np.zeros(1)  # (beams,) log-probability of each live beam
     for _ in range(length):
+        if cancelled is not None and cancelled():
+            return []
         parents, tokens, candidate_totals = _best_candidates(totals, logits, beam_width, masked_token)
         history.append((parents, tokens))
         done = watch.finished(parents, tokens)

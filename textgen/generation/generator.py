@@ -154,16 +154,20 @@ class Generator:
             for index, scanner in enumerate(scanners)
         ]
 
-    def _sample_batch(self, settings):
+    def _sample_batch(self, settings, cancel=None):
         """Sampling without stop strings: tokens collected as arrays, decoded once at the end."""
-        steps = list(self._token_steps(settings))
+        steps = []
+        for step in self._token_steps(settings):
+            if cancel is not None and cancel.is_set():
+                return []
+            steps.append(step)
         if not steps:
             return [Sample("", 0.0, 0, False) for _ in range(settings.num_samples)]
         tokens = np.stack([step[0] for step in steps], axis=1)  # (num_samples, length)
         totals = np.sum([step[1] for step in steps], axis=0)  # (num_samples,)
         return [Sample(self.tokenizer.decode(row), float(total), len(row), False) for row, total in zip(tokens, totals)]
 
-    def _beams(self, strategy, settings):
+    def _beams(self, strategy, settings, cancel=None):
         self._check(settings)
         logits, state = self._prime(settings.prompt, 1)
         beams = strategy.search(
@@ -174,6 +178,7 @@ class Generator:
             decode=lambda token: self.tokenizer.vocabulary[token],
             stop=settings.stop,
             masked_token=self.tokenizer.unknown_id,
+            cancelled=cancel.is_set if cancel is not None else None,
         )
         samples = []
         for beam in beams:
@@ -181,16 +186,23 @@ class Generator:
             samples.append(Sample(text, beam.log_probability, len(beam.tokens), stopped))
         return samples
 
-    def sample(self, settings=None, **options):
-        """A list of ``Sample``s for a ``SamplingConfig`` (or its fields as keywords)."""
+    def sample(self, settings=None, *, cancel=None, **options):
+        """A list of ``Sample``s for a ``SamplingConfig`` (or its fields as keywords).
+
+        ``cancel``: a ``threading.Event``; set from another thread, the sampling ends at its next
+        step and returns no samples (a server's beam search whose client has gone).
+        """
         settings = settings or SamplingConfig(**options)
         strategy = strategy_for(settings)
         if not strategy.stepwise:
-            return self._beams(strategy, settings)
+            return self._beams(strategy, settings, cancel)
         if not settings.stop:
-            return self._sample_batch(settings)
+            return self._sample_batch(settings, cancel)
         steps = self.iterate(settings)
         while True:
+            if cancel is not None and cancel.is_set():
+                steps.close()
+                return []
             try:
                 next(steps)
             except StopIteration as finished:

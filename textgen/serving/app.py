@@ -16,11 +16,12 @@ import asyncio
 import contextlib
 import hmac
 import json
+import threading
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -111,7 +112,7 @@ class Routes:
             raise RequestRefused(str(error), param="messages" if chat else "prompt") from None
         answer = Answer(completion, model.id, len(ids) if completion.settings.prompt else 0)
         if completion.settings.beam_width > 1:
-            return await self._beams(model, completion, answer)
+            return await self._beams(request, model, completion, answer)
         sink = RequestSink(asyncio.get_running_loop(), completion.choices)
         model.batcher.submit(completion, ids, sink)
         if completion.stream:
@@ -135,15 +136,25 @@ class Routes:
         finally:
             sink.cancel()
 
-    async def _beams(self, model, completion, answer):
+    async def _beams(self, request, model, completion, answer):
         """Beam search runs on its own (it keeps whole continuations, not one row per stream); its
-        hypotheses count against the model's streams while it runs."""
+        hypotheses count against the model's streams while it runs, and it stops at its next step
+        when the client disconnects."""
         rows = max(completion.settings.beam_width, completion.choices)  # the hypotheses it keeps at each step
         model.batcher.reserve(rows)
+        cancel = threading.Event()
+        search = asyncio.ensure_future(asyncio.to_thread(model.generator.sample, completion.settings, cancel=cancel))
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            samples = await asyncio.to_thread(model.generator.sample, completion.settings)
+            await asyncio.wait({search, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not search.done():
+                cancel.set()
+            samples = await search
         finally:
+            gone.cancel()
             model.batcher.release(rows)
+        if cancel.is_set():
+            return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
         chunks = []  # one per choice: its whole text (with the prompt where echo asks) and its finish_reason
         for index, sample in enumerate(samples):
             finish = "stop" if sample.stopped else "length"
@@ -159,6 +170,12 @@ class Routes:
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(replay(), media_type="text/event-stream")
+
+
+async def _disconnected(request):
+    """Returns once the client has gone: with the body read whole, the next message is a disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _refused(request, error):
