@@ -182,6 +182,8 @@ def test_malformed_json_and_wrong_types(server):
     base, model_id, _ = server
     for body, words in [
         (b"{not json", "not valid JSON"),
+        (b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper than it can be read"),  # was a 500
+        (b'{"max_tokens": ' + b"9" * 5000 + b"}", "a number of more digits than are read"),
         (b"[1, 2]", "must be a JSON object"),
         (json.dumps({"model": model_id, "prompt": "a", "stream": "yes"}).encode(), "stream must be true or false"),
         (json.dumps({"model": model_id, "prompt": "a", "max_tokens": True}).encode(), "max_tokens must be an integer"),

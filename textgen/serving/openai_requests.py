@@ -77,8 +77,11 @@ def read_json(body):
         raise too_large(len(body))
     try:
         data = json.loads(body)
+    except RecursionError:  # [[[[...]]]] nested deeper than Python's parser goes: a 500 before
+        raise RequestRefused("the body is not valid JSON (nested deeper than it can be read)") from None
     except (UnicodeDecodeError, ValueError) as error:
-        raise RequestRefused(f"the body is not valid JSON ({error})") from None
+        reason = "a number of more digits than are read" if "digits" in str(error) else str(error)
+        raise RequestRefused(f"the body is not valid JSON ({reason})") from None
     if not isinstance(data, dict):
         raise RequestRefused(f"the body must be a JSON object, got {type(data).__name__}")
     return data
