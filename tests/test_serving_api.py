@@ -148,6 +148,21 @@ def test_chat_logprobs(client, server):
 
 
 @pytest.mark.parametrize(
+    "message, words",
+    [
+        ({"role": 5, "content": "a"}, "each message needs a role (a string), got 5"),
+        ({"content": "a"}, "each message needs a role (a string), got None"),
+        ({"role": "user"}, "each message must be an object with a text content"),
+    ],
+)
+def test_bad_chat_messages_are_400(client, server, message, words):
+    _, model_id, _ = server
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=model_id, messages=[message], max_tokens=3)
+    assert words in raised.value.body["message"] and raised.value.body["param"] == "messages"
+
+
+@pytest.mark.parametrize(
     "options, param, words",
     [
         ({"temperature": -1}, "temperature", "temperature must be in [0, 100]"),

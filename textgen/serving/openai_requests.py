@@ -134,6 +134,8 @@ def _prompt(data, chat):
             content = "".join(part for part in parts if isinstance(part, str))
         if not isinstance(content, str):
             raise RequestRefused("each message must be an object with a text content", param="messages")
+        if not isinstance(message.get("role"), str):  # read by no one here, but a client's mistake all the same
+            raise RequestRefused(f"each message needs a role (a string), got {message.get('role')!r}", param="messages")
         texts.append(content)
     # A char-RNN continues text; it has no turns. The messages, in order, are the text it continues.
     return "\n".join(texts)
