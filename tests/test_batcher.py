@@ -130,8 +130,14 @@ def test_prompts_of_every_length_read_together_write_what_each_writes_alone(load
     # Submitted at once, they are read as batches; the 700-character prompt over several turns
     # (PROMPT_PIECE tokens in all per turn), while the short ones are already writing.
     generator, batcher = loaded
-    batches, run = [], batcher.engine.run
-    monkeypatch.setattr(batcher.engine, "run", lambda tokens, state: batches.append(len(tokens)) or run(tokens, state))
+    batches, pieces, run = [], [], batcher.engine.run  # pieces: (tokens in sequence, rows writing) of each run
+
+    def recorded(tokens, state):
+        batches.append(len(tokens))
+        pieces.append((tokens.shape[1], len(batcher.rows)))
+        return run(tokens, state)
+
+    monkeypatch.setattr(batcher.engine, "run", recorded)
     prompts = ["T", "The ", text[:37], text[100:800], "We", "a"]
     requests = [_request(prompt, max_tokens=120, temperature=0.9, seed=number) for number, prompt in enumerate(prompts)]
     events = asyncio.run(_run(batcher, generator, requests, join_after=0))
@@ -139,3 +145,6 @@ def test_prompts_of_every_length_read_together_write_what_each_writes_alone(load
         alone = generator.generate(prompt, length=120, temperature=0.9, seed=number)[len(prompt) :]
         assert _texts(events[number], 1) == [alone], prompt[:10]
     assert max(batches) >= 2  # read together, not one prompt after another
+    beside_writers = [piece for piece, writing in pieces if writing]
+    assert len(beside_writers) >= 40  # the 700 characters a short piece at a time, beside the streams writing
+    assert max(beside_writers) <= batcher_module.PROMPT_STEPS_WHILE_WRITING < batcher_module.PROMPT_PIECE

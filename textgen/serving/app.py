@@ -117,12 +117,9 @@ class Routes:
         model.batcher.submit(completion, ids, sink)
         if completion.stream:
             return StreamingResponse(self._stream(answer, sink), media_type="text/event-stream")
-        try:
-            async with contextlib.aclosing(sink.batches()) as batches:  # closed here: it counts open streams
-                async for events in batches:
-                    answer.take(events)
-        finally:
-            sink.cancel()  # finished, or the client is gone: either way the rows may go
+        collecting = asyncio.ensure_future(_collect(answer, sink))
+        if not await _done_unless_gone(request, collecting, collecting.cancel):
+            return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
         return JSONResponse(answer.whole())
 
     async def _stream(self, answer, sink):
@@ -144,17 +141,12 @@ class Routes:
         model.batcher.reserve(rows)
         cancel = threading.Event()
         search = asyncio.ensure_future(asyncio.to_thread(model.generator.sample, completion.settings, cancel=cancel))
-        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            await asyncio.wait({search, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not search.done():
-                cancel.set()
-            samples = await search
+            if not await _done_unless_gone(request, search, cancel.set):
+                return Response(status_code=499)
         finally:
-            gone.cancel()
             model.batcher.release(rows)
-        if cancel.is_set():
-            return Response(status_code=499)  # nobody reads it: nginx's "client closed request"
+        samples = search.result()
         chunks = []  # one per choice: its whole text (with the prompt where echo asks) and its finish_reason
         for index, sample in enumerate(samples):
             finish = "stop" if sample.stopped else "length"
@@ -170,6 +162,34 @@ class Routes:
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(replay(), media_type="text/event-stream")
+
+
+async def _collect(answer, sink):
+    """A whole answer's events into ``answer``."""
+    try:
+        async with contextlib.aclosing(sink.batches()) as batches:  # closed here: it counts open streams
+            async for events in batches:
+                answer.take(events)
+    finally:
+        sink.cancel()  # finished, or the client is gone: either way the rows may go
+
+
+async def _done_unless_gone(request, work, stop):
+    """True once ``work`` (a future) is done; if the client disconnects first, ``stop()``, the
+    work's end awaited, and False. A handler that is not streaming hears of no disconnect itself:
+    its rows, or its beam search, would go on to the end for nobody."""
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if work.done():
+        work.result()  # its refusal, if any, is the request's
+        return True
+    stop()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    return False
 
 
 async def _disconnected(request):

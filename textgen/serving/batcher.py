@@ -38,8 +38,9 @@ from textgen.serving.rows import Job, Row, random_generator
 
 # Streams the engine's step is first timed at (NumpyEngine.prepare), as the loop starts.
 PREPARED_BATCH = 64
-# Prompt tokens read per turn of the loop before the live rows step again.
-PROMPT_PIECE = min(PROMPT_CHUNK, 512)
+# Prompt tokens read per turn of the loop before the live rows step again, and at most this many in
+# sequence while rows write (a 900k-character prompt read 512 at a time kept a request beside it 9 s).
+PROMPT_PIECE, PROMPT_STEPS_WHILE_WRITING = min(PROMPT_CHUNK, 512), 16
 # Seconds at most between two hand-outs of the plain rows' text: well under a sink's
 # 20 ms between sends (stream_sink.py), so the streams look no less continuous.
 HAND_OUT_SECONDS = 0.005
@@ -141,20 +142,19 @@ class Batcher:
 
     def _read_prompts(self):
         """One batched run over the prompts being read. Every job being read advances by the same
-        number of tokens (the fewest any of them has left, PROMPT_PIECE tokens in all at most), so 64
-        short prompts that arrive together are read as one batch of 64 (one at a time, they kept the
-        64th client's first character waiting ~20 ms), a long prompt is read a piece per turn without
-        holding back a short one or the streams already writing, and the jobs read whole join together."""
+        number of tokens (the fewest any has left, PROMPT_PIECE in all at most), so 64 short prompts
+        that arrive together are read as one batch of 64 (one at a time, they kept the 64th client's
+        first character waiting ~20 ms), a long prompt is read a piece per turn (shorter while rows
+        write), holding back neither a short one nor the streams writing; jobs read whole join together."""
         while self._waiting:  # the deque's own operations are thread-safe
             self._reading.append(self._waiting.popleft())
-        for job in self._reading:
-            if job.sink.cancelled:
-                self.release(job.completion.choices)
+        self.release(sum(job.completion.choices for job in self._reading if job.sink.cancelled))
         self._reading = [job for job in self._reading if not job.sink.cancelled]
         reading = self._reading[:PROMPT_PIECE]  # a token each at least
         if not reading:
             return
-        piece = min(min(len(job.ids) - job.read for job in reading), PROMPT_PIECE // len(reading))
+        longest = PROMPT_STEPS_WHILE_WRITING if self.rows else PROMPT_PIECE  # tokens in sequence
+        piece = min(min(len(job.ids) - job.read for job in reading), PROMPT_PIECE // len(reading), longest)
         tokens = np.stack([job.ids[job.read : job.read + piece] for job in reading])  # (jobs, piece)
         states = [job.state or self.engine.initial_state(1) for job in reading]
         state = [tuple(map(np.concatenate, zip(*parts))) for parts in zip(*states)]  # (jobs, units) per part
