@@ -15,9 +15,9 @@ says why). The NumPy engine times whole steps, not one product: on an AMD EPYC
 of family 23 (Zen 2, AVX2) the two tie on one (64, 256) x (256, 1024) product
 (242-255 us against 252-285), and the trial picked oneDNN, but a batch-64 step
 took 1.36 ms through it against 1.15 through NumPy (oneDNN's threads beside the
-activations and the adds). A process that only ever writes one stream never pays for the trial
-and stays in NumPy: there a call through ctypes (~5 us) is a large part of a
-product (~12 us).
+activations and the adds). A process that only ever writes one stream never pays
+for the trial and stays in NumPy: there a call through ctypes (~5 us) is a large
+part of a product (~12 us).
 
 oneDNN's CPU package runs on OpenMP. A product asks for every core this process
 may use, and leaves them asked for: while the products are oneDNN's, OpenBLAS's
