@@ -114,6 +114,28 @@ def test_sigterm_ends_every_stream_with_a_final_event_and_exits_0(slow_model):
     assert endings == [("abort", "data: [DONE]")] * 10
 
 
+def test_sigterm_stops_a_beam_search_in_flight_and_exits_0(slow_model):
+    """A beam search of 20,000 steps (minutes) held the graceful stop until it ended."""
+    directory = slow_model
+    with running_server(str(directory)) as (process, base):
+        answers = []
+
+        def search():
+            body = {"model": directory.name, "prompt": "a", "max_tokens": 20000, "beam_width": 4, "n": 2}
+            answers.append(httpx.post(f"{base}/v1/completions", json=body, timeout=60).json())
+
+        thread = threading.Thread(target=search)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while live_streams(base, directory.name) != 4:  # the search is running
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        thread.join(timeout=15)
+    assert [choice["finish_reason"] for choice in answers[0]["choices"]] == ["abort", "abort"]
+
+
 def test_a_public_address_without_a_key_is_refused(tiny_model):
     directory, _ = tiny_model
     result = run_textgen("serve", str(directory), "--host", "0.0.0.0")

@@ -138,19 +138,24 @@ class Routes:
         hypotheses count against the model's streams while it runs, and it stops at its next step
         when the client disconnects."""
         rows = max(completion.settings.beam_width, completion.choices)  # the hypotheses it keeps at each step
-        model.batcher.reserve(rows)
+        model.batcher.reserve(rows)  # refused (503) once the server is stopping
         cancel = threading.Event()
+        self.catalog.searches.add(cancel)  # a stop sets it (the search stops at its next step)
+        if self.catalog.stopping:
+            cancel.set()
         search = asyncio.ensure_future(asyncio.to_thread(model.generator.sample, completion.settings, cancel=cancel))
         try:
             if not await _done_unless_gone(request, search, cancel.set):
                 return Response(status_code=499)
         finally:
+            self.catalog.searches.discard(cancel)
             model.batcher.release(rows)
-        samples = search.result()
         chunks = []  # one per choice: its whole text (with the prompt where echo asks) and its finish_reason
-        for index, sample in enumerate(samples):
+        for index, sample in enumerate(search.result()):
             finish = "stop" if sample.stopped else "length"
             chunks += answer.take([("text", index, sample.text, []), ("end", index, finish, sample.tokens)])
+        if cancel.is_set():  # the server is stopping: no beams, every choice ends "abort", as streams do
+            chunks = answer.take([("end", index, "abort", 0) for index in range(completion.choices)])
         if not completion.stream:
             return JSONResponse(answer.whole())
 

@@ -40,6 +40,8 @@ class Catalog:
 
     def __init__(self, paths=(), *, max_rows=256):
         self.models = {}
+        # The cancel events of the beam searches running beside the batchers (app.py), set on a stop.
+        self.searches, self.stopping = set(), False
         for directory in model_directories(paths):
             model_id = directory.resolve().name
             if model_id in self.models:
@@ -57,9 +59,13 @@ class Catalog:
         return self.models.get(model_id) if isinstance(model_id, str) else None
 
     def request_stop(self):
-        """Have every model end its streams (each gets its final event), without waiting."""
+        """Have every model end its streams (each gets its final event) and every beam search stop,
+        without waiting."""
+        self.stopping = True
         for model in self.models.values():
             model.batcher.request_stop()
+        for cancel in list(self.searches):
+            cancel.set()
 
     def stop(self):
         """End every stream of every model and the batchers' threads."""
