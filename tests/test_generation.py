@@ -164,3 +164,25 @@ def test_a_cancel_event_set_mid_way_ends_the_sampling_with_no_samples(tiny_model
     assert len(steps) <= 6  # not the 500 steps asked for
     cancel.clear()
     assert len(generator.sample(length=20, seed=1, cancel=cancel, **options)[0].text) > 0
+
+
+def test_at_temperature_1_the_draw_shares_the_normalizers_exponentials_and_draws_the_same(tiny_model, monkeypatch):
+    from textgen.generation import strategies
+
+    directory, _ = tiny_model
+    generator = load(directory)
+    assert generator.tokenizer.unknown_id is None  # char level: no <unk> to hide from the draw
+    exponentials, counted = [], strategies.shifted_exponentials
+    monkeypatch.setattr(strategies, "shifted_exponentials", lambda logits: exponentials.append(1) or counted(logits))
+    shared = generator.sample(num_samples=3, length=60, seed=4)
+    assert exponentials == []  # the draw took the generator's
+    original = strategies.RandomSampler.__init__
+
+    def apart(self, processors=()):
+        original(self, processors)
+        self.draws_from_the_model = False
+
+    monkeypatch.setattr(strategies.RandomSampler, "__init__", apart)
+    separate = generator.sample(num_samples=3, length=60, seed=4)
+    assert len(exponentials) == 60
+    assert [(s.text, s.log_probability) for s in shared] == [(s.text, s.log_probability) for s in separate]

@@ -19,7 +19,7 @@ import numpy as np
 from textgen.config import SamplingConfig
 from textgen.errors import TextgenError
 from textgen.generation.engines import build_engine
-from textgen.generation.probabilities import logsumexp
+from textgen.generation.probabilities import logsumexp_of, shifted_exponentials
 from textgen.generation.stop_strings import StopScanner, cut_at_stop
 from textgen.generation.strategies import strategy_for
 from textgen.saved.directory import newest_model_directory
@@ -127,11 +127,18 @@ class Generator:
         logits, state = self._prime(settings.prompt, settings.num_samples)
         rows = np.arange(settings.num_samples)
         unknown = self.tokenizer.unknown_id
+        # At temperature 1 (no filters, no <unk> to hide) the draw's weights are the normalizer's:
+        # one exponential of the logits a step, not two (0.4 ms of a step at 64 x 3,600 tokens).
+        shared = unknown is None and getattr(sampler, "draws_from_the_model", False)
         for _ in range(settings.length):
-            log_normalizer = logsumexp(logits)  # (batch,): log p(token) = logit - this
+            exponentials = shifted_exponentials(logits)
+            log_normalizer = logsumexp_of(*exponentials)  # (batch,): log p(token) = logit - this
             if unknown is not None:
                 logits[:, unknown] = -np.inf  # never write "<unk>"
-            tokens = sampler.choose(logits, rng)  # (batch,)
+            if shared:
+                tokens = sampler.choose_at(logits, rng.random(len(logits)), exponentials[1])  # as choose draws
+            else:
+                tokens = sampler.choose(logits, rng)  # (batch,)
             yield tokens, logits[rows, tokens] - log_normalizer
             logits, state = self.engine.step(tokens, state)
 

@@ -25,7 +25,11 @@ def shifted_exponentials(logits):
 
 def logsumexp(logits):
     """log(sum(exp(logits))) of each row (batch, vocabulary) -> (batch,), in float64."""
-    largest, weights = shifted_exponentials(logits)
+    return logsumexp_of(*shifted_exponentials(logits))
+
+
+def logsumexp_of(largest, weights):
+    """logsumexp from what shifted_exponentials gave (which a draw may use too)."""
     return largest[:, 0] + np.log(weights.sum(axis=-1, dtype=np.float64))
 
 

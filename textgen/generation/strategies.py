@@ -35,6 +35,11 @@ class LogitsProcessor:
     def __init__(self, value):
         self.value = value
 
+    @property
+    def keeps_logits(self):
+        """True when ``process`` returns the logits as they are (temperature 1, top-p 1)."""
+        return False
+
     def process(self, logits):
         raise NotImplementedError
 
@@ -47,8 +52,12 @@ class Temperature(LogitsProcessor):
             raise TextgenError(f"temperature must be > 0 for random sampling, got {value!r}")
         super().__init__(float(value))
 
+    @property
+    def keeps_logits(self):
+        return self.value == 1.0
+
     def process(self, logits):
-        return logits if self.value == 1.0 else logits / self.value
+        return logits if self.keeps_logits else logits / self.value
 
 
 class TopK(LogitsProcessor):
@@ -77,8 +86,12 @@ class TopP(LogitsProcessor):
             raise TextgenError(f"top-p must be in (0, 1], got {value!r}")
         super().__init__(float(value))
 
+    @property
+    def keeps_logits(self):
+        return self.value >= 1.0
+
     def process(self, logits):
-        if self.value >= 1.0:
+        if self.keeps_logits:
             return logits  # everything; and no rounding can drop the rarest token
         probabilities = np.exp(log_softmax(logits))
         order = np.argsort(-probabilities, axis=-1, kind="stable")  # likeliest first
@@ -109,6 +122,8 @@ class RandomSampler:
 
     def __init__(self, processors=()):
         self.processors = list(processors)
+        # The draw's weights are then the model's own: a caller that computed them may pass them in.
+        self.draws_from_the_model = all(processor.keeps_logits for processor in self.processors)
 
     @classmethod
     def from_settings(cls, settings):
@@ -119,14 +134,16 @@ class RandomSampler:
         """tokens (batch,) drawn from logits (batch, vocabulary)."""
         return self.choose_at(logits, rng.random(len(logits)))
 
-    def choose_at(self, logits, uniforms):
+    def choose_at(self, logits, uniforms, weights=None):
         """tokens (batch,) for logits (batch, vocabulary), each row's draw at its own uniform in [0, 1):
-        rows of one batch may come from different random generators (a server's requests)."""
-        logits = np.asarray(logits, dtype=np.float32)  # (a float16 model's too: the processors divide)
-        for processor in self.processors:
-            logits = processor.process(logits)
-        # Unnormalized probabilities are enough: the draw is scaled by their total.
-        _, weights = shifted_exponentials(logits)  # (batch, vocabulary)
+        rows of one batch may come from different random generators (a server's requests).
+        ``weights``: shifted_exponentials(logits) where the caller has them and draws_from_the_model."""
+        if weights is None or not self.draws_from_the_model:
+            logits = np.asarray(logits, dtype=np.float32)  # (a float16 model's too: the processors divide)
+            for processor in self.processors:
+                logits = processor.process(logits)
+            # Unnormalized probabilities are enough: the draw is scaled by their total.
+            _, weights = shifted_exponentials(logits)  # (batch, vocabulary)
         if weights.shape[1] > _WHOLE_CDF_UP_TO:
             return _draw_in_blocks(weights, uniforms)
         return _draw(weights, uniforms)
