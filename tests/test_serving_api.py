@@ -176,6 +176,11 @@ def test_bad_chat_messages_are_400(client, server, message, words):
         ({"prompt": "snow \u2603"}, "prompt", "characters not in the model's vocabulary: '\u2603'"),
         ({"logprobs": 6}, "logprobs", "logprobs must be an integer from 0 to 5"),
         ({"presence_penalty": 0.5}, "presence_penalty", "not supported"),
+        (  # 188 MB of JSON held whole: refused before a step is taken
+            {"n": 64, "max_tokens": 20000, "logprobs": 5},
+            "logprobs",
+            "is 7,680,000 log-probabilities; an answer that is not streamed holds at most 500,000",
+        ),
     ],
 )
 def test_bad_requests_are_400_with_openai_error_bodies(client, server, options, param, words):
@@ -186,6 +191,16 @@ def test_bad_requests_are_400_with_openai_error_bodies(client, server, options, 
     error = raised.value.body
     assert words in error["message"] and error["param"] == param and error["type"] == "invalid_request_error"
     assert client.completions.create(model=model_id, prompt="The", max_tokens=3).choices[0].text  # still serving
+
+
+def test_a_streamed_answer_may_carry_any_number_of_log_probabilities():
+    from textgen.serving.openai_requests import RequestRefused, parse_completion
+
+    body = {"model": "m", "prompt": "a", "n": 64, "max_tokens": 20000, "logprobs": 5, "stream": True}
+    assert parse_completion(body, chat=False).logprobs == 5  # sent as they come, none kept
+    chat = {"model": "m", "messages": [{"role": "user", "content": "a"}], "n": 30, "max_tokens": 20000}
+    with pytest.raises(RequestRefused, match="n x max_tokens x \\(1 \\+ top_logprobs\\) is 600,000"):
+        parse_completion({**chat, "logprobs": True}, chat=True)
 
 
 def test_an_unknown_model_is_404(client):

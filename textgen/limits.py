@@ -35,6 +35,10 @@ MAX_COMPLETION_TOKENS = 20_000
 MAX_CHOICES = 64
 # Top alternatives returned per token (`logprobs`): OpenAI's own cap for completions.
 MAX_LOGPROBS = 5
+# Log-probabilities (each token's and its alternatives') in one response that is not streamed:
+# n=64 x 20,000 tokens x (1 + 5) was 188 MB of JSON and took the server from 92 MB to 1.6 GB;
+# 500,000 is ~12 MB. A stream sends them as they come and keeps none.
+MAX_WHOLE_LOGPROBS = 500_000
 # Stop strings per request: OpenAI's cap.
 MAX_STOP_STRINGS = 4
 # Rows one served model writes at once, over all its requests, unless `--max-streams` says otherwise:

@@ -14,7 +14,14 @@ import json
 
 from textgen.config import SamplingConfig
 from textgen.errors import TextgenError
-from textgen.limits import MAX_CHOICES, MAX_COMPLETION_TOKENS, MAX_LOGPROBS, MAX_REQUEST_BYTES, MAX_STOP_STRINGS
+from textgen.limits import (
+    MAX_CHOICES,
+    MAX_COMPLETION_TOKENS,
+    MAX_LOGPROBS,
+    MAX_REQUEST_BYTES,
+    MAX_STOP_STRINGS,
+    MAX_WHOLE_LOGPROBS,
+)
 from textgen.settings import rule_of
 
 # A char-RNN writes characters, not chat turns: 256 of them unless a request says otherwise.
@@ -164,6 +171,17 @@ def _logprobs(data, chat):
     return _whole(data, "logprobs", 0, MAX_LOGPROBS, None)
 
 
+def _check_held(log_probabilities, chat):
+    """An answer that is not streamed is held whole until its end: its log-probabilities are capped."""
+    if log_probabilities > MAX_WHOLE_LOGPROBS:
+        name = "top_logprobs" if chat else "logprobs"
+        raise RequestRefused(
+            f"n x max_tokens x (1 + {name}) is {log_probabilities:,} log-probabilities; an answer that is "
+            f"not streamed holds at most {MAX_WHOLE_LOGPROBS:,} (stream it, or ask for fewer)",
+            param=name,
+        )
+
+
 def _sampling_values(data):
     """textgen's own rules, with the API's names in the messages."""
     values = {}
@@ -215,12 +233,15 @@ def parse_completion(data, *, chat):
         if isinstance(error, RequestRefused):
             raise
         raise RequestRefused(str(error).replace("num-return", "n")) from None  # n > beam_width
+    stream, logprobs = _typed(data, "stream", (bool,), "true or false", False), _logprobs(data, chat)
+    if logprobs is not None and not stream:
+        _check_held(choices * settings.length * (1 + logprobs), chat)
     return Completion(
         model=model,
         settings=settings,
         choices=choices,
-        stream=_typed(data, "stream", (bool,), "true or false", False),
-        logprobs=_logprobs(data, chat),
+        stream=stream,
+        logprobs=logprobs,
         echo=not chat and _typed(data, "echo", (bool,), "true or false", False),
         include_usage=bool(_typed(options, "include_usage", (bool,), "true or false", False)),
         chat=chat,

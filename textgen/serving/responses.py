@@ -85,8 +85,9 @@ class Answer:
         chunks = []
         for index, (texts, entries, reason) in touched.items():
             text = "".join(texts)
-            self.texts[index].append(text)
-            self.entries[index] += entries
+            if not self.completion.stream:  # kept for whole(); a stream has sent them and keeps none
+                self.texts[index].append(text)
+                self.entries[index] += entries
             chunks.append(self.chunk(index, text, entries, reason))
         return chunks
 
