@@ -113,7 +113,7 @@ class NumpyEngine:
         is one matrix product, and only the recurrent part loops over time.
         """
         tokens = np.asarray(tokens)
-        self._choose_products(tokens.size)
+        self._choose_products(tokens.shape[0])  # the batch: one prompt's time steps are not streams
         next_state, hidden = [], None
         for index, (cell, layer_state) in enumerate(zip(self.cells, state)):
             # (batch, time, gates * units)

@@ -157,7 +157,7 @@ class FastestProducts:
         self.lock = threading.Lock()
 
     def _for(self, inputs, kernel):
-        rows = inputs.size // inputs.shape[-1]
+        rows = inputs.shape[0]  # streams: a prompt's time steps are not (one prompt is NumPy's, untimed)
         if rows < SMALLEST_BATCH:
             if self.chosen is None or self.chosen is NUMPY_PRODUCTS:
                 return NUMPY_PRODUCTS
