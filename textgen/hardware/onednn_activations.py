@@ -45,9 +45,10 @@ class OneDNNActivations:
         self.one_thread = threading.local()
         self.set_openmp_threads = openmp_set_num_threads()
 
-    def sigmoid_(self, x):
+    def sigmoid_of_halves_(self, x):
         if not self._fits(x):
-            return NUMPY_ACTIVATIONS.sigmoid_(x)
+            return NUMPY_ACTIVATIONS.sigmoid_of_halves_(x)
+        x *= 2.0  # z / 2 back to z (exact)
         self._logistic(x)
         return x
 
@@ -64,7 +65,9 @@ class OneDNNActivations:
         if not self._fits(gates):
             return NUMPY_ACTIVATIONS.gates_(gates, sigmoid_columns)
         rest = gates[:, sigmoid_columns:]
-        rest *= 2.0  # so that one logistic over the whole block covers the tanh columns too
+        # The sigmoid columns hold z / 2: doubled back to z; the tanh columns x to 2 x, so that one
+        # logistic over the whole block covers them too
+        gates *= 2.0
         self._logistic(gates)
         rest *= 2.0
         rest -= 1.0
@@ -165,8 +168,8 @@ class FastestActivations:
                 self.big = self.big or _measured_choice()
         return self.big
 
-    def sigmoid_(self, x):
-        return self._for(x).sigmoid_(x)
+    def sigmoid_of_halves_(self, x):
+        return self._for(x).sigmoid_of_halves_(x)
 
     def tanh(self, x):
         return self._for(x).tanh(x)
