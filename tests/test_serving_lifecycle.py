@@ -193,3 +193,38 @@ def test_many_open_streams_send_less_often_each_and_closed_ones_stop_counting():
     first, opened, after_one_ended, at_the_end = asyncio.run(scenario())
     assert first == [("text", 0, "a", None)]
     assert (opened, after_one_ended, at_the_end) == (2, 1, 0)
+
+
+def test_a_choices_end_goes_out_at_once_not_an_interval_after_its_text(monkeypatch):
+    import asyncio
+    import contextlib
+    import threading
+
+    from textgen.serving import stream_sink
+
+    monkeypatch.setattr(stream_sink, "STREAM_INTERVAL", 60.0)  # a wait that would outlast the test
+    monkeypatch.setattr(stream_sink, "MAX_STREAM_INTERVAL", 60.0)
+
+    async def scenario():
+        sink = stream_sink.RequestSink(asyncio.get_running_loop(), choices=2)
+        async with contextlib.aclosing(sink.batches()) as reader:
+            sink.put(0, "a", ())
+            first = await reader.__anext__()  # sent at once; the next send would wait 60 s
+            sink.put(0, "b", ())
+            sink.end(0, "length", 2)  # the end already waiting as the reader comes back
+            ended_first = await asyncio.wait_for(reader.__anext__(), 5)
+            sink.put(1, "c", ())
+            waiting = asyncio.ensure_future(reader.__anext__())
+            await asyncio.sleep(0.05)  # the reader is in its wait now, holding "c" back
+            held_back = not waiting.done()
+            writer = threading.Thread(target=sink.end, args=(1, "stop", 1))  # as the batcher's thread ends it
+            writer.start()
+            ended_second = await asyncio.wait_for(waiting, 5)
+            writer.join()
+        return first, ended_first, held_back, ended_second
+
+    first, ended_first, held_back, ended_second = asyncio.run(scenario())
+    assert first == [("text", 0, "a", ())]
+    assert ended_first == [("text", 0, "b", ()), ("end", 0, "length", 2)]
+    assert held_back  # text alone still waits its interval
+    assert ended_second == [("text", 1, "c", ()), ("end", 1, "stop", 1)]
