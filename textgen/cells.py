@@ -36,8 +36,9 @@ def sigmoid_of_halves_(x):
 
     The cells keep their sigmoid gates' columns of W, U and b halved (``halve_columns``), so their
     pre-activations arrive as z / 2 and the sigmoid needs no pass of its own to halve them: an LSTM
-    layer's sigmoid and tanh gates become one tanh over the whole (batch, 4 units) block (a single
-    stream's layer 10.0 -> 6.7 us on an AMD EPYC Zen 2). Halving is exact in binary floating point,
+    layer's sigmoid and tanh gates become one tanh over the whole (batch, 4 units) block (on an AMD
+    EPYC Zen 4 a batch-64 layer's activations 125 -> 86 us, a single stream's step 65 -> 58-62 us:
+    benchmarks/RESULTS.md). Halving is exact in binary floating point (short of subnormal numbers),
     so x W/2 + h U/2 + b/2 is exactly (x W + h U + b) / 2: the same numbers as halving the sum."""
     np.tanh(x, out=x)
     x *= 0.5
