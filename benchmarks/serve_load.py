@@ -3,8 +3,8 @@
 For a 2-layer 256-unit char LSTM (random weights: speed does not depend on them) it measures, round
 by round, alternating:
 
-    sample 64     `textgen sample --num-samples 64`: (time for --length 501) - (time for --length 1)
-    sample 1      `textgen sample`: (time for --length 20001) - (time for --length 1)
+    sample 64     `textgen sample --num-samples 64`: (time for --length 501) - (time for --length 2)
+    sample 1      `textgen sample`: (time for --length 20001) - (time for --length 2)
     serve N       a `textgen serve` process, and a load process (this file, --clients N) whose N
                   clients each stream a 500-token completion at once; characters/s from the first
                   request to the last [DONE], and each client's time to its first character; for
@@ -44,9 +44,10 @@ def timed(command):
 
 
 def sample_rate(model, streams, length):
-    """Characters/s of `textgen sample` writing ``streams`` x ``length`` characters, start-up excluded."""
+    """Characters/s of `textgen sample` writing ``streams`` x ``length`` characters, start-up excluded:
+    less the time for 2 characters, whose one step is the batch's first (it times the products' libraries)."""
     base = [sys.executable, "-m", "textgen", "sample", str(model), "--num-samples", str(streams), "--seed", "1"]
-    return streams * (length - 1) / (timed([*base, "--length", str(length)]) - timed([*base, "--length", "1"]))
+    return streams * (length - 2) / (timed([*base, "--length", str(length)]) - timed([*base, "--length", "2"]))
 
 
 async def _client(base, model_id, results):

@@ -186,3 +186,14 @@ def test_at_temperature_1_the_draw_shares_the_normalizers_exponentials_and_draws
     separate = generator.sample(num_samples=3, length=60, seed=4)
     assert len(exponentials) == 60
     assert [(s.text, s.log_probability) for s in shared] == [(s.text, s.log_probability) for s in separate]
+
+
+@pytest.mark.parametrize("options", [{}, {"stop": ["zz"]}, {"temperature": 0}])
+def test_n_tokens_take_n_minus_one_steps_after_the_prompt(tiny_model, monkeypatch, options):
+    directory, _ = tiny_model
+    generator = load(directory, engine="numpy")
+    expected = generator.generate("The ", length=40, seed=2, **options)
+    steps, step = [], generator.engine.step
+    monkeypatch.setattr(generator.engine, "step", lambda tokens, state: steps.append(1) or step(tokens, state))
+    assert generator.generate("The ", length=40, seed=2, **options) == expected  # the same text
+    assert len(steps) == 39  # the first token comes from the prompt's logits; none is stepped past the last

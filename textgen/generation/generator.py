@@ -147,7 +147,8 @@ class Generator:
             else:
                 tokens = sampler.choose(logits, rng)  # (batch,)
             yield tokens, logits[rows, tokens] - log_normalizer
-            logits, state = self.engine.step(tokens, state)
+            if step + 1 < settings.length:  # after the last token no step: its logits would go unread
+                logits, state = self.engine.step(tokens, state)
 
     def iterate(self, settings):
         """Sampling with text as it is made: yields, after each step, the text each sample
