@@ -29,21 +29,11 @@ import tensorflow as tf
 
 from textgen.cells import CELLS_BY_KERAS_LAYER
 from textgen.hardware.onednn import onednn_status
-from textgen.hardware.onednn_rnn import RecurrentPrimitive
-
-
-def _to_onednn_bias(kind, bias):
-    """Keras's bias -> oneDNN's: GRU (2, 3 units) rows for x W and h U -> u, r, c~ of x W + the h U of c~."""
-    if kind.bias_rows == 1:
-        return np.ascontiguousarray(bias)
-    input_bias, recurrent_bias = np.split(bias, 2, axis=0)  # each (1, 3 * units): z, r, h parts
-    units = bias.shape[1] // 3
-    summed = input_bias[0, : 2 * units] + recurrent_bias[0, : 2 * units]  # z and r just add up
-    return np.ascontiguousarray(np.concatenate([summed, input_bias[0, 2 * units :], recurrent_bias[0, 2 * units :]]))
+from textgen.hardware.onednn_rnn import RecurrentPrimitive, to_onednn_bias
 
 
 def _to_keras_bias_gradient(kind, gradient):
-    """oneDNN's bias gradient -> Keras's layout (the inverse of _to_onednn_bias, for gradients)."""
+    """oneDNN's bias gradient -> Keras's layout (the inverse of onednn_rnn.to_onednn_bias, for gradients)."""
     if kind.bias_rows == 1:
         return gradient
     units = gradient.shape[0] // 4
@@ -97,7 +87,7 @@ class FusedKernel:
                 "src_layer": primitive.reorder_sequence("src_layer", inputs, sequence_type),
                 "src_iter": np.array(initial_state[0], sequence_type),
                 **primitive.forward_weights(kernels),
-                "bias": np.array(_to_onednn_bias(self.kind, bias), np.float32),
+                "bias": np.array(to_onednn_bias(self.kind, bias), np.float32),
                 "dst_layer": np.empty((time, batch, units), sequence_type),
                 "dst_iter": np.empty((batch, units), sequence_type),
                 "workspace": self._workspace(primitive.workspace_bytes),

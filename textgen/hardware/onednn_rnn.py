@@ -210,27 +210,11 @@ class RecurrentPrimitive:
         return {name: self.reorders[f"backward_{name}"](kernel) for name, kernel in kernels.items()}
 
     def _create(self, prop_kind, hint=None):
-        """A primitive descriptor: the arguments of dnnl_{algorithm}_{forward|backward}_primitive_desc_create."""
-        kind, d = self.kind, self.descriptors
-        c = kind.has_cell_state  # the LSTM's c state, and its two unused weights (no peephole, no projection)
-        names = ["src_layer", "src_iter", *(["src_iter_c"] if c else []), "weights_layer", "weights_iter"]
-        names += [*([None, None] if c else []), "bias", "dst_layer", "dst_iter", *(["dst_iter_c"] if c else [])]
-        backward = prop_kind == _BACKWARD
-        arguments = [d[f"backward_{n}" if backward and n in self.KERNELS else n] if n else None for n in names]
-        if backward:  # then each argument's gradient, in the same order
-            arguments += [d[f"diff_{n}"] if n else None for n in names]
-        descriptor = ctypes.c_void_p()
-        head = [ctypes.byref(descriptor), self.onednn.engine, prop_kind]
-        tail = [0]  # flags
-        if kind.onednn_activation:  # vanilla_rnn: its activation, and the activation's alpha and beta
-            head.append(_ACTIVATIONS[kind.onednn_activation])
-            tail += [ctypes.c_float(0.0), ctypes.c_float(0.0)]
-        tail += [hint] if hint else []
-        direction = "backward" if backward else "forward"
-        function = getattr(self.onednn.library, f"dnnl_{kind.onednn_algorithm}_{direction}_primitive_desc_create")
-        status = function(*head, _LEFT_TO_RIGHT, *arguments, *tail, self.onednn.attributes)
-        self.onednn.check(status, f"{self.precision} {kind.onednn_algorithm} primitive_desc_create")
-        return descriptor
+        """A primitive descriptor for ``prop_kind`` (the backward pass: the kernels as it reads them)."""
+        arguments = dict(self.descriptors)  # every argument's, and its gradient's (diff_)
+        if prop_kind == _BACKWARD:
+            arguments.update({name: self.descriptors[f"backward_{name}"] for name in self.KERNELS})
+        return create_descriptor(self.onednn, self.kind, arguments, prop_kind, hint=hint, what=self.precision)
 
     def forward(self, arrays):
         """The forward pass: ``arrays`` holds the inputs, the outputs and a workspace of workspace_bytes."""
@@ -239,6 +223,46 @@ class RecurrentPrimitive:
     def backward(self, arrays):
         """The backward pass: the forward's arrays (backward_weights' kernels), diff_dst_* and zeroed diff weights."""
         self.onednn.execute(self.backward_primitive, self.backward_memories, {**arrays, "scratchpad": self.scratchpad})
+
+
+def argument_names(kind):
+    """The arguments of dnnl_{algorithm}_forward_primitive_desc_create in the C API's order (None: an
+    unused one, the LSTM's peephole and projection weights)."""
+    c = kind.has_cell_state  # the LSTM's c state
+    names = ["src_layer", "src_iter", *(["src_iter_c"] if c else []), "weights_layer", "weights_iter"]
+    return names + [*([None, None] if c else []), "bias", "dst_layer", "dst_iter", *(["dst_iter_c"] if c else [])]
+
+
+def create_descriptor(onednn, kind, descriptors, prop_kind, *, hint=None, what=""):
+    """A primitive descriptor: dnnl_{algorithm}_{forward|backward}_primitive_desc_create on ``descriptors``
+    (memory descriptors by argument name; a backward pass's also hold each argument's ``diff_`` one)."""
+    names = argument_names(kind)
+    backward = prop_kind == _BACKWARD
+    arguments = [descriptors[name] if name else None for name in names]
+    if backward:  # then each argument's gradient, in the same order
+        arguments += [descriptors[f"diff_{name}"] if name else None for name in names]
+    descriptor = ctypes.c_void_p()
+    head = [ctypes.byref(descriptor), onednn.engine, prop_kind]
+    tail = [0]  # flags
+    if kind.onednn_activation:  # vanilla_rnn: its activation, and the activation's alpha and beta
+        head.append(_ACTIVATIONS[kind.onednn_activation])
+        tail += [ctypes.c_float(0.0), ctypes.c_float(0.0)]
+    tail += [hint] if hint else []
+    direction = "backward" if backward else "forward"
+    function = getattr(onednn.library, f"dnnl_{kind.onednn_algorithm}_{direction}_primitive_desc_create")
+    status = function(*head, _LEFT_TO_RIGHT, *arguments, *tail, onednn.attributes)
+    onednn.check(status, f"{what} {kind.onednn_algorithm} primitive_desc_create".strip())
+    return descriptor
+
+
+def to_onednn_bias(kind, bias):
+    """Keras's bias -> oneDNN's: GRU (2, 3 units) rows for x W and h U -> u, r, c~ of x W + the h U of c~."""
+    if kind.bias_rows == 1:
+        return np.ascontiguousarray(bias)
+    input_bias, recurrent_bias = np.split(bias, 2, axis=0)  # each (1, 3 * units): z, r, h parts
+    units = bias.shape[1] // 3
+    summed = input_bias[0, : 2 * units] + recurrent_bias[0, : 2 * units]  # z and r just add up
+    return np.ascontiguousarray(np.concatenate([summed, input_bias[0, 2 * units :], recurrent_bias[0, 2 * units :]]))
 
 
 def bfloat16_refusal(onednn):
