@@ -154,7 +154,7 @@ def test_a_trial_whose_sgemm_fails_keeps_numpys_products(monkeypatch):
     products = _onednn_products_or_skip()
     products.sgemm = lambda *arguments: 5  # a status other than success, as a broken library would return
     monkeypatch.setattr(onednn_products, "_onednn_products", lambda: products)
-    monkeypatch.setattr(onednn_products, "_OPENBLAS_SPIN_SECONDS", 0.0)
+    monkeypatch.setattr(onednn_products, "OPENBLAS_SPIN_SECONDS", 0.0)
     assert onednn_products._measured_choice(onednn_products._product_trial(16, 8, 8)) is NUMPY_PRODUCTS
 
 
@@ -175,6 +175,9 @@ def test_the_engine_chooses_its_products_by_timing_whole_steps(monkeypatch, tmp_
         def narrow(self):
             pass
 
+        def widen(self):
+            pass
+
     class SlowProduct(NumpyProducts):  # the baseline: slower on a product alone, faster in a step
         def multiply_add_(self, *arguments):
             time.sleep(0.001)
@@ -183,7 +186,7 @@ def test_the_engine_chooses_its_products_by_timing_whole_steps(monkeypatch, tmp_
     candidate, baseline, fastest = FastProductSlowStep(), SlowProduct(), onednn_products.FastestProducts()
     monkeypatch.setattr(onednn_products, "_onednn_products", lambda: candidate)
     monkeypatch.setattr(onednn_products, "NUMPY_PRODUCTS", baseline)
-    monkeypatch.setattr(onednn_products, "_OPENBLAS_SPIN_SECONDS", 0.0)
+    monkeypatch.setattr(onednn_products, "OPENBLAS_SPIN_SECONDS", 0.0)
     assert onednn_products._measured_choice(onednn_products._product_trial(16, 8, 8)) is candidate  # one product
     monkeypatch.setattr(numpy_engine, "FASTEST_PRODUCTS", fastest)
     model, engine = random_keras_model("lstm", tmp_path)

@@ -5,6 +5,11 @@ with tokens (batch,) int and logits (batch, vocabulary) float32. ``run`` does
 the same over a whole sequence, computing each layer's input projection
 ``x W + b`` for all time steps in one matrix product, so only ``h U`` remains
 inside the time loop.
+
+A step of a batch of streams may instead go through oneDNN's fused layers
+(hardware/onednn_layers.py: a layer's products and gate math in one call), where
+the engine's one-time trial of whole steps found them faster on this CPU: the
+same equations, the numbers within ~1e-6.
 """
 
 import time
@@ -12,6 +17,7 @@ import time
 import numpy as np
 
 from textgen.hardware.onednn_activations import FASTEST as FASTEST_ACTIVATIONS
+from textgen.hardware.onednn_layers import FusedLayers
 from textgen.hardware.onednn_products import FASTEST as FASTEST_PRODUCTS
 from textgen.hardware.onednn_products import SMALLEST_BATCH, FastestProducts
 
@@ -40,6 +46,9 @@ class NumpyEngine:
         self.first_projections = None
         if self.embedding.shape[0] * first.kernel.shape[1] <= _MAX_TABLE_ENTRIES:
             self.first_projections = np.ascontiguousarray(self.embedding @ first.kernel + first.bias)
+        self.recurrent = network.recurrent  # Keras's arrays, for oneDNN's fused layers (_choose_fused_layers)
+        self.fused = None  # hardware/onednn_layers.FusedLayers, for batches, where the trial found it faster
+        self.fused_tried = False
 
     @property
     def vocabulary_size(self):
@@ -64,30 +73,59 @@ class NumpyEngine:
         return self.cells[0].project_inputs(self.embedding[tokens])
 
     def _choose_products(self, rows):
-        """Before the process's first batch of SMALLEST_BATCH rows or more: NumPy's or oneDNN's products,
-        whichever takes whole steps of this model faster here (onednn_products.py says why whole steps)."""
-        if self.products is not FASTEST_PRODUCTS or FASTEST_PRODUCTS.chosen is not None or rows < SMALLEST_BATCH:
+        """Before the first batch of SMALLEST_BATCH rows or more: NumPy's or oneDNN's products, whichever
+        takes whole steps of this model faster here (onednn_products.py says why whole steps), once per
+        process; then, once per engine, oneDNN's fused layers for batches or not (_choose_fused_layers)."""
+        if self.products is not FASTEST_PRODUCTS or rows < SMALLEST_BATCH:
             return
         rows = min(rows, _TRIAL_ROWS)
         tokens, state = np.zeros(rows, np.int64), self.initial_state(rows)
+        if FASTEST_PRODUCTS.chosen is None:
 
-        def seconds_with(products):
-            for part in (self, *self.cells):
-                part.products = products
-            try:
-                self._step(tokens, state)  # once first: code paths warm, threads up
-                best = float("inf")
-                for _ in range(3):  # a busy moment of the machine must not decide
-                    started = time.perf_counter()
-                    for _ in range(_TRIAL_STEPS):
-                        self._step(tokens, state)
-                    best = min(best, time.perf_counter() - started)
-                return best
-            finally:
+            def seconds_with(products):
                 for part in (self, *self.cells):
-                    part.products = FASTEST_PRODUCTS
+                    part.products = products
+                try:
+                    return self._seconds_per_steps(tokens, state)
+                finally:
+                    for part in (self, *self.cells):
+                        part.products = FASTEST_PRODUCTS
 
-        FASTEST_PRODUCTS.choose(seconds_with)
+            FASTEST_PRODUCTS.choose(seconds_with)
+        if not self.fused_tried:
+            self.fused_tried = True
+            self._choose_fused_layers(tokens, state)
+
+    def _choose_fused_layers(self, tokens, state):
+        """oneDNN's fused layers (hardware/onednn_layers.py) for batches, where whole steps through them
+        and oneDNN's products are faster than through the cells with the chosen products."""
+        made = []
+
+        def seconds_with(products):  # None: the cells, through the products chosen
+            if products is not None and not made:
+                made.append(FusedLayers(self.embedding, self.recurrent, widen=products.widen))
+            self.fused, self.products = (made[0], products) if products else (None, FASTEST_PRODUCTS)
+            try:
+                seconds = self._seconds_per_steps(tokens, state)
+                if products is not None and self.fused is None:
+                    raise RuntimeError("oneDNN refused the fused layers")  # (_fused_layers_step fell back)
+                return seconds
+            finally:
+                self.fused, self.products = None, FASTEST_PRODUCTS
+
+        if FASTEST_PRODUCTS.choose_fused(seconds_with):
+            self.fused = made[0]
+
+    def _seconds_per_steps(self, tokens, state):
+        """The best of three timings of _TRIAL_STEPS steps at the batch of ``tokens``."""
+        self._step(tokens, state)  # once first: code paths warm, threads up, primitives made
+        best = float("inf")
+        for _ in range(3):  # a busy moment of the machine must not decide
+            started = time.perf_counter()
+            for _ in range(_TRIAL_STEPS):
+                self._step(tokens, state)
+            best = min(best, time.perf_counter() - started)
+        return best
 
     def step(self, tokens, state):
         """tokens (batch,) -> logits (batch, vocabulary) and the next state."""
@@ -96,6 +134,13 @@ class NumpyEngine:
         return self._step(tokens, state)
 
     def _step(self, tokens, state):
+        batch = self.fused is not None and len(tokens) >= SMALLEST_BATCH
+        hidden, next_state = (self._fused_layers_step if batch else self._cells_step)(tokens, state)
+        logits = self.products.project(hidden, self.output_kernel, self.output_kernel_transposed, self.output_bias)
+        return logits, next_state
+
+    def _cells_step(self, tokens, state):
+        """The layers' step through cells.py: the last layer's h (batch, units) and the next state."""
         next_state = []
         for index, (cell, layer_state) in enumerate(zip(self.cells, state)):
             if index == 0:
@@ -103,8 +148,15 @@ class NumpyEngine:
             else:
                 hidden, layer_state = cell.step(hidden, layer_state)
             next_state.append(layer_state)
-        logits = self.products.project(hidden, self.output_kernel, self.output_kernel_transposed, self.output_bias)
-        return logits, next_state
+        return hidden, next_state
+
+    def _fused_layers_step(self, tokens, state):
+        """The same through oneDNN's fused layers: one call a layer."""
+        try:
+            return self.fused.step(tokens, state)
+        except RuntimeError:  # oneDNN refused a primitive for this batch size: the cells from now on
+            self.fused = None
+            return self._cells_step(tokens, state)
 
     def run(self, tokens, state):
         """tokens (batch, time) -> logits (batch, time, vocabulary) and the state after the last step.

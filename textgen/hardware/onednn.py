@@ -84,12 +84,18 @@ class OneDNN:
         # Two calls return a pointer or a size, not a status: ctypes must know, or it truncates them to int.
         library.dnnl_primitive_desc_query_md.restype = ctypes.c_void_p
         library.dnnl_memory_desc_get_size.restype = ctypes.c_size_t
-        self.engine, self.stream, self.attributes = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
+        self.engine, self.attributes = ctypes.c_void_p(), ctypes.c_void_p()
         self.check(library.dnnl_primitive_attr_create(ctypes.byref(self.attributes)), "primitive_attr_create")
         mode = library.dnnl_primitive_attr_set_scratchpad_mode(self.attributes, _SCRATCHPAD_MODE_USER)
         self.check(mode, "set_scratchpad_mode")
         self.check(library.dnnl_engine_create(ctypes.byref(self.engine), _CPU, 0), "engine_create")
-        self.check(library.dnnl_stream_create(ctypes.byref(self.stream), self.engine, _IN_ORDER), "stream_create")
+        self.stream = self.new_stream()
+
+    def new_stream(self):
+        """A stream of its own, for a caller whose calls may run beside another thread's."""
+        stream = ctypes.c_void_p()
+        self.check(self.library.dnnl_stream_create(ctypes.byref(stream), self.engine, _IN_ORDER), "stream_create")
+        return stream
 
     @staticmethod
     def check(status, what):

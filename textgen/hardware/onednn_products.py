@@ -42,7 +42,7 @@ SMALLEST_BATCH = 8  # rows: until a product this big comes, NumPy's are used wit
 _LARGEST_TRIAL = 1024  # rows: a larger first batch is timed at this many
 # How long each library's worker threads spin after a call, before they sleep: OpenBLAS's
 # 2^28 cycles (its THREAD_TIMEOUT), libgomp's GOMP_SPINCOUNT (300,000 turns of a pause loop).
-_OPENBLAS_SPIN_SECONDS, _OPENMP_SPIN_SECONDS = 0.15, 0.02
+OPENBLAS_SPIN_SECONDS, OPENMP_SPIN_SECONDS = 0.15, 0.02
 # Small products follow the batches' library until this long after the last batch (FastestProducts):
 # a server whose streams come and go around 8 changes library at most once a second.
 QUIET_SECONDS = 1.0
@@ -87,8 +87,7 @@ class OneDNNProducts:
         if not self.fits(inputs, kernel, out):
             return NUMPY_PRODUCTS.multiply_add_(inputs, kernel, kernel_transposed, out)
         (rows, depth), columns = inputs.shape, kernel.shape[1]
-        self.set_openmp_threads(self.threads)  # (the activations may have asked for one: see narrow)
-        self.widened.on = True
+        self.widen()
         status = self.sgemm(
             b"N",
             b"N",
@@ -107,6 +106,11 @@ class OneDNNProducts:
         if status != 0:
             raise RuntimeError(f"oneDNN sgemm failed with status {status}")
         return out
+
+    def widen(self):
+        """Every core for this thread's oneDNN calls (the activations may have asked for one: see narrow)."""
+        self.set_openmp_threads(self.threads)
+        self.widened.on = True
 
     def narrow(self):
         """Back to one OpenMP thread for this thread's oneDNN calls (the activations' logistic), before
@@ -177,6 +181,29 @@ class FastestProducts:
             if self.chosen is None:
                 self.chosen = _measured_choice(seconds_with)
 
+    def choose_fused(self, seconds_with):
+        """True where ``seconds_with(products)`` (an engine's steps through oneDNN's fused layers and
+        ``products``) is faster than ``seconds_with(None)`` (its cells' steps through the chosen
+        products); then batches take oneDNN's products from now on, whatever the product trial chose."""
+        with self.lock:
+            candidate = self.chosen if isinstance(self.chosen, OneDNNProducts) else _onednn_products()
+            if candidate is NUMPY_PRODUCTS:
+                return False
+            cells_seconds = seconds_with(None)
+            if candidate is not self.chosen:
+                time.sleep(OPENBLAS_SPIN_SECONDS)  # the cells' last products were NumPy's
+            try:
+                fused_seconds = seconds_with(candidate)
+            except RuntimeError:  # oneDNN refused a primitive for these shapes: the cells, which always run
+                fused_seconds = float("inf")
+            if fused_seconds < cells_seconds:
+                self.chosen = candidate
+                return True
+            if candidate is not self.chosen:
+                candidate.narrow()
+                time.sleep(OPENMP_SPIN_SECONDS)
+            return False
+
     def multiply_add_(self, inputs, kernel, kernel_transposed, out):
         return self._for(inputs, kernel).multiply_add_(inputs, kernel, kernel_transposed, out)
 
@@ -195,20 +222,22 @@ def _product_trial(rows, depth, columns):
 
 def _measured_choice(seconds_with):
     """NUMPY_PRODUCTS or OneDNNProducts: the one with which ``seconds_with`` took less, each timed
-    while the other's threads are asleep."""
+    while the other's threads are asleep (NumPy's first: OpenBLAS's threads spinning from the prompt's
+    products are its own)."""
     candidate = _onednn_products()
     if candidate is NUMPY_PRODUCTS:
         return NUMPY_PRODUCTS
-    time.sleep(_OPENBLAS_SPIN_SECONDS)  # NumPy's last products (the prompt's) leave OpenBLAS's threads spinning
+    numpy_seconds = seconds_with(NUMPY_PRODUCTS)
+    time.sleep(OPENBLAS_SPIN_SECONDS)  # NumPy's last products leave OpenBLAS's threads spinning
     try:
         onednn_seconds = seconds_with(candidate)
     except RuntimeError:  # sgemm refused (a status other than success): NumPy's products, which always run
-        candidate.narrow()
-        return NUMPY_PRODUCTS
+        onednn_seconds = float("inf")
+    if onednn_seconds < numpy_seconds:
+        return candidate
     candidate.narrow()  # the activations back on one OpenMP thread, beside OpenBLAS's
-    time.sleep(_OPENMP_SPIN_SECONDS)
-    numpy_seconds = seconds_with(NUMPY_PRODUCTS)
-    return candidate if onednn_seconds < numpy_seconds else NUMPY_PRODUCTS
+    time.sleep(OPENMP_SPIN_SECONDS)
+    return NUMPY_PRODUCTS
 
 
 def _onednn_products():

@@ -38,7 +38,7 @@ from textgen.hardware.onednn import (
 )
 
 # Values of oneDNN 3.2's enums (dnnl_types.h), as in hardware/onednn.py.
-_TNC, _LDNC, _LDGO = 4, 5, 5  # format tags: tnc = (time, batch, channels), ldnc = (layers, directions, batch, c)
+TNC, LDNC, LDGO = 4, 5, 5  # format tags: tnc = (time, batch, channels), ldnc = (layers, directions, batch, c)
 _FORWARD_TRAINING, _BACKWARD, _LEFT_TO_RIGHT = 64, 128, 1
 _ACTIVATIONS = {"tanh": 33}  # dnnl_eltwise_tanh, for vanilla_rnn
 # Which arrays are bfloat16 in a bfloat16 primitive; all others (bias, c states, gradients) stay float32.
@@ -90,13 +90,13 @@ class RecurrentPrimitive:
         """Every argument's memory descriptor, by name (``backward_``: the kernels as the backward pass reads them)."""
         gates, bias_gates = self.kind.gates, self.kind.onednn_bias_gates
         shapes = {
-            "src_layer": ((time, batch, input_dim), _TNC),
-            "dst_layer": ((time, batch, units), _TNC),
-            "src_iter": ((1, 1, batch, units), _LDNC),
-            "dst_iter": ((1, 1, batch, units), _LDNC),
+            "src_layer": ((time, batch, input_dim), TNC),
+            "dst_layer": ((time, batch, units), TNC),
+            "src_iter": ((1, 1, batch, units), LDNC),
+            "dst_iter": ((1, 1, batch, units), LDNC),
             "weights_layer": ((1, 1, input_dim, gates, units), self._ldigo(input_dim, gates, units)),
             "weights_iter": ((1, 1, units, gates, units), self._ldigo(units, gates, units)),
-            "bias": ((1, 1, bias_gates, units), _LDGO),
+            "bias": ((1, 1, bias_gates, units), LDGO),
         }
         if self.kind.has_cell_state:
             shapes["src_iter_c"], shapes["dst_iter_c"] = shapes["src_iter"], shapes["dst_iter"]
