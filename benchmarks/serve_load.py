@@ -3,7 +3,7 @@
 For a 2-layer 256-unit char LSTM (random weights: speed does not depend on them) it measures, round
 by round, alternating:
 
-    sample 64     `textgen sample --num-samples 64`: (time for --length 501) - (time for --length 2)
+    sample 64     `textgen sample --num-samples 64`: (time for --length 2001) - (time for --length 2)
     sample 1      `textgen sample`: (time for --length 20001) - (time for --length 2)
     serve N       a `textgen serve` process, and a load process (this file, --clients N) whose N
                   clients each stream a 500-token completion at once; characters/s from the first
@@ -35,6 +35,9 @@ from machine import describe_cpu
 
 TOKENS = 500
 SINGLE_STREAM = 20_000  # characters `textgen sample` writes for the single-stream rate: seconds, not noise
+# Characters each of `textgen sample --num-samples 64`'s streams writes for its rate: 2,000, ~1.4 s more than
+# 2 characters take (at 500, ~0.35 s: two start-ups' noise, 0.58-0.79 s for --length 2 in one minute, was half of it)
+BATCH_STREAM = 2_000
 
 
 def timed(command):
@@ -195,7 +198,7 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         model = make_model(Path(scratch) / "lstm")
         for _ in range(arguments.rounds):  # alternate, so drift hits every row
-            figures.setdefault("sample 64", []).append(sample_rate(model, 64, TOKENS + 1))
+            figures.setdefault("sample 64", []).append(sample_rate(model, 64, BATCH_STREAM + 1))
             figures.setdefault("sample 1", []).append(sample_rate(model, 1, SINGLE_STREAM + 1))
             for count in counts:
                 figures.setdefault(f"serve {count}", []).append(serve_figures(model, count))

@@ -15,7 +15,8 @@ every core is asked for before one is made (made on one thread, a step ran 1.8x
 slower).
 
 A primitive is made for fixed shapes (1-3 ms each), so ``FusedLayers`` keeps
-one ``_Stack`` of primitives per batch size, the most recently used
+one ``_Stack`` of primitives per batch size, a multiple of ``ROWS_PER_SIZE``
+(a batch of 57 rows runs in the stack of 64), the most recently used
 ``_MOST_BATCH_SIZES`` of them. Each holds the buffers between its layers; the
 kernels, reordered into the layout a primitive picked, are shared by every
 batch size that picked the same layout. The numbers are oneDNN's (its own tanh
@@ -41,9 +42,11 @@ from textgen.hardware.onednn import (
 from textgen.hardware.onednn_rnn import LDGO, LDNC, TNC, create_descriptor, to_onednn_bias
 
 _FORWARD_INFERENCE = 96  # dnnl_forward_inference
-# Stacks kept: a server's batch size moves as streams come and go, and a new size's stack takes ~3.3 ms
-# to make (a step ~0.5); each kept one holds ~0.6 MB here (2x256 LSTM: 56 stacks, 34 MB).
-_MOST_BATCH_SIZES = 64
+# A server's batch size moves through every size as streams come and go, and a new size's stack takes
+# ~3.3 ms to make (a step ~0.5; 57 sizes were ~190 ms of a 64-client run): stacks are made for multiples
+# of ROWS_PER_SIZE rows, and fewer rows padded. Each kept stack holds ~0.6 MB here (2x256 LSTM).
+ROWS_PER_SIZE = 8
+_MOST_BATCH_SIZES = 64  # 512 rows in multiples of 8
 _KERNELS = ("weights_layer", "weights_iter")
 
 
@@ -91,6 +94,7 @@ class _Layer:
             "dst_iter": state,
         }
         self.state_names = ("src_iter", "src_iter_c") if kind.has_cell_state else ("src_iter",)
+        self.padded_state = [np.zeros((batch, units), np.float32) for _ in self.state_names]  # for fewer rows
         for name in self.state_names:
             shapes[name] = shapes[name.replace("src", "dst")] = state
         descriptors = {name: onednn.memory_desc(dims, layout) for name, (dims, layout) in shapes.items()}
@@ -127,8 +131,15 @@ class _Layer:
         )
 
     def step(self, state, stream):
-        """This layer's next state from ``state`` (each (batch, units)); its output h is also in ``destination``."""
-        state = [np.ascontiguousarray(array, np.float32) for array in state]
+        """This layer's next state from ``state`` (each (rows, units), rows up to the batch its primitive
+        was made for: the rest are padding, whatever they hold); its output h is also in ``destination``."""
+        rows = state[0].shape[0]
+        if rows == self.padded_state[0].shape[0]:
+            state = [np.ascontiguousarray(array, np.float32) for array in state]
+        else:  # into the padded buffers' first rows (the others hold an earlier step's finite values)
+            for buffer, array in zip(self.padded_state, state):
+                buffer[:rows] = array
+            state = self.padded_state
         next_state = tuple(np.empty_like(array) for array in state)
         for name, before, after in zip(self.state_names, state, next_state):
             self.set_handle(self.memories[name], ctypes.c_void_p(before.ctypes.data))
@@ -136,7 +147,7 @@ class _Layer:
         library, check = self.onednn.library, self.onednn.check
         check(library.dnnl_primitive_execute(self.primitive, stream, len(self.arguments), self.arguments), "execute")
         check(library.dnnl_stream_wait(stream), "stream_wait")
-        return next_state
+        return tuple(array[:rows] for array in next_state)
 
     def close(self):
         """Free what oneDNN made for this layer (the shared kernels stay)."""
@@ -152,7 +163,7 @@ class _Stack:
 
     def __init__(self, onednn, layers, embedding_dim, batch, kernels):
         widths = [embedding_dim] + [arrays[1].shape[0] for _, arrays in layers]
-        self.buffers = [np.empty((batch, width), np.float32) for width in widths]  # layer i reads i, writes i + 1
+        self.buffers = [np.zeros((batch, width), np.float32) for width in widths]  # layer i reads i, writes i + 1
         self.layers = []
         try:
             for index, (kind, arrays) in enumerate(layers):
@@ -217,9 +228,10 @@ class FusedLayers:
 
     def step(self, tokens, state):
         """tokens (batch,) and the engine's state -> the last layer's h (batch, units) and the next state."""
+        rows = len(tokens)
         with self.lock:
             self.widen()  # first: a primitive plans its work for the threads OpenMP gives when it is made
-            stack = self._stack(len(tokens))
-            np.take(self.embedding, tokens, axis=0, out=stack.buffers[0])  # (batch, embedding_dim)
+            stack = self._stack(-(-rows // ROWS_PER_SIZE) * ROWS_PER_SIZE)  # rows rounded up: padded
+            np.take(self.embedding, tokens, axis=0, out=stack.buffers[0][:rows])  # (rows, embedding_dim)
             next_state = [layer.step(layer_state, self.stream) for layer, layer_state in zip(stack.layers, state)]
         return next_state[-1][0], next_state
