@@ -43,8 +43,8 @@ from textgen.hardware.onednn_rnn import LDGO, LDNC, TNC, create_descriptor, to_o
 
 _FORWARD_INFERENCE = 96  # dnnl_forward_inference
 # A server's batch size moves through every size as streams come and go, and a new size's stack takes
-# ~3.3 ms to make (a step ~0.5; 57 sizes were ~190 ms of a 64-client run): stacks are made for multiples
-# of ROWS_PER_SIZE rows, and fewer rows padded. Each kept stack holds ~0.6 MB here (2x256 LSTM).
+# ~3.3 ms to make (a step ~0.5; 64 sizes ~0.2 s): stacks are made for multiples of ROWS_PER_SIZE rows,
+# and fewer rows padded. Each kept stack holds ~0.6 MB here (2x256 LSTM).
 ROWS_PER_SIZE = 8
 _MOST_BATCH_SIZES = 64  # 512 rows in multiples of 8
 _KERNELS = ("weights_layer", "weights_iter")
@@ -68,6 +68,7 @@ class _Kernels:
             (1, 1, rows, gates, columns // gates), (rows * columns, rows * columns, columns, columns // gates, 1)
         )
         array = Reorder(onednn, keras_layout, chosen)(keras_kernel)
+        onednn.library.dnnl_memory_desc_destroy(keras_layout)
         clone = ctypes.c_void_p()  # the primitive's own descriptor dies with it; this one lives with the copy
         onednn.check(onednn.library.dnnl_memory_desc_clone(ctypes.byref(clone), chosen), "memory_desc_clone")
         self.copies.append((layer, name, clone, array))
@@ -98,6 +99,7 @@ class _Layer:
         for name in self.state_names:
             shapes[name] = shapes[name.replace("src", "dst")] = state
         descriptors = {name: onednn.memory_desc(dims, layout) for name, (dims, layout) in shapes.items()}
+        made = list(descriptors.values())  # ours to free once the primitive and memories hold copies
         self.descriptor = create_descriptor(onednn, kind, descriptors, _FORWARD_INFERENCE, what="inference")
         self.implementation = onednn.implementation(self.descriptor)
         self.primitive = onednn.primitive(self.descriptor)
@@ -105,6 +107,8 @@ class _Layer:
             descriptors[name] = onednn.query_descriptor(self.descriptor, QUERY_ARGUMENT, ARGUMENTS[name])
         descriptors["scratchpad"] = onednn.query_descriptor(self.descriptor, QUERY_SCRATCHPAD)
         self.memories = {name: onednn.memory(descriptor) for name, descriptor in descriptors.items()}
+        for descriptor in made:
+            onednn.library.dnnl_memory_desc_destroy(descriptor)
         self.fixed = {  # kept alive as long as the memories that point at them
             "src_layer": source,
             "dst_layer": destination,
