@@ -28,6 +28,20 @@ def test_fused_layers_give_keras_logits_step_after_step(cell, batch_size, tmp_pa
     assert all(layer.implementation for layer in engine.fused.stacks[rows].layers)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_prompts_read_together_go_through_the_fused_layers(cell, tmp_path):
+    model, engine = fused_engine(cell, tmp_path)
+    tokens = np.random.default_rng(12).integers(0, 13, size=(10, 6)).astype(np.int32)  # 10 prompts of 6
+    logits, state = engine.run(tokens, engine.initial_state(10))
+    np.testing.assert_allclose(logits, np.asarray(model(tokens)), rtol=1e-5, atol=1e-5)
+    assert list(engine.fused.stacks) == [16]
+    engine.fused = None  # the state it leaves is the cells' too
+    _, cells_state = engine.run(tokens, engine.initial_state(10))
+    for layer, cells_layer in zip(state, cells_state):
+        for array, expected in zip(layer, cells_layer):
+            np.testing.assert_allclose(array, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_a_single_stream_stays_in_the_cells(tmp_path):
     model, engine = fused_engine("lstm", tmp_path)
     tokens = np.random.default_rng(7).integers(0, 13, size=(1, 5)).astype(np.int32)

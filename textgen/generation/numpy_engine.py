@@ -166,6 +166,12 @@ class NumpyEngine:
         """
         tokens = np.asarray(tokens)
         self._choose_products(tokens.shape[0])  # the batch: one prompt's time steps are not streams
+        if self.fused is not None and tokens.shape[0] >= SMALLEST_BATCH:  # many prompts read together
+            hidden = np.empty(tokens.shape + (self.cells[-1].units,), np.float32)  # (batch, time, units)
+            for t in range(tokens.shape[1]):
+                hidden[:, t], state = self._fused_layers_step(tokens[:, t], state)
+            logits = self.products.project(hidden, self.output_kernel, self.output_kernel_transposed, self.output_bias)
+            return logits, state
         next_state, hidden = [], None
         for index, (cell, layer_state) in enumerate(zip(self.cells, state)):
             # (batch, time, gates * units)
