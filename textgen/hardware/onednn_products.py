@@ -145,7 +145,8 @@ def _seconds(products, inputs, kernel, kernel_transposed, out, repeats=3):
 
 class FastestProducts:
     """NumPy's products until the first batch of SMALLEST_BATCH rows or more; then the faster of
-    NumPy's and oneDNN's at that first shape, timed once, for batches from then on.
+    NumPy's and oneDNN's at that first shape, timed once, for batches from then on (and oneDNN's
+    where an engine's steps run faster through oneDNN's fused layers: choose_fused).
 
     Never a mix of the two in one stretch of time: each library keeps its worker threads spinning
     after a call (OpenBLAS's for ~0.1 s), and beside the other's they fought over the cores: a
