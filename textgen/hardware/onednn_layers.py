@@ -87,16 +87,14 @@ class _Layer:
         state = ((1, 1, batch, units), LDNC)
         shapes = {
             "src_layer": ((1, batch, source.shape[1]), TNC),
-            "src_iter": state,
             "weights_layer": ((1, 1, source.shape[1], kind.gates, units), ANY),
             "weights_iter": ((1, 1, units, kind.gates, units), ANY),
             "bias": ((1, 1, kind.onednn_bias_gates, units), LDGO),
             "dst_layer": ((1, batch, units), TNC),
-            "dst_iter": state,
         }
         self.state_names = ("src_iter", "src_iter_c") if kind.has_cell_state else ("src_iter",)
         self.padded_state = [np.zeros((batch, units), np.float32) for _ in self.state_names]  # for fewer rows
-        for name in self.state_names:
+        for name in self.state_names:  # each state in (src_) and out (dst_): h, and the LSTM's c
             shapes[name] = shapes[name.replace("src", "dst")] = state
         descriptors = {name: onednn.memory_desc(dims, layout) for name, (dims, layout) in shapes.items()}
         made = list(descriptors.values())  # ours to free once the primitive and memories hold copies
