@@ -10,12 +10,17 @@ by round, alternating:
                   request to the last [DONE], and each client's time to its first character; for
                   1 client also the rate after its first character (a request's ~3-5 ms of HTTP
                   set-up is a tenth of a 500-token stream, and `sample 1` leaves its start-up out)
+    floor N       benchmarks/http_floor.py, uvicorn answering each request at once with one character
+                  and no model, under the same load: the HTTP path's own time to a first character
+                  on these cores, the floor under serve N's latencies
     bare step     the step's matrix products alone (the first layer's lookup table, h U, the second
                   layer's x W, the output layer), at batch 1 and 64, each in a process of its own:
                   "numpy" in NumPy, the bound the issue set; "engine" through the products the
                   engine chose here (oneDNN's sgemm where it was faster: hardware/onednn_products.py)
 
-and prints each rate as a ratio: serve 64 / sample 64, serve 1 / sample 1, sample / bare step.
+and prints each rate as a ratio: serve 64 / sample 64, serve 1 / sample 1, sample / bare step; and the
+16-client first character's p99 against the issue's bound (5 single-stream steps and the prompt's) and
+against the HTTP floor's.
 
     python benchmarks/serve_load.py [--rounds 3] [--clients 1,16,64]
 """
@@ -38,6 +43,8 @@ SINGLE_STREAM = 20_000  # characters `textgen sample` writes for the single-stre
 # Characters each of `textgen sample --num-samples 64`'s streams writes for its rate: 2,000, ~1.4 s more than
 # 2 characters take (at 500, ~0.35 s: two start-ups' noise, 0.58-0.79 s for --length 2 in one minute, was half of it)
 BATCH_STREAM = 2_000
+PROMPT = "The "  # every client's prompt
+FLOOR_SERVER = [sys.executable, str(Path(__file__).resolve().parent / "http_floor.py")]
 
 
 def timed(command):
@@ -57,7 +64,7 @@ async def _client(base, model_id, results):
     """One streaming client on a raw connection: the load process shares the server's cores, so it
     does as little as a client can (no HTTP library), and counts the characters it is sent."""
     host, port = base.removeprefix("http://").rsplit(":", 1)
-    body = json.dumps({"model": model_id, "prompt": "The ", "max_tokens": TOKENS, "stream": True, "temperature": 0.8})
+    body = json.dumps({"model": model_id, "prompt": PROMPT, "max_tokens": TOKENS, "stream": True, "temperature": 0.8})
     request = (
         f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
@@ -99,10 +106,11 @@ async def _load(base, model_id, clients):
     }
 
 
-def serve_figures(model, clients):
-    """One server process, one load process of ``clients`` streams: rate and first-character latencies."""
+def serve_figures(model, clients, server_command=None):
+    """One server process (`textgen serve`, or ``server_command``), one load process of ``clients``
+    streams: rate and first-character latencies."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "textgen", "serve", str(model), "--port", "0"],
+        server_command or [sys.executable, "-m", "textgen", "serve", str(model), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -202,6 +210,7 @@ def main():
             figures.setdefault("sample 1", []).append(sample_rate(model, 1, SINGLE_STREAM + 1))
             for count in counts:
                 figures.setdefault(f"serve {count}", []).append(serve_figures(model, count))
+                figures.setdefault(f"floor {count}", []).append(serve_figures(model, count, FLOOR_SERVER))
             for library in ("numpy", "engine"):
                 for batch in (64, 1):
                     repeats = 20_000 if batch == 1 else 2_000  # ~1 s each: 2,000 batch-1 steps (80 ms) ran 21.7k-26.3k
@@ -209,6 +218,11 @@ def main():
                         bare_step_rate(model, batch, library, repeats)
                     )
     report(figures, counts)
+
+
+def latencies(runs):
+    """The medians over ``runs`` of the first character's p50 and p99, in ms."""
+    return tuple(statistics.median(run[name] for run in runs) * 1000 for name in ("p50", "p99"))
 
 
 def report(figures, counts):
@@ -220,13 +234,22 @@ def report(figures, counts):
         print(f"{name:<15} {rate[name]:>10,.0f}")
     step = 1 / rate["sample 1"]
     for count in counts:
-        runs = figures[f"serve {count}"]
-        p50 = statistics.median(run["p50"] for run in runs) * 1000
-        p99 = statistics.median(run["p99"] for run in runs) * 1000
-        print(f"serve {count:<6} {rate[f'serve {count}']:>10,.0f}   first character p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        p50, p99 = latencies(figures[f"serve {count}"])
+        floor50, floor99 = latencies(figures[f"floor {count}"])
+        print(
+            f"serve {count:<6} {rate[f'serve {count}']:>10,.0f}   first character p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+            f"   (HTTP floor p50 {floor50:.1f} ms, p99 {floor99:.1f} ms)"
+        )
     streaming = statistics.median(run["streaming"] for run in figures["serve 1"]) if "serve 1" in figures else 0
     print(f"serve 1 after its first character: {streaming:,.0f} chars/s ({streaming / rate['sample 1']:.2f}x sample 1)")
     print(f"single-stream step: {step * 1000:.3f} ms")
+    if 16 in counts:
+        bound = (5 + len(PROMPT)) * step * 1000  # 5 steps, and the prompt read a step a character
+        p99, floor99 = latencies(figures["serve 16"])[1], latencies(figures["floor 16"])[1]
+        print(
+            f"16 clients' first character p99: {p99:.1f} ms; goal < {bound:.2f} ms (5 steps + the prompt); "
+            f"the HTTP floor alone {floor99:.1f} ms, so textgen's own part {p99 - floor99:.1f} ms"
+        )
     print(f"serve 64 / sample 64: {rate.get('serve 64', 0) / rate['sample 64']:.2f}x (goal >= 0.8)")
     print(f"serve 1 / sample 1:   {rate.get('serve 1', 0) / rate['sample 1']:.2f}x (goal >= 0.9)")
     for library in ("numpy", "engine"):
