@@ -2,12 +2,15 @@
 row would write alone, and plain rows' text goes out in few pieces (serving/batcher.py)."""
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
 
 import textgen
 from textgen.serving import batcher as batcher_module
+from textgen.serving import prompt_reading
+from textgen.serving.arrivals import QUIET_TURNS, Arrivals
 from textgen.serving.batcher import Batcher
 from textgen.serving.openai_requests import parse_completion
 from textgen.serving.row_sampling import DRAW_BLOCK, RowDraws
@@ -147,4 +150,62 @@ def test_prompts_of_every_length_read_together_write_what_each_writes_alone(load
     assert max(batches) >= 2  # read together, not one prompt after another
     beside_writers = [piece for piece, writing in pieces if writing]
     assert len(beside_writers) >= 40  # the 700 characters a short piece at a time, beside the streams writing
-    assert max(beside_writers) <= batcher_module.PROMPT_STEPS_WHILE_WRITING < batcher_module.PROMPT_PIECE
+    assert max(beside_writers) <= prompt_reading.PROMPT_STEPS_WHILE_WRITING < prompt_reading.PROMPT_PIECE
+
+
+async def _read_all(sink):
+    return [event async for batch in sink.batches() for event in batch]
+
+
+def test_a_burst_of_requests_goes_to_the_batcher_whole_once_the_event_loop_has_read_it():
+    handed_over = []
+    arrivals = Arrivals(handed_over.append)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        for job in range(5):  # five handlers, one turn of the loop after another
+            arrivals.arrived(loop, job)
+            await asyncio.sleep(0)
+        burst = list(handed_over)
+        for _ in range(QUIET_TURNS + 1):
+            await asyncio.sleep(0)
+        arrivals.arrived(loop, "alone")
+        for _ in range(QUIET_TURNS + 1):
+            await asyncio.sleep(0)
+        return burst
+
+    assert asyncio.run(scenario()) == []  # nothing while the requests kept coming
+    assert handed_over == [[0, 1, 2, 3, 4], ["alone"]]  # the burst whole, then a lone one a few turns on
+
+
+def test_requests_of_one_burst_are_read_as_one_batch(loaded, monkeypatch):
+    generator, batcher = loaded
+    asyncio.run(_run(batcher, generator, [_request("a", max_tokens=1)], join_after=0))  # the loop started
+    batches, run = [], batcher.engine.run
+    monkeypatch.setattr(batcher.engine, "run", lambda tokens, state: batches.append(len(tokens)) or run(tokens, state))
+    requests = [_request("The ", max_tokens=5, seed=number) for number in range(12)]
+
+    async def burst():  # submitted by handlers in turns of the event loop one after another, as a burst's are
+        loop = asyncio.get_running_loop()
+        sinks = [RequestSink(loop, 1) for _ in requests]
+        for completion, sink in zip(requests, sinks):
+            batcher.submit(completion, generator.prompt_ids("The "), sink)
+            time.sleep(0.002)  # the rest of the handler's work, while the batcher's thread may run
+            await asyncio.sleep(0)  # the next handler in the next turn of the loop
+        return [await _read_all(sink) for sink in sinks]
+
+    events = asyncio.run(burst())
+    assert batches == [12]
+    assert all(found[-1] == ("end", 0, "length", 5) for found in events)
+
+
+def test_a_request_still_on_the_event_loop_when_the_batcher_stops_gets_its_final_event(loaded):
+    generator, batcher = loaded
+
+    async def scenario():
+        sink = RequestSink(asyncio.get_running_loop(), 2)
+        batcher.submit(_request("The ", max_tokens=50, n=2), generator.prompt_ids("The "), sink)
+        batcher.stop()  # before the event loop's next turn hands the job over
+        return await _read_all(sink)
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [("end", 0, "abort", 0), ("end", 1, "abort", 0)]

@@ -2,9 +2,10 @@
 
 One thread per model runs this loop:
 
-    take in new requests   their prompts run through the network together, as one batch, a
-                           piece per turn, so a long prompt never stalls the streams already
-                           writing; then each of the request's n choices becomes a row
+    take in new requests   those that reached the server together, together (arrivals.py); their
+                           prompts run through the network as one batch, a piece per turn, so a
+                           long prompt never stalls the streams already writing (prompt_reading.py);
+                           then each of the request's n choices becomes a row
     drop rows              whose client went away (the HTTP side cancels them)
     choose                 a token for every row at once (row_sampling.py), each row by its own settings
     hand out               each row's new text to its request's sink; finished rows leave
@@ -31,16 +32,14 @@ import time
 
 import numpy as np
 
-from textgen.generation.generator import PROMPT_CHUNK
+from textgen.serving.arrivals import Arrivals
 from textgen.serving.openai_requests import RequestRefused
+from textgen.serving.prompt_reading import read_piece
 from textgen.serving.row_sampling import RowDraws, RowSampler
 from textgen.serving.rows import Job, Row, random_generator
 
 # Streams the engine's step is first timed at (NumpyEngine.prepare), as the loop starts.
 PREPARED_BATCH = 64
-# Prompt tokens read per turn of the loop before the live rows step again, and at most this many in
-# sequence while rows write (a 900k-character prompt read 512 at a time kept a request beside it 9 s).
-PROMPT_PIECE, PROMPT_STEPS_WHILE_WRITING = min(PROMPT_CHUNK, 512), 16
 # Seconds at most between two hand-outs of the plain rows' text: well under a sink's
 # 20 ms between sends (stream_sink.py), so the streams look no less continuous.
 HAND_OUT_SECONDS = 0.005
@@ -54,10 +53,12 @@ class Batcher:
         self.engine, self.vocabulary = generator.engine, generator.tokenizer.vocabulary
         self.sampler = RowSampler(generator.tokenizer.unknown_id)
         self._condition = threading.Condition()
-        self._waiting = collections.deque()  # Jobs submitted, not yet taken in by the loop
+        self._arrivals = Arrivals(self._take_in)  # Jobs submitted while the event loop reads a burst
+        self._waiting = collections.deque()  # Jobs handed over, not yet taken in by the loop
         self._reading = []  # Jobs whose prompt is being read (the loop's own)
         self._reserved = 0  # rows of waiting and live jobs
         self._stopping = False
+        self._closed = False  # the loop has ended: jobs handed over now end at once
         self._cancel_noticed = False  # a sink was cancelled since the rows were last looked at
         self.rows, self.state, self.logits = [], None, None
         self._draws = RowDraws()  # the rows' uniforms, in the batch's order
@@ -75,12 +76,22 @@ class Batcher:
             return self._reserved
 
     def submit(self, completion, ids, sink):
-        """Queue a checked request; a refusal (429) when the model's batch is full."""
+        """Queue a checked request (on the event loop's thread, with the burst it came in:
+        arrivals.py); a refusal (429) when the model's batch is full."""
         sink.on_cancel = self._notice_cancel
         with self._condition:
             self._reserve(completion.choices)
-            self._waiting.append(Job(completion, ids, sink))
-            self._condition.notify()
+        self._arrivals.arrived(sink.loop, Job(completion, ids, sink))
+
+    def _take_in(self, jobs):
+        """A burst's jobs, for the loop to read; ended at once if the loop has ended (a stop)."""
+        with self._condition:
+            if not self._closed:
+                self._waiting.extend(jobs)
+                self._condition.notify()
+                return
+        for job in jobs:
+            job.sink.end_all(job.completion.choices, "abort")
 
     def _notice_cancel(self):
         """Called by a sink (any thread) after it was cancelled: the loop looks for its rows."""
@@ -134,6 +145,8 @@ class Batcher:
                 self._drop_cancelled()
             if self.rows:
                 self._step()
+        with self._condition:
+            self._closed = True  # from now on, _take_in ends the jobs itself
         self._hand_out()  # what the rows wrote before the stop, then their final event
         for row in self.rows:
             self._finish(row, "abort")
@@ -141,30 +154,12 @@ class Batcher:
             job.sink.end_all(job.completion.choices, "abort")
 
     def _read_prompts(self):
-        """One batched run over the prompts being read. Every job being read advances by the same
-        number of tokens (the fewest any has left, PROMPT_PIECE in all at most), so 64 short prompts
-        that arrive together are read as one batch of 64 (one at a time, they kept the 64th client's
-        first character waiting ~20 ms), a long prompt is read a piece per turn (shorter while rows
-        write), holding back neither a short one nor the streams writing; jobs read whole join together."""
+        """A piece of the prompts being read (prompt_reading.py); the jobs read whole join together."""
         while self._waiting:  # the deque's own operations are thread-safe
             self._reading.append(self._waiting.popleft())
         self.release(sum(job.completion.choices for job in self._reading if job.sink.cancelled))
         self._reading = [job for job in self._reading if not job.sink.cancelled]
-        reading = self._reading[:PROMPT_PIECE]  # a token each at least
-        if not reading:
-            return
-        longest = PROMPT_STEPS_WHILE_WRITING if self.rows else PROMPT_PIECE  # tokens in sequence
-        piece = min(min(len(job.ids) - job.read for job in reading), PROMPT_PIECE // len(reading), longest)
-        tokens = np.stack([job.ids[job.read : job.read + piece] for job in reading])  # (jobs, piece)
-        states = [job.state or self.engine.initial_state(1) for job in reading]
-        state = [tuple(map(np.concatenate, zip(*parts))) for parts in zip(*states)]  # (jobs, units) per part
-        logits, state = self.engine.run(tokens, state)  # (jobs, piece, vocabulary): only the last is kept
-        last = logits[:, -1].copy()
-        for position, job in enumerate(reading):
-            job.read += piece
-            job.logits = last[position : position + 1]
-            job.state = [tuple(array[position : position + 1] for array in layer) for layer in state]
-        read = [job for job in reading if job.read == len(job.ids)]
+        read = read_piece(self.engine, self._reading, writing=bool(self.rows))
         if read:
             self._reading = [job for job in self._reading if job.read < len(job.ids)]
             self._join(read)

@@ -48,7 +48,7 @@ class RequestSink:
     open_streams = 0  # sinks being read now, in this process (only the event loop's thread counts them)
 
     def __init__(self, loop, choices):
-        self._loop, self.choices = loop, choices
+        self.loop, self.choices = loop, choices
         self._lock = threading.Lock()
         self._events = []
         self._woken = False  # a wake-up is on its way for what is in _events
@@ -80,9 +80,9 @@ class RequestSink:
             self._ending |= event[0] == "end"
         try:
             if wake:
-                self._loop.call_soon_threadsafe(self._wake.set)
+                self.loop.call_soon_threadsafe(self._wake.set)
             if event[0] == "end":  # nothing more is coming for this choice: no reason to wait
-                self._loop.call_soon_threadsafe(self._end_nap)  # (for a reader already waiting)
+                self.loop.call_soon_threadsafe(self._end_nap)  # (for a reader already waiting)
         except RuntimeError:  # the event loop is closed: nobody is reading any more
             self.cancel()
 
@@ -93,8 +93,8 @@ class RequestSink:
 
     async def _wait(self, seconds):
         """asyncio.sleep(seconds), which an end event cuts short (_end_nap)."""
-        self._nap = self._loop.create_future()
-        timer = self._loop.call_later(seconds, self._end_nap)
+        self._nap = self.loop.create_future()
+        timer = self.loop.call_later(seconds, self._end_nap)
         try:
             await self._nap
         finally:
