@@ -8,8 +8,9 @@ by round, alternating:
     serve N       a `textgen serve` process, and a load process (this file, --clients N) whose N
                   clients each stream a 500-token completion at once (a lone client 5,000 tokens);
                   characters/s from the first request to the last [DONE], and each client's time to
-                  its first character; for 1 client also the rate after its first character (a
-                  request's few ms of HTTP set-up, which `sample 1` leaves out)
+                  its first character (the median of 3 such loads after one unmeasured); for 1
+                  client also the rate after its first character (a request's few ms of HTTP
+                  set-up, which `sample 1` leaves out)
     floor N       benchmarks/http_floor.py, uvicorn answering each request at once with one character
                   and no model, under the same load: the HTTP path's own time to a first character
                   on these cores, the floor under serve N's latencies
@@ -44,6 +45,9 @@ TOKENS = 500
 # A lone client's stream: 500 tokens are ~45 ms here, and one slow stretch of the machine moved its rate
 # 0.70-1.00x of `sample 1` (measured over 20,000 characters) between rounds; 5,000 are ~0.45 s.
 ONE_CLIENT_TOKENS = 5_000
+# Loads measured per server, each figure their median: one 64-client load is ~0.45 s, and one slow
+# stretch of the machine in it moved a round's ratio to `sample 64` 0.44-1.12x.
+MEASURED_LOADS = 3
 SINGLE_STREAM = 20_000  # characters `textgen sample` writes for the single-stream rate: seconds, not noise
 # Characters each of `textgen sample --num-samples 64`'s streams writes for its rate: 2,000, ~1.4 s more than
 # 2 characters take (at 500, ~0.35 s: two start-ups' noise, 0.58-0.79 s for --length 2 in one minute, was half of it)
@@ -99,19 +103,22 @@ async def _load(base, model_id, clients):
     # connections) pays for code paths and memory touched once, so it is run once unmeasured.
     tokens = ONE_CLIENT_TOKENS if clients == 1 else TOKENS
     await asyncio.gather(*(_client(base, model_id, [], tokens) for _ in range(clients)))
-    results = []
-    started = time.perf_counter()
-    await asyncio.gather(*(_client(base, model_id, results, tokens) for _ in range(clients)))
-    characters = sum(result[1] for result in results)
-    ended = max(result[2] for result in results)
-    firsts = sorted(result[0] for result in results)
-    return {
-        "rate": characters / (ended - started),
-        # one stream's rate once it writes (as `sample 1` leaves its start-up out), the slowest's
-        "streaming": min(result[3] for result in results),
-        "p50": firsts[len(firsts) // 2],
-        "p99": firsts[min(len(firsts) - 1, round(0.99 * (len(firsts) - 1)))],
-    }
+    loads = []
+    for _ in range(MEASURED_LOADS):
+        results = []
+        started = time.perf_counter()
+        await asyncio.gather(*(_client(base, model_id, results, tokens) for _ in range(clients)))
+        firsts = sorted(result[0] for result in results)
+        loads.append(
+            {
+                "rate": sum(result[1] for result in results) / (max(result[2] for result in results) - started),
+                # one stream's rate once it writes (as `sample 1` leaves its start-up out), the slowest's
+                "streaming": min(result[3] for result in results),
+                "p50": firsts[len(firsts) // 2],
+                "p99": firsts[min(len(firsts) - 1, round(0.99 * (len(firsts) - 1)))],
+            }
+        )
+    return {name: statistics.median(load[name] for load in loads) for name in loads[0]}
 
 
 def serve_figures(model, clients, server_command=None):
