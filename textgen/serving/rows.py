@@ -71,8 +71,14 @@ class Job:
         self.logits = None  # (1, vocabulary) after the last id read
 
 
+# The rows of requests without a seed draw from this one generator: nobody can ask for their numbers
+# again, and a fresh generator from the system's entropy is ~23 us, 1.5 ms for 64 rows joining at once
+# (on the way to their first character). Its methods take its own lock (several batchers' threads).
+_UNSEEDED = np.random.default_rng()
+
+
 def random_generator(seed, index):
     """Choice 0 of a seeded request draws as `textgen sample --seed` does; choice i from (seed, i)."""
     if seed is None:
-        return np.random.default_rng()
+        return _UNSEEDED
     return np.random.default_rng(seed if index == 0 else [seed, index])
