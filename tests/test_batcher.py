@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import textgen
+from textgen.serving import arrivals as arrivals_module
 from textgen.serving import batcher as batcher_module
 from textgen.serving import prompt_reading
 from textgen.serving.arrivals import QUIET_TURNS, Arrivals
@@ -176,6 +177,24 @@ def test_a_burst_of_requests_goes_to_the_batcher_whole_once_the_event_loop_has_r
 
     assert asyncio.run(scenario()) == []  # nothing while the requests kept coming
     assert handed_over == [[0, 1, 2, 3, 4], ["alone"]]  # the burst whole, then a lone one a few turns on
+
+
+def test_requests_that_never_stop_coming_do_not_hold_back_the_first_ones(monkeypatch):
+    monkeypatch.setattr(arrivals_module, "MOST_SECONDS", 0.05)
+    handed_over = []
+    arrivals = Arrivals(handed_over.append)
+
+    async def scenario():
+        loop, started = asyncio.get_running_loop(), time.monotonic()
+        job = 0
+        while not handed_over and time.monotonic() - started < 5:  # one arrival every turn
+            arrivals.arrived(loop, job)
+            job += 1
+            await asyncio.sleep(0)
+        return time.monotonic() - started
+
+    waited = asyncio.run(scenario())
+    assert handed_over and handed_over[0][0] == 0 and 0.05 <= waited < 1
 
 
 def test_requests_of_one_burst_are_read_as_one_batch(loaded, monkeypatch):
