@@ -179,6 +179,24 @@ def test_a_burst_of_requests_goes_to_the_batcher_whole_once_the_event_loop_has_r
     assert handed_over == [[0, 1, 2, 3, 4], ["alone"]]  # the burst whole, then a lone one a few turns on
 
 
+def test_a_job_left_on_a_closed_event_loop_goes_over_with_the_next_loops_first():
+    handed_over = []
+    arrivals = Arrivals(handed_over.append)
+
+    closed = asyncio.new_event_loop()
+    arrivals.arrived(closed, "left")
+    closed.close()  # before its next turn: the check never runs
+    assert handed_over == []
+
+    async def arrive_and_wait(job):
+        arrivals.arrived(asyncio.get_running_loop(), job)
+        for _ in range(QUIET_TURNS + 1):
+            await asyncio.sleep(0)
+
+    asyncio.run(arrive_and_wait("next"))
+    assert handed_over == [["left", "next"]]
+
+
 def test_requests_that_never_stop_coming_do_not_hold_back_the_first_ones(monkeypatch):
     monkeypatch.setattr(arrivals_module, "MOST_SECONDS", 0.05)
     handed_over = []

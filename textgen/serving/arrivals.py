@@ -39,15 +39,16 @@ class Arrivals:
         self._arrived = 0  # jobs arrived, ever
         self._seen = 0  # of them, those arrived by the last check
         self._quiet = 0  # turns since the last arrival
-        self._checking = False  # a check is scheduled on the loop
+        self._checking_on = None  # the event loop a check is scheduled on, if any
         self._due = 0.0  # time.monotonic() by which the jobs go over, however busy the loop is
 
     def arrived(self, loop, job):
         """A job from a handler running on ``loop``; handed over once the loop goes quiet."""
         self._jobs.append(job)
         self._arrived += 1
-        if not self._checking:
-            self._checking, self._seen, self._quiet = True, self._arrived, 0
+        # (a loop closed with a check still scheduled never runs it: the next loop's check takes over)
+        if self._checking_on is None or self._checking_on.is_closed():
+            self._checking_on, self._seen, self._quiet = loop, self._arrived, 0
             self._due = time.monotonic() + MOST_SECONDS
             loop.call_soon(self._check, loop)
 
@@ -59,6 +60,6 @@ class Arrivals:
         if self._quiet < QUIET_TURNS and time.monotonic() < self._due:
             loop.call_soon(self._check, loop)  # runs in the loop's next turn
             return
-        self._checking = False
+        self._checking_on = None
         jobs, self._jobs = self._jobs, []
         self._hand_over(jobs)
