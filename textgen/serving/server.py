@@ -50,9 +50,9 @@ def _url(host, port):
 def _freeze_start_up_objects():
     """Leave what the imports and the models made out of Python's full garbage collections. Such a
     collection walks every object the process holds (~34,000 here after start: 11-22 ms on these
-    cores) with the interpreter lock held, so it stopped the event loop and the batcher together; it
-    came every few hundred requests, and one in a burst of 16 held the last 6 back 17-30 ms. Frozen,
-    a full collection walks only what serving made since (gc.freeze, Python's advice to servers)."""
+    cores) with the interpreter lock held, so it stopped the event loop and the batcher together: one
+    in a burst of 16 held the last 6 back 17-30 ms. Frozen, a full collection walks only what serving
+    made since (gc.freeze); serve() unfreezes them when it returns, for a caller that goes on."""
     gc.collect()  # start-up's garbage first: frozen objects are never freed
     gc.freeze()
 
@@ -98,3 +98,4 @@ def serve(models=(), *, host="127.0.0.1", port=8000, api_key=None, max_streams=D
             signal.signal(number, handler)
         catalog.stop()
         listening.close()
+        gc.unfreeze()
